@@ -13,7 +13,6 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 
 def _pair(v):
@@ -110,8 +109,9 @@ def transpose_conv(x, kernel, stride, padding=0):
   overlapping contributions are summed; output length (n-1)*s - 2p + k.
   Identical to PyTorch `ConvTranspose2d` with weight `K.permute(2, 3, 0, 1)`.
 
-  Computed as one dense stride-1 convolution producing s*s phases followed by
-  a depth-to-space, instead of convolving a zero-dilated input.
+  Computed as a phase (sub-pixel) decomposition: one dense matmul over the
+  ceil(k/s)^2 shifted copies of the input produces all s*s output phases,
+  then a depth-to-space, instead of convolving a zero-dilated input.
   Args:
     x: (N, H, W, Cin).
     kernel: (kh, kw, Cin, Cout).
@@ -129,13 +129,16 @@ def transpose_conv(x, kernel, stride, padding=0):
   mh, mw = math.ceil(kh / sh), math.ceil(kw / sw)
   k = jnp.pad(kernel, ((0, mh * sh - kh), (0, mw * sw - kw), (0, 0), (0, 0)))
   # Phase r of output q*s + r sums x[q - m] * K[m*s + r]: a full correlation
-  # with the m-flipped sub-kernel K[(M-1-t)*s + r].
+  # with the m-flipped sub-kernel K[(M-1-t)*s + r], for all s*s phases at once.
   k = k.reshape(mh, sh, mw, sw, cin, cout)[::-1, :, ::-1]
-  k = k.transpose(0, 2, 4, 1, 3, 5).reshape(mh, mw, cin, sh * sw * cout)
-  y = lax.conv_general_dilated(
-      x, k.astype(x.dtype), (1, 1), ((mh - 1, mh - 1), (mw - 1, mw - 1)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  k = k.transpose(0, 2, 4, 1, 3, 5).reshape(mh * mw * cin, sh * sw * cout)
   qh, qw = h + mh - 1, w + mw - 1
+  xp = jnp.pad(x, ((0, 0), (mh - 1, mh - 1), (mw - 1, mw - 1), (0, 0)))
+  # M*M shifted views as one matrix: a single matmul, whose gradients are
+  # matmuls too (much faster on CPU than XLA's backward convolutions).
+  patches = jnp.concatenate(
+      [xp[:, i:i + qh, j:j + qw] for i in range(mh) for j in range(mw)], axis=-1)
+  y = patches @ k.astype(x.dtype)
   y = y.reshape(n, qh, qw, sh, sw, cout).transpose(0, 1, 3, 2, 4, 5)
   y = y.reshape(n, qh * sh, qw * sw, cout)
   return y[:, ph:ph + out_h, pw:pw + out_w]
