@@ -1,0 +1,37 @@
+"""Flags and start-up shared by the entry points (main, evaluate, predict)."""
+import os
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(workdir_help="Directory for checkpoints, logs and outputs."):
+  config_flags.DEFINE_config_file(
+      "config", None, "Config file, e.g. experiments/configs/fcn8s_shapes.py; override "
+      "fields with --config.optimizer.learning_rate=1e-4.", lock_config=True)
+  flags.DEFINE_string("workdir", None, workdir_help)
+  flags.DEFINE_string("coordinator_address", None,
+                      "Multi-host: host:port of process 0 (jax.distributed.initialize).")
+  flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+  flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
+  flags.DEFINE_bool("distributed", False, "Multi-host with JAX's own cluster detection "
+                    "(SLURM, Kubernetes, TPU pods): jax.distributed.initialize().")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+def start():
+  """Keeps TensorFlow off accelerators and joins the multi-host runtime."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  import tensorflow as tf
+  tf.config.set_visible_devices([], "GPU")
+  import jax
+  explicit = FLAGS.coordinator_address or FLAGS.num_processes
+  if explicit or FLAGS.distributed:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
+  logging.info("JAX process %d / %d, %d local / %d global devices (%s)",
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count(), jax.devices()[0].platform)

@@ -1,0 +1,31 @@
+"""Train (with periodic evaluation) from a config.
+
+    python -m fcnjax.main --config=experiments/configs/fcn8s_shapes.py --workdir=runs/fcn8s
+
+Re-running the same command resumes from the newest checkpoint in --workdir.
+"""
+from absl import app, logging
+
+from fcnjax import cli
+
+cli.define_flags()
+
+
+def main(argv):
+  del argv
+  cli.start()
+  from fcnjax.train import loop
+  scores = loop.train_and_evaluate(cli.FLAGS.config, cli.FLAGS.workdir)
+  if scores:
+    logging.info("Final mIoU %.4f, pixel acc %.4f, boundary IoU %.4f",
+                 scores["mean_iou"], scores["pixel_acc"], scores["boundary_iou"])
+    print(f"final: mean_iou={scores['mean_iou']:.4f} pixel_acc={scores['pixel_acc']:.4f} "
+          f"boundary_iou={scores['boundary_iou']:.4f}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,1 @@
+"""Training system: state, one step body, pmap / jit drivers, loop, checkpoints."""

@@ -1,0 +1,208 @@
+"""`train_and_evaluate(config, workdir)`: the training loop and evaluation.
+
+Everything a run writes lives in `workdir`: TensorBoard events, checkpoints
+(`checkpoints/`, `best/`), `config.json`, `curves.png`, `eval/`. Re-running
+the same command resumes from the newest checkpoint; the data order depends
+only on (seed, step), so the resumed run sees the batches an uninterrupted
+run would have seen.
+"""
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from clu import metric_writers, parameter_overview, periodic_actions
+
+from fcnjax import metrics as seg_metrics
+from fcnjax import models
+from fcnjax.data import pipeline
+from fcnjax.train import checkpoint, parallel
+from fcnjax.train import state as state_lib
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+LOSS_REDUCTIONS = ("mean", "sum")
+
+
+def validate_config(config, info):
+  """Clear errors for settings that cannot work, before anything is compiled."""
+  if config.get("num_classes") and config.num_classes != info.num_classes:
+    raise ValueError(f"config.num_classes={config.num_classes} but dataset "
+                     f"{config.data.name!r} has {info.num_classes} classes")
+  if config.dtype not in DTYPES:
+    raise ValueError(f"config.dtype={config.dtype!r}; valid: {tuple(DTYPES)}")
+  if config.loss_reduction not in LOSS_REDUCTIONS:
+    raise ValueError(f"config.loss_reduction={config.loss_reduction!r}; "
+                     f"valid: {LOSS_REDUCTIONS}")
+  if config.parallel not in parallel.DRIVERS:
+    raise ValueError(f"config.parallel={config.parallel!r}; valid: {parallel.DRIVERS}")
+  devices = config.get("num_devices") or jax.device_count()
+  for name in ("batch_size", "eval_batch_size"):
+    if config[name] % devices:
+      raise ValueError(f"config.{name}={config[name]} is not divisible by the "
+                       f"{devices} devices in use")
+  crop = config.data.crop_size
+  if config.model.get("geometry", "same") == "same" and crop % 32 and config.model.name == "fcn":
+    logging.info("crop_size %d is not a multiple of 32: the 'same' geometry pads "
+                 "internally and crops the output back", crop)
+
+
+def build_model(config, info):
+  return models.build_model(config.model, info.num_classes, dtype=DTYPES[config.dtype])
+
+
+def create_state(config, model, rng):
+  optimizer, schedule = state_lib.create_optimizer(config.optimizer, config.num_train_steps)
+  shape = (1, config.data.crop_size, config.data.crop_size, 3)
+  return state_lib.create_train_state(model, optimizer, rng, shape), schedule
+
+
+def merge_params(target, source):
+  """Copies every leaf of `source` whose path and shape exist in `target`.
+
+  Returns (merged params, number of leaves copied): how a converted VGG16 or
+  the previous FCN stage (32s -> 16s -> 8s) initialises a model.
+  """
+  flat_src = {jax.tree_util.keystr(k): v for k, v in
+              jax.tree_util.tree_flatten_with_path(source)[0]}
+  copied = 0
+
+  def pick(path, leaf):
+    nonlocal copied
+    src = flat_src.get(jax.tree_util.keystr(path))
+    if src is not None and np.shape(src) == np.shape(leaf):
+      copied += 1
+      return jnp.asarray(src, leaf.dtype)
+    return leaf
+
+  return jax.tree_util.tree_map_with_path(pick, target), copied
+
+
+def load_init(state, init_from):
+  """init_from: a workdir with checkpoints, or a .npz of flattened params."""
+  if os.path.isdir(init_from):
+    source = checkpoint.restore_state(init_from, state, which="best").params
+  elif init_from.endswith(".npz") and os.path.isfile(init_from):
+    from flax import traverse_util
+    with np.load(init_from) as f:
+      source = traverse_util.unflatten_dict({tuple(k.split("/")): f[k] for k in f.files})
+  else:
+    raise FileNotFoundError(f"config.init_from={init_from!r} is neither a workdir "
+                            "nor a .npz params file")
+  params, copied = merge_params(state.params, source)
+  if not copied:
+    raise ValueError(f"config.init_from={init_from!r}: no parameter matched the model")
+  logging.info("Initialised %d parameter arrays from %s", copied, init_from)
+  return state.replace(params=params)
+
+
+def evaluate(driver, state, config, info, progress=True):
+  """Scores on the validation split: `segmentation_scores` + boundary IoU."""
+  from tqdm import tqdm
+  total = {}
+  n_batches = math.ceil(info.num_eval / config.eval_batch_size)
+  if config.data.get("num_eval"):
+    n_batches = math.ceil(min(info.num_eval, config.data.num_eval) / config.eval_batch_size)
+  batches = pipeline.eval_batches(config.data, config.eval_batch_size // jax.process_count(),
+                                  process_index=jax.process_index(),
+                                  process_count=jax.process_count())
+  bar = tqdm(batches, total=n_batches, desc="eval", disable=not progress or
+             jax.process_index() > 0, leave=False)
+  for batch in bar:
+    out = jax.device_get(driver.evaluate(state, batch))
+    total = out if not total else jax.tree.map(np.add, total, out)
+  scores = seg_metrics.segmentation_scores(total["hist"])
+  biou = seg_metrics.boundary_iou(total["boundary_inter"], total["boundary_union"])
+  scores["per_class_boundary_iou"] = [float(v) for v in biou]
+  scores["boundary_iou"] = float(np.nanmean(biou)) if np.isfinite(biou).any() else float("nan")
+  scores["num_pixels"] = int(np.sum(total["hist"]))
+  return scores
+
+
+def _scalars(scores):
+  return {k: v for k, v in scores.items() if isinstance(v, float)}
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config.model` on `config.data`, evaluating and checkpointing."""
+  os.makedirs(workdir, exist_ok=True)
+  info = pipeline.get_info(config.data)
+  validate_config(config, info)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  model = build_model(config, info)
+  rng = jax.random.key(config.seed)
+  state, schedule = create_state(config, model, rng)
+  parameter_overview.log_parameter_overview(state.params)
+  ckpt = checkpoint.Checkpoints(workdir, keep=config.keep_checkpoints)
+  try:
+    restored = ckpt.restore(state)
+    if restored is not None:
+      state = restored
+      logging.info("Resuming from step %d in %s", int(state.step), workdir)
+    elif config.get("init_from"):
+      state = load_init(state, config.init_from)
+    return _train(config, workdir, info, state, rng, schedule, ckpt, writer)
+  finally:
+    ckpt.close()
+    writer.flush()
+
+
+def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
+  start_step = int(state.step)
+  driver = parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
+                                num_classes=info.num_classes,
+                                boundary_width=config.boundary_width,
+                                num_devices=config.get("num_devices"))
+  state = driver.put_state(state)
+  batches = pipeline.train_batches(config.data, config.batch_size, seed=config.seed,
+                                   start_step=start_step, process_index=jax.process_index(),
+                                   process_count=jax.process_count())
+  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                           writer=writer)
+  history, window, scores = {}, [], None
+  logging.info("Training %s from step %d to %d on %d devices (%s driver)",
+               config.model.name, start_step, config.num_train_steps, driver.num_devices,
+               config.parallel)
+  t0 = time.time()
+  for step in range(start_step + 1, config.num_train_steps + 1):
+    state, metrics = driver.train(state, next(batches), rng)
+    metrics = jax.device_get(metrics)
+    if not metrics["finite"]:
+      raise FloatingPointError(
+          f"non-finite loss ({metrics['loss']}) or gradient norm ({metrics['grad_norm']}) "
+          f"at step {step}; training stopped, the last checkpoint in "
+          f"{os.path.join(workdir, 'checkpoints')} is intact. Lower "
+          "config.optimizer.learning_rate or set config.optimizer.grad_clip.")
+    window.append(metrics)
+    report(step)
+    if (step % config.log_every_steps == 0 or step == config.num_train_steps) and window:
+      summary = {f"train_{k}": float(np.mean([m[k] for m in window]))
+                 for k in ("loss", "pixel_acc", "grad_norm")}
+      summary["learning_rate"] = float(schedule(step - 1))
+      summary["train_images_per_s"] = (config.batch_size * len(window) /
+                                       max(time.time() - t0, 1e-9))
+      writer.write_scalars(step, summary)
+      history.setdefault("train_loss", []).append((step, summary["train_loss"]))
+      window, t0 = [], time.time()
+    evaluated = step % config.eval_every_steps == 0 or step == config.num_train_steps
+    if evaluated:
+      with report.timed("eval"):
+        scores = evaluate(driver, state, config, info)
+      writer.write_scalars(step, {f"eval_{k}": v for k, v in _scalars(scores).items()})
+      for key in ("mean_iou", "boundary_iou"):
+        history.setdefault(f"eval_{key}", []).append((step, scores[key]))
+    if evaluated or step % config.checkpoint_every_steps == 0:
+      ckpt.save(step, driver.to_host(state), scores if evaluated else None)
+    if step == start_step + 1 or evaluated:
+      window, t0 = [], time.time()  # throughput excludes compilation and eval
+  if jax.process_index() == 0 and history:
+    from fcnjax import viz
+    viz.plot_curves(os.path.join(workdir, "curves.png"), history)
+  return scores
