@@ -34,3 +34,36 @@ def default_config() -> ml_collections.ConfigDict:
   config.boundary_width = 2
   config.init_from = ""  # a workdir (previous stage) or a .npz of params
   return config
+
+
+def paper_voc_config(variant: str) -> ml_collections.ConfigDict:
+  """The reference FCN training on PASCAL VOC 2012 + SBD with VGG16.
+
+  Batch 1 at native size, summed (unnormalised) loss, SGD momentum 0.99, fixed
+  lr (1e-10 / 1e-12 / 1e-14 for 32s / 16s / 8s), weight decay 5e-4, Caffe
+  geometry (conv1_1 padding 100, crops), Caffe BGR mean, zero-initialised
+  score layers, dropout 0.5, fixed bilinear upscore. Stages are initialised
+  from a converted ImageNet VGG16 (32s) or from the previous stage.
+  """
+  config = default_config()
+  config.data.name = "voc"
+  config.data.crop_size = 500  # reference images are at most 500x500
+  config.data.scale_range = (1.0, 1.0)
+  config.data.flip = False
+  config.data.normalization = "caffe"
+  config.model.update(dict(variant=variant, backbone="vgg16", upsample="bilinear",
+                           geometry="paper", zero_init_score=True, dropout_rate=0.5))
+  config.optimizer.update(dict(
+      name="sgd", schedule="constant", warmup_steps=0, momentum=0.99, weight_decay=5e-4,
+      learning_rate={"32s": 1e-10, "16s": 1e-12, "8s": 1e-14}[variant]))
+  config.loss_reduction = "sum"
+  config.batch_size = 1
+  config.eval_batch_size = 1
+  config.num_devices = 1
+  config.num_train_steps = 100_000
+  config.log_every_steps = 20
+  config.eval_every_steps = 4000
+  config.checkpoint_every_steps = 4000
+  config.init_from = {"32s": "vgg16.npz", "16s": "runs/fcn32s_voc",
+                      "8s": "runs/fcn16s_voc"}[variant]
+  return config
