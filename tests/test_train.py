@@ -1,0 +1,158 @@
+"""End to end on the tiny shapes dataset: train, resume, evaluate, predict."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcnjax import config as config_lib
+from fcnjax import evaluate as evaluate_cli
+from fcnjax import predict as predict_cli
+from fcnjax.data import pipeline
+from fcnjax.train import checkpoint, loop, parallel
+from fcnjax.train import step as step_lib
+
+
+def tiny_config(data_dir, **overrides):
+  config = config_lib.default_config()
+  config.data.tfds_config = "tiny"
+  config.data.data_dir = str(data_dir)
+  config.data.crop_size = 32
+  config.batch_size = 8
+  config.eval_batch_size = 8
+  config.num_train_steps = 6
+  config.log_every_steps = 2
+  config.eval_every_steps = 3
+  config.checkpoint_every_steps = 3
+  config.optimizer.warmup_steps = 0
+  config.optimizer.schedule = "constant"
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return config
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("tfds")
+
+
+def _params(workdir, config):
+  info = pipeline.get_info(config.data)
+  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+  return checkpoint.restore_state(str(workdir), state, which="latest")
+
+
+def test_twenty_steps_lower_the_loss(data_dir):
+  config = tiny_config(data_dir, **{"optimizer.learning_rate": 3e-3})
+  info = pipeline.get_info(config.data)
+  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+  driver = parallel.make_driver("jit", loss_reduction="mean", num_classes=info.num_classes)
+  state = driver.put_state(state)
+  batches = pipeline.train_batches(config.data, 8, seed=0)
+  losses = []
+  for _ in range(20):
+    state, metrics = driver.train(state, next(batches), jax.random.key(0))
+    losses.append(float(metrics["loss"]))
+  assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+
+
+def test_resume_continues_exactly(data_dir, tmp_path):
+  straight = tiny_config(data_dir)
+  loop.train_and_evaluate(straight, str(tmp_path / "straight"))
+  # Interrupted after step 3, then the same command again up to step 6.
+  interrupted = tiny_config(data_dir, num_train_steps=3)
+  loop.train_and_evaluate(interrupted, str(tmp_path / "resumed"))
+  assert int(_params(tmp_path / "resumed", straight).step) == 3
+  loop.train_and_evaluate(tiny_config(data_dir, parallel="jit"), str(tmp_path / "resumed"))
+  a = _params(tmp_path / "straight", straight)
+  b = _params(tmp_path / "resumed", straight)
+  assert int(a.step) == int(b.step) == 6
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+  assert os.path.exists(tmp_path / "straight" / "curves.png")
+
+
+def _numpy_scores(labels, preds, num_classes):
+  """Independent reference: counts by explicit loops over classes."""
+  valid = labels != 255
+  hist = np.zeros((num_classes, num_classes), np.int64)
+  for t in range(num_classes):
+    for p in range(num_classes):
+      hist[t, p] = np.sum(valid & (labels == t) & (preds == p))
+  with np.errstate(divide="ignore", invalid="ignore"):
+    iou = np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist))
+    acc = np.diag(hist) / hist.sum(1)
+  freq = hist.sum(1) / hist.sum()
+  return dict(pixel_acc=np.diag(hist).sum() / hist.sum(), mean_acc=np.nanmean(acc),
+              mean_iou=np.nanmean(iou), fw_iou=np.nansum(freq * iou))
+
+
+def test_evaluate_writes_results_matching_numpy_and_predict(data_dir, tmp_path):
+  config = tiny_config(data_dir)
+  workdir = tmp_path / "run"
+  loop.train_and_evaluate(config, str(workdir))
+  results = evaluate_cli.evaluate_workdir(config, str(workdir), which="latest")
+  with open(workdir / "eval" / "results.json") as f:
+    saved = json.load(f)
+  for key in ("pixel_acc", "mean_acc", "mean_iou", "fw_iou", "per_class_iou", "step"):
+    assert key in saved
+  assert saved["step"] == 6
+  # Recompute with a plain jitted forward pass and numpy counting.
+  state = _params(workdir, config)
+  info = pipeline.get_info(config.data)
+  labels, preds = [], []
+  for batch in pipeline.eval_batches(config.data, 8):
+    p, _ = jax.jit(step_lib.predict_step)(state, batch["image"])
+    labels.append(batch["label"])
+    preds.append(np.asarray(p))
+  expected = _numpy_scores(np.concatenate(labels), np.concatenate(preds), info.num_classes)
+  for key, value in expected.items():
+    np.testing.assert_allclose(saved[key], value, rtol=1e-6, err_msg=key)
+    np.testing.assert_allclose(results[key], value, rtol=1e-6, err_msg=key)
+  # predict: palette PNGs whose pixel values are class ids.
+  written = predict_cli.predict_files(config, str(workdir),
+                                      predict_cli.list_images(str(workdir / "eval" / "images")),
+                                      str(tmp_path / "pred"), which="latest")
+  assert written
+  mask = Image.open(written[0])
+  assert mask.mode == "P"
+  assert np.asarray(mask).max() < info.num_classes
+  assert os.path.exists(written[0].replace(".png", "_overlay.png"))
+
+
+def test_nonfinite_loss_stops_with_step_and_keeps_checkpoint(data_dir, tmp_path):
+  config = tiny_config(data_dir, num_train_steps=40, checkpoint_every_steps=1,
+                       eval_every_steps=1000, **{"optimizer.name": "sgd",
+                                                 "optimizer.learning_rate": 1e8})
+  with pytest.raises(FloatingPointError, match=r"at step \d+"):
+    loop.train_and_evaluate(config, str(tmp_path / "nan"))
+  state = _params(tmp_path / "nan", config)
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+
+
+def test_config_errors(data_dir, tmp_path):
+  with pytest.raises(ValueError, match="num_classes"):
+    loop.train_and_evaluate(tiny_config(data_dir, num_classes=3), str(tmp_path / "a"))
+  with pytest.raises(ValueError, match="upsample"):
+    loop.train_and_evaluate(tiny_config(data_dir, **{"model.upsample": "cubic"}),
+                            str(tmp_path / "b"))
+  with pytest.raises(ValueError, match="batch_size"):
+    loop.train_and_evaluate(tiny_config(data_dir, batch_size=12), str(tmp_path / "c"))
+  with pytest.raises(ValueError, match="optimizer.name"):
+    loop.train_and_evaluate(tiny_config(data_dir, **{"optimizer.name": "lbfgs"}),
+                            str(tmp_path / "d"))
+
+
+def test_restore_onto_different_device_count(data_dir, tmp_path):
+  config = tiny_config(data_dir, num_train_steps=3)
+  loop.train_and_evaluate(config, str(tmp_path / "w"))  # 8 devices, pmap
+  one = tiny_config(data_dir, num_train_steps=3, num_devices=2, parallel="jit")
+  a = evaluate_cli.evaluate_workdir(config, str(tmp_path / "w"), which="latest")
+  b = evaluate_cli.evaluate_workdir(one, str(tmp_path / "w"), which="latest")
+  np.testing.assert_allclose(a["mean_iou"], b["mean_iou"], rtol=1e-6)
