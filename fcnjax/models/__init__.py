@@ -1,0 +1,29 @@
+"""Flax models: VGG backbones, FCN-32s/16s/8s, encoder-decoders, patch classifier."""
+import jax.numpy as jnp
+
+from fcnjax.models.fcn import FCN, FCN8s, FCN16s, FCN32s
+from fcnjax.models.heads import (UPSAMPLERS, BedOfNailsUpsample, BilinearUpsample,
+                                 NearestUpsample, ScoreHead, TransposeConvUpsample)
+from fcnjax.models.vgg import VGG16, TinyVGGBackbone, VGGBackbone
+
+BACKBONES = {"vgg16": VGGBackbone, "tiny": TinyVGGBackbone}
+MODELS = {"fcn": FCN}
+FCN_FIELDS = ("variant", "upsample", "geometry", "zero_init_score", "dropout_rate")
+
+
+def build_model(model_config, num_classes, dtype=jnp.float32):
+  """A model from a config: name, backbone and the fields of that model."""
+  cfg = dict(model_config)
+  name = cfg.pop("name", "fcn")
+  if name not in MODELS:
+    raise ValueError(f"config.model.name={name!r}; valid: {tuple(MODELS)}")
+  backbone = cfg.pop("backbone", "vgg16")
+  if backbone not in BACKBONES:
+    raise ValueError(f"config.model.backbone={backbone!r}; valid: {tuple(BACKBONES)}")
+  if name == "fcn":
+    upsample = cfg.get("upsample", "learned")
+    if upsample not in UPSAMPLERS:
+      raise ValueError(f"config.model.upsample={upsample!r}; valid: {tuple(UPSAMPLERS)}")
+    kwargs = {k: v for k, v in cfg.items() if k in FCN_FIELDS}
+    return FCN(num_classes, backbone=BACKBONES[backbone], dtype=dtype, **kwargs)
+  return MODELS[name](num_classes, dtype=dtype, **cfg)

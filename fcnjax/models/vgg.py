@@ -1,0 +1,92 @@
+"""VGG backbones: VGG16 (torchvision layer order) and a tiny VGG-like net.
+
+Parameter tree of VGG16 (the FCN's 'backbone' subtree is the same minus fc8):
+  backbone/conv{stage}_{i}/{kernel,bias}  3x3 convs, kernel HWIO (features.N)
+  backbone/fc6/{kernel,bias}   (7, 7, 512, 4096) conv  (classifier.0)
+  backbone/fc7/{kernel,bias}   (1, 1, 4096, 4096) conv (classifier.3)
+  fc8/{kernel,bias}            Dense (4096, classes)   (classifier.6)
+"""
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+GEOMETRIES = ("same", "paper", "torchvision")
+
+
+def max_pool_2x2(x, ceil_mode):
+  """2x2 / 2 max pooling; ceil_mode pads the bottom/right with -inf (Caffe)."""
+  if ceil_mode:
+    ph, pw = (-x.shape[1]) % 2, (-x.shape[2]) % 2
+    return nn.max_pool(x, (2, 2), (2, 2), padding=((0, ph), (0, pw)))
+  return nn.max_pool(x, (2, 2), (2, 2))
+
+
+class VGGBackbone(nn.Module):
+  """VGG feature extractor returning (fc7 features, endpoints).
+
+  Input (N, H, W, 3), NHWC. Geometry:
+    'same': convs SAME, ceil pooling, fc6 SAME: pool_k has ceil(H / 2^k) rows,
+      so any input size works.
+    'paper': the Caffe FCN reference: conv1_1 padding 100, ceil pooling, fc6 VALID.
+    'torchvision': conv padding 1, floor pooling, fc6 VALID (ImageNet classifier).
+  Endpoints: 'pool1'..'pool5', 'fc7'.
+  """
+  stage_sizes: Sequence[int] = (2, 2, 3, 3, 3)
+  widths: Sequence[int] = (64, 128, 256, 512, 512)
+  fc_width: int = 4096
+  fc6_kernel: int = 7
+  geometry: str = "same"
+  dropout_rate: float = 0.5
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    if self.geometry not in GEOMETRIES:
+      raise ValueError(f"geometry={self.geometry!r}; valid: {GEOMETRIES}")
+    conv = functools.partial(nn.Conv, dtype=self.dtype, param_dtype=self.param_dtype)
+    endpoints = {}
+    for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths), start=1):
+      for i in range(1, n + 1):
+        pad = 100 if (self.geometry == "paper" and s == 1 and i == 1) else 1
+        x = nn.relu(conv(width, (3, 3), padding=pad, name=f"conv{s}_{i}")(x))
+      x = max_pool_2x2(x, ceil_mode=self.geometry != "torchvision")
+      endpoints[f"pool{s}"] = x
+    fc6_pad = "SAME" if self.geometry == "same" else "VALID"
+    x = nn.relu(conv(self.fc_width, (self.fc6_kernel,) * 2, padding=fc6_pad, name="fc6")(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = nn.relu(conv(self.fc_width, (1, 1), name="fc7")(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    endpoints["fc7"] = x
+    return x, endpoints
+
+
+VGG16Backbone = VGGBackbone
+TinyVGGBackbone = functools.partial(VGGBackbone, stage_sizes=(1, 1, 1, 1, 1),
+                                    widths=(8, 16, 16, 32, 32), fc_width=32)
+
+
+class VGG16(nn.Module):
+  """torchvision's vgg16 in classifier form: (N, 224, 224, 3) -> (N, classes).
+
+  fc6 / fc7 are stored as convolutions (an FC on a 7x7x512 map == a 7x7 conv,
+  an FC on a vector == a 1x1 conv), so the FCN backbone reuses the same
+  parameters. Eval mode (train=False) equals torchvision `vgg16().eval()`.
+  """
+  num_classes: int = 1000
+  dropout_rate: float = 0.5
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    if x.shape[1:3] != (224, 224):
+      raise ValueError(f"VGG16 classifier form takes 224x224 inputs, got "
+                       f"{x.shape[1]}x{x.shape[2]}; use VGGBackbone for other sizes")
+    x, _ = VGGBackbone(geometry="torchvision", dropout_rate=self.dropout_rate,
+                       dtype=self.dtype, param_dtype=self.param_dtype,
+                       name="backbone")(x, train=train)
+    return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+                    name="fc8")(x.reshape(x.shape[0], -1))
