@@ -1,0 +1,1 @@
+"""Datasets (tfds builders, VOC-format folders) and the input pipeline."""

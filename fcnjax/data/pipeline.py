@@ -1,0 +1,244 @@
+"""Input pipeline: sources, augmentation, deterministic resumable batches.
+
+A *source* is a random-access list of (image uint8 (H, W, 3), label uint8
+(H, W)) pairs: a tfds split loaded into memory, or a VOC-format folder read
+lazily. Training batches are pure numpy functions of (seed, step): epoch e
+visits the examples in the permutation drawn from (seed, e), example i of
+epoch e is augmented with a generator seeded by (seed, e, i). So
+`train_batches(..., start_step=k)` yields exactly what an uninterrupted run
+sees from step k on, whatever the number of processes or devices.
+"""
+import dataclasses
+import functools
+from typing import Optional, Sequence
+
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from fcnjax.data import palette as palette_lib
+
+IGNORE_INDEX = 255
+DATASETS = ("shapes", "voc", "pets", "cityscapes")
+NORMALIZATIONS = ("imagenet", "caffe")
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+CAFFE_MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], np.float32)
+
+
+def default_data_config():
+  """The embedded shapes dataset; every field a loader or augmentation reads."""
+  return ml_collections.ConfigDict(dict(
+      name="shapes", tfds_config="default", data_dir=None, manual_dir=None, sbd_dir=None,
+      train_split="train", eval_split="validation", crop_size=128,
+      scale_range=(0.75, 1.25), flip=True, normalization="imagenet",
+      num_train=None, num_eval=None, eval_size=None, pets_boundary_ignore=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+  num_classes: int
+  class_names: Sequence[str]
+  palette: np.ndarray  # (C, 3) uint8
+  num_train: int
+  num_eval: int
+
+
+def _check(data_config):
+  if data_config.name not in DATASETS:
+    raise ValueError(f"config.data.name={data_config.name!r}; valid: {DATASETS}")
+  if data_config.normalization not in NORMALIZATIONS:
+    raise ValueError(f"config.data.normalization={data_config.normalization!r}; "
+                     f"valid: {NORMALIZATIONS}")
+
+
+def normalize(image, mode):
+  """uint8 RGB (..., H, W, 3) -> float32 network input.
+
+  'imagenet': (x/255 - mean) / std, RGB. 'caffe': BGR, x - mean, 0..255 scale.
+  """
+  x = np.asarray(image, np.float32)
+  if mode == "imagenet":
+    return (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+  if mode == "caffe":
+    return x[..., ::-1] - CAFFE_MEAN_BGR
+  raise ValueError(f"normalization={mode!r}; valid: {NORMALIZATIONS}")
+
+
+def denormalize(x, mode):
+  """Inverse of `normalize`, back to uint8 RGB."""
+  x = np.asarray(x, np.float32)
+  if mode == "imagenet":
+    x = (x * IMAGENET_STD + IMAGENET_MEAN) * 255.0
+  elif mode == "caffe":
+    x = (x + CAFFE_MEAN_BGR)[..., ::-1]
+  else:
+    raise ValueError(f"normalization={mode!r}; valid: {NORMALIZATIONS}")
+  return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+class ArraySource:
+  """Examples held in memory (lists of uint8 arrays)."""
+
+  def __init__(self, images, labels):
+    self.images, self.labels = images, labels
+
+  def __len__(self):
+    return len(self.images)
+
+  def __getitem__(self, i):
+    return self.images[i], self.labels[i]
+
+
+@functools.lru_cache(maxsize=8)
+def _tfds_source(builder_name, data_dir, split, limit):
+  import tensorflow as tf
+  import tensorflow_datasets as tfds
+  from fcnjax.data import shapes  # noqa: F401  (registers the builder)
+  tf.config.set_visible_devices([], "GPU")
+  builder = tfds.builder(builder_name, data_dir=data_dir)
+  builder.download_and_prepare()
+  ds = builder.as_dataset(split=split, shuffle_files=False)
+  if limit:
+    ds = ds.take(limit)
+  images, labels = [], []
+  for ex in tfds.as_numpy(ds):
+    images.append(ex["image"])
+    labels.append(ex["segmentation_mask"][..., 0])
+  return ArraySource(images, labels)
+
+
+def get_source(data_config, split):
+  """The examples of `split` ('train' / 'eval' name from the config)."""
+  _check(data_config)
+  name = data_config.name
+  split_name = data_config.train_split if split == "train" else data_config.eval_split
+  limit = data_config.num_train if split == "train" else data_config.num_eval
+  if name == "shapes":
+    return _tfds_source(f"shapes/{data_config.tfds_config}", data_config.data_dir,
+                        split_name, limit)
+  if name == "voc":
+    from fcnjax.data import voc
+    return voc.source(data_config, split_name, limit)
+  if name == "pets":
+    from fcnjax.data import pets
+    return pets.source(data_config, split_name, limit)
+  from fcnjax.data import cityscapes
+  return cityscapes.source(data_config, split_name, limit)
+
+
+def get_info(data_config):
+  """Classes, palette and split sizes of the configured dataset."""
+  _check(data_config)
+  if data_config.name == "shapes":
+    from fcnjax.data import shapes
+    names = shapes.CLASS_NAMES
+  elif data_config.name == "voc":
+    from fcnjax.data import voc
+    names = voc.CLASS_NAMES
+  elif data_config.name == "pets":
+    from fcnjax.data import pets
+    names = pets.CLASS_NAMES
+  else:
+    from fcnjax.data import cityscapes
+    names = cityscapes.CLASS_NAMES
+  return DataInfo(num_classes=len(names), class_names=tuple(names),
+                  palette=palette_lib.palette(len(names)),
+                  num_train=len(get_source(data_config, "train")),
+                  num_eval=len(get_source(data_config, "eval")))
+
+
+def _pad(image, label, h, w):
+  """Pads bottom/right to (h, w): image with 0, label with IGNORE_INDEX, so
+  padding never counts in the loss or the metrics."""
+  ph, pw = max(h - image.shape[0], 0), max(w - image.shape[1], 0)
+  if ph or pw:
+    image = np.pad(image, ((0, ph), (0, pw), (0, 0)))
+    label = np.pad(label, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+  return image, label
+
+
+def augment(image, label, rng, crop_size, scale_range=(1.0, 1.0), flip=True):
+  """Random scale (bilinear image / nearest label), pad with ignore, random
+  crop_size x crop_size crop, random horizontal flip. uint8 in, uint8 out."""
+  scale = rng.uniform(*scale_range)
+  if scale != 1.0:
+    h, w = label.shape
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    label = np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
+  image, label = _pad(image, label, crop_size, crop_size)
+  y = rng.integers(0, label.shape[0] - crop_size + 1)
+  x = rng.integers(0, label.shape[1] - crop_size + 1)
+  image = image[y:y + crop_size, x:x + crop_size]
+  label = label[y:y + crop_size, x:x + crop_size]
+  if flip and rng.random() < 0.5:
+    image, label = image[:, ::-1], label[:, ::-1]
+  return image, label
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(seed, epoch, n):
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def train_batches(data_config, batch_size, *, seed, start_step=0, process_index=0,
+                  process_count=1):
+  """Infinite iterator of this process's slice of each global batch.
+
+  Yields {'image': float32 (B, S, S, 3), 'label': int32 (B, S, S)} with
+  B = batch_size // process_count and S = data_config.crop_size; the global
+  batch of step t depends only on (seed, t).
+  """
+  if batch_size % process_count:
+    raise ValueError(f"batch_size={batch_size} not divisible by {process_count} processes")
+  source = get_source(data_config, "train")
+  n, local = len(source), batch_size // process_count
+  if n == 0:
+    raise ValueError(f"config.data: the {data_config.train_split!r} split is empty")
+  step = start_step
+  while True:
+    images, labels = [], []
+    for j in range(process_index * local, (process_index + 1) * local):
+      position = step * batch_size + j  # position in the endless example stream
+      epoch, k = divmod(position, n)
+      index = _permutation(seed, epoch, n)[k]
+      rng = np.random.default_rng([seed, epoch, index])
+      image, label = augment(*source[index], rng, data_config.crop_size,
+                             tuple(data_config.scale_range), data_config.flip)
+      images.append(image)
+      labels.append(label)
+    yield {"image": normalize(np.stack(images), data_config.normalization),
+           "label": np.stack(labels).astype(np.int32)}
+    step += 1
+
+
+def eval_batches(data_config, batch_size, *, process_index=0, process_count=1):
+  """Finite iterator over the eval split, in order, this process's slice.
+
+  batch_size is per process. Every process yields the same number of
+  batches; the examples of a batch are padded (bottom/right, label 255) to
+  data_config.eval_size or to the largest in the batch, and missing examples
+  at the end are all-255 padding, so all batches have the same leading size.
+  """
+  source = get_source(data_config, "eval")
+  n = len(source)
+  global_batch = batch_size * process_count
+  for start in range(0, n, global_batch):
+    ids = range(start + process_index * batch_size, start + (process_index + 1) * batch_size)
+    examples = [source[i] for i in ids if i < n]
+    if data_config.eval_size:
+      h = w = data_config.eval_size
+    else:  # the largest example of the global batch, so all processes agree
+      sizes = [source[i][1].shape for i in range(start, min(start + global_batch, n))]
+      h, w = max(s[0] for s in sizes), max(s[1] for s in sizes)
+    images, labels = [], []
+    for image, label in examples:
+      image, label = _pad(image, label, h, w)
+      images.append(image[:h, :w])
+      labels.append(label[:h, :w])
+    while len(images) < batch_size:
+      images.append(np.zeros((h, w, 3), np.uint8))
+      labels.append(np.full((h, w), IGNORE_INDEX, np.uint8))
+    yield {"image": normalize(np.stack(images), data_config.normalization),
+           "label": np.stack(labels).astype(np.int32)}
