@@ -13,53 +13,80 @@ from jax import lax
 IGNORE_INDEX = 255
 
 
+def _check_range(name, values, num_classes, allowed_extra):
+  """Raise if concrete `values` hold ids outside [0, C) and `allowed_extra`."""
+  allowed = np.r_[np.arange(num_classes), allowed_extra]
+  bad = np.setdiff1d(np.unique(np.asarray(values)), allowed)
+  if bad.size:
+    extra = f" or the ignore label {allowed_extra[0]}" if allowed_extra else ""
+    raise ValueError(f"{name} hold values {bad[:10].tolist()} outside "
+                     f"[0, {num_classes}){extra}; check num_classes and the data")
+
+
 def confusion_matrix(labels, preds, num_classes, ignore_index=IGNORE_INDEX):
   """(C, C) int32 counts of (truth, prediction) pairs over non-ignored pixels.
 
-  Works on numpy input (labels outside [0, C) other than ignore_index raise)
-  and on traced jnp input inside jit (such labels are skipped).
+  labels, preds: integer arrays of the same shape, e.g. (N, H, W). Rows are
+  truth, columns prediction; pixels with label == ignore_index are skipped.
+  On concrete input (numpy or jax arrays) labels outside [0, C) other than
+  ignore_index, and predictions outside [0, C), raise ValueError; on traced
+  input inside jit such pixels are skipped. num_classes must be static.
   """
-  if isinstance(labels, np.ndarray):
-    bad = np.setdiff1d(np.unique(labels), np.r_[np.arange(num_classes), ignore_index])
-    if bad.size:
-      raise ValueError(f"labels {bad.tolist()} outside [0, {num_classes}) and not "
-                       f"the ignore label {ignore_index}")
+  if np.shape(labels) != np.shape(preds):
+    raise ValueError(f"labels {np.shape(labels)} and preds {np.shape(preds)} "
+                     "must have the same shape")
+  if not isinstance(labels, jax.core.Tracer):
+    _check_range("labels", labels, num_classes, [ignore_index])
+  if not isinstance(preds, jax.core.Tracer):
+    _check_range("preds", preds, num_classes, [])
   labels = jnp.asarray(labels).reshape(-1).astype(jnp.int32)
   preds = jnp.asarray(preds).reshape(-1).astype(jnp.int32)
-  valid = (labels >= 0) & (labels < num_classes)
+  valid = ((labels >= 0) & (labels < num_classes) & (labels != ignore_index)
+           & (preds >= 0) & (preds < num_classes))
   index = jnp.where(valid, labels * num_classes + preds, 0)
   hist = jnp.bincount(index, weights=valid.astype(jnp.int32), length=num_classes ** 2)
   return hist.reshape(num_classes, num_classes).astype(jnp.int32)
 
 
+def _nanmean(values):
+  finite = np.isfinite(values)
+  return float(values[finite].mean()) if finite.any() else float("nan")
+
+
 def segmentation_scores(hist):
   """The FCN reference `score.py` scores from a (C, C) confusion matrix.
 
-  pixel_acc = sum(diag) / sum(hist); per-class acc = diag / row sum;
-  IoU_c = diag / (row_c + col_c - diag); mean_acc, mean_iou = nanmean (classes
-  absent from truth and prediction are NaN and skipped);
-  fw_iou = sum_c (row_c / total) * IoU_c over classes with a finite IoU.
+  With diag = diag(hist), row_c = truth count, col_c = prediction count:
+  pixel_acc = sum(diag) / sum(hist); acc_c = diag_c / row_c;
+  IoU_c = diag_c / (row_c + col_c - diag_c); mean_acc, mean_iou = nanmean
+  (a class absent from truth and prediction has IoU NaN and is skipped; one
+  absent from truth only has acc NaN); fw_iou = sum_c (row_c / sum(hist)) *
+  IoU_c over classes present in the truth. Returns python floats and
+  per_class_iou, a list of C floats. An empty hist gives NaN scores.
   """
   hist = np.asarray(hist, np.float64)
+  if hist.ndim != 2 or hist.shape[0] != hist.shape[1]:
+    raise ValueError(f"hist must be a square (C, C) matrix, got shape {hist.shape}")
   diag, rows, cols = np.diag(hist), hist.sum(1), hist.sum(0)
+  total = hist.sum()
   with np.errstate(divide="ignore", invalid="ignore"):
     acc = diag / rows
     iou = diag / (rows + cols - diag)
-  freq = rows / max(hist.sum(), 1)
-  finite = np.isfinite(iou)
-  nanmean = lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-  return {"pixel_acc": float(diag.sum() / max(hist.sum(), 1)),
-          "mean_acc": nanmean(acc),
-          "mean_iou": nanmean(iou),
-          "fw_iou": float((freq[finite] * iou[finite]).sum()),
+    freq = rows / total
+  present = rows > 0
+  return {"pixel_acc": float(diag.sum() / total) if total > 0 else float("nan"),
+          "mean_acc": _nanmean(acc),
+          "mean_iou": _nanmean(iou),
+          "fw_iou": float((freq[present] * iou[present]).sum()) if total > 0 else float("nan"),
           "per_class_iou": [float(v) for v in iou]}
 
 
 def _boundary(mask, width):
-  """mask (N, H, W, C) bool -> pixels of mask within `width` of its edge.
+  """mask (N, H, W, C) bool -> its pixels within `width` of the mask's edge.
 
   mask minus its erosion by a (2w+1)^2 square; outside the image counts as
-  inside, so the image border is not a boundary.
+  inside (min-pooling pads with the identity 1), so the image edge is not a
+  boundary.
   """
   k = 2 * width + 1
   eroded = lax.reduce_window(mask.astype(jnp.int8), jnp.int8(1), lax.min,
@@ -70,50 +97,84 @@ def _boundary(mask, width):
 def boundary_counts(labels, preds, num_classes, width=2, ignore_index=IGNORE_INDEX):
   """Boundary IoU (Cheng et al. 2021) counts per class, summable over batches.
 
-  For class c, G_d / P_d = the truth / prediction mask's pixels within `width`
-  pixels of its contour. Returns (intersection, union) of G_d and P_d, (C,)
-  int32 each, ignored pixels excluded. jit-able.
+  labels, preds: (N, H, W) int. For class c, G_d / P_d = pixels of the truth /
+  prediction mask of c within `width` pixels (Chebyshev distance) of the
+  mask's contour. Ignored pixels belong to no truth mask (so a class next to
+  the ignore band has its contour there) and are excluded from both G_d and
+  P_d. Returns (|G_d & P_d|, |G_d | P_d|), (C,) int32 each. jit-able with
+  static num_classes and width; sum the counts over batches, devices, hosts.
   """
   labels, preds = jnp.asarray(labels), jnp.asarray(preds)
+  if labels.ndim != 3 or labels.shape != preds.shape:
+    raise ValueError(f"labels {labels.shape} and preds {preds.shape} must both be (N, H, W)")
+  if width < 1:
+    raise ValueError(f"width must be >= 1, got {width}")
   valid = (labels != ignore_index)[..., None]
   classes = jnp.arange(num_classes)
   truth = _boundary(labels[..., None] == classes, width) & valid
   pred = _boundary(preds[..., None] == classes, width) & valid
-  inter = jnp.sum(truth & pred, axis=(0, 1, 2)).astype(jnp.int32)
-  union = jnp.sum(truth | pred, axis=(0, 1, 2)).astype(jnp.int32)
+  inter = jnp.sum(truth & pred, axis=(0, 1, 2), dtype=jnp.int32)
+  union = jnp.sum(truth | pred, axis=(0, 1, 2), dtype=jnp.int32)
   return inter, union
 
 
 def boundary_iou(intersection, union):
-  """Per-class Boundary IoU, NaN where the union is empty."""
-  intersection, union = np.asarray(intersection, np.float64), np.asarray(union, np.float64)
+  """Per-class Boundary IoU = intersection / union, (C,) float64, NaN where union == 0."""
+  intersection = np.asarray(intersection, np.float64)
+  union = np.asarray(union, np.float64)
   with np.errstate(divide="ignore", invalid="ignore"):
     return np.where(union > 0, intersection / union, np.nan)
 
 
 def mean_boundary_iou(intersection, union):
-  values = boundary_iou(intersection, union)
-  return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+  """Mean of boundary_iou over classes with a non-empty union (NaN if none)."""
+  return _nanmean(boundary_iou(intersection, union))
 
 
 @flax.struct.dataclass
 class ConfusionMatrix(clu_metrics.Metric):
-  """clu metric holding a (C, C) confusion matrix; merge sums, compute scores.
+  """clu metric holding a (C, C) int32 confusion matrix `hist`.
 
-  Inside pmap / shard_map, psum `hist` over the device axis (or use
-  `metric.reduce()` on a stacked metric) to combine devices.
+  `merge` sums, `compute` returns `segmentation_scores`. Build it with
+  `ConfusionMatrix.from_model_output(labels=..., preds=..., num_classes=C)`
+  (C a python int), or use `confusion_metric(C)` for a class whose
+  `empty()` / `from_model_output(labels=, preds=)` need no extra argument
+  (as a `clu.metrics.Collection` field). Across devices inside pmap /
+  shard_map: `metric.replace(hist=jax.lax.psum(metric.hist, axis))`, or
+  `jax.lax.all_gather(metric, axis).reduce()` (clu's reduce merges = sums).
   """
   hist: jnp.ndarray
 
   @classmethod
-  def from_model_output(cls, *, labels, preds, num_classes, **_):
-    return cls(hist=confusion_matrix(labels, preds, num_classes))
+  def from_model_output(cls, *, labels, preds, num_classes, ignore_index=IGNORE_INDEX,
+                        mask=None, **_):
+    """labels, preds (N, H, W); mask, optional, (N,) or (N, H, W) bool: False pixels skipped."""
+    if mask is not None:
+      mask = jnp.reshape(mask, mask.shape + (1,) * (labels.ndim - mask.ndim))
+      labels = jnp.where(mask, labels, ignore_index)
+    return cls(hist=confusion_matrix(labels, preds, num_classes, ignore_index))
 
   def merge(self, other):
     return type(self)(hist=self.hist + other.hist)
 
-  def reduce(self):
-    return type(self)(hist=self.hist.sum(0) if self.hist.ndim == 3 else self.hist)
-
   def compute(self):
     return segmentation_scores(jax.device_get(self.hist))
+
+
+def confusion_metric(num_classes, ignore_index=IGNORE_INDEX):
+  """A ConfusionMatrix subclass with num_classes and ignore_index bound."""
+
+  @flax.struct.dataclass
+  class BoundConfusionMatrix(ConfusionMatrix):
+
+    @classmethod
+    def empty(cls):
+      return cls(hist=jnp.zeros((num_classes, num_classes), jnp.int32))
+
+    @classmethod
+    def from_model_output(cls, *, labels, preds, mask=None, **_):
+      return super().from_model_output(labels=labels, preds=preds, num_classes=num_classes,
+                                       ignore_index=ignore_index, mask=mask)
+
+  BoundConfusionMatrix.__name__ = f"ConfusionMatrix{num_classes}"
+  return BoundConfusionMatrix

@@ -68,7 +68,7 @@ class PmapDriver:
     return merge(preds), merge(logits)
 
   def to_host(self, state):
-    return jax.device_get(jax_utils.unreplicate(state))
+    return jax.device_get(jax.tree.map(lambda x: x[0], state))
 
 
 class JitDriver:

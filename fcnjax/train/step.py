@@ -59,7 +59,7 @@ def train_step(state, batch, rng, *, axis_name, loss_reduction="mean",
   (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   loss, grads = lax.psum((loss, grads), axis_name)
   new_stats = lax.pmean(new_stats, axis_name)
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   new_state = state.apply_gradients(grads=grads, batch_stats=new_stats)
   new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
