@@ -176,5 +176,5 @@ def confusion_metric(num_classes, ignore_index=IGNORE_INDEX):
       return super().from_model_output(labels=labels, preds=preds, num_classes=num_classes,
                                        ignore_index=ignore_index, mask=mask)
 
-  BoundConfusionMatrix.__name__ = f"ConfusionMatrix{num_classes}"
+  BoundConfusionMatrix.__name__ = BoundConfusionMatrix.__qualname__ = f"ConfusionMatrix{num_classes}"
   return BoundConfusionMatrix
