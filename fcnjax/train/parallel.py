@@ -30,8 +30,10 @@ class PmapDriver:
   """Classic data parallelism with `jax.pmap(axis_name='batch')`."""
 
   def __init__(self, loss_reduction, num_classes, boundary_width=2, devices=None):
+    # pmap's default device set spans all hosts; an explicit one (a subset of
+    # this process's devices) would make the collectives host-local.
     self.devices = devices or jax.local_devices()
-    pmap = functools.partial(jax.pmap, axis_name=AXIS, devices=self.devices)
+    pmap = functools.partial(jax.pmap, axis_name=AXIS, devices=devices)
     self.train_step = pmap(
         functools.partial(step_lib.train_step, axis_name=AXIS, loss_reduction=loss_reduction),
         in_axes=(0, 0, None), donate_argnums=(0,))
