@@ -54,7 +54,7 @@ def run_ablation(config, workdir, field, values, metrics):
     run_dir = os.path.join(workdir, f"{field}={value}")
     scores = loop.train_and_evaluate(with_field(config, field, value), run_dir)
     if scores is None:  # already trained: score the best checkpoint
-      from fcnjax.evaluate import evaluate_workdir
+      from fcnjax.inference import evaluate_workdir
       scores = evaluate_workdir(with_field(config, field, value), run_dir)
     rows.append({field: value, **{m: scores[m] for m in metrics}})
   os.makedirs(workdir, exist_ok=True)

@@ -7,17 +7,20 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 
 
-def define_flags(workdir_help="Directory for checkpoints, logs and outputs."):
+def define_flags(checkpoint_choice=False):
+  """The flags every entry point takes (+ --checkpoint for evaluate / predict)."""
   config_flags.DEFINE_config_file(
       "config", None, "Config file, e.g. experiments/configs/fcn8s_shapes.py; override "
       "fields with --config.optimizer.learning_rate=1e-4.", lock_config=True)
-  flags.DEFINE_string("workdir", None, workdir_help)
+  flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
   flags.DEFINE_string("coordinator_address", None,
                       "Multi-host: host:port of process 0 (jax.distributed.initialize).")
   flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
   flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
   flags.DEFINE_bool("distributed", False, "Multi-host with JAX's own cluster detection "
                     "(SLURM, Kubernetes, TPU pods): jax.distributed.initialize().")
+  if checkpoint_choice:
+    flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to use.")
   flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -1,101 +1,190 @@
-"""Pictures: palette PNG masks, overlays, prediction grids, curves, ablations."""
+"""Masks as pictures, prediction grids, training curves, ablation charts.
+
+Masks are (H, W) integer class ids in [0, C) with 255 = ignore; palettes are
+(C, 3) uint8 (see `fcnjax.data.palette.palette`); images are (H, W, 3) uint8.
+Every plotting function creates the parent folders of `path` and closes its
+figure.
+"""
 import os
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+from PIL import Image
 
-from fcnjax.data.palette import IGNORE_COLOR, colorize  # noqa: E402
+from fcnjax.data.palette import IGNORE_COLOR
 
-
-def _parent(path):
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+IGNORE_INDEX = 255
 
 
-def overlay(image, mask, colors, alpha=0.5):
-  """Blend the coloured mask over a uint8 RGB image; (H, W, 3) uint8."""
-  blend = (1 - alpha) * np.asarray(image, np.float32) + alpha * colorize(mask, colors)
-  return np.clip(blend, 0, 255).astype(np.uint8)
-
-
-def save_palette_png(path, mask, colors):
-  """Mode-'P' PNG whose pixel values are the class ids (255 stays 255)."""
-  _parent(path)
+def _color_table(palette):
+  """(C, 3) palette -> (256, 3) uint8 lookup table, 255 in the ignore colour."""
+  palette = np.asarray(palette, np.uint8)
+  if palette.ndim != 2 or palette.shape[1] != 3 or not 0 < len(palette) <= 256:
+    raise ValueError(f"palette must be (C, 3) with 1 <= C <= 256, got {palette.shape}")
   table = np.zeros((256, 3), np.uint8)
-  table[:len(colors)] = colors
-  table[255] = IGNORE_COLOR
-  img = Image.fromarray(np.asarray(mask, np.uint8), mode="P")
-  img.putpalette(table.reshape(-1).tolist())
-  img.save(path)
+  table[:len(palette)] = palette
+  table[IGNORE_INDEX] = IGNORE_COLOR
+  return table
 
 
-def save_prediction_grid(path, images, labels, preds, colors, class_names=None):
-  """Rows of image | truth | prediction, with a class legend."""
-  _parent(path)
+def _check_mask(mask, num_classes):
+  """Integer (H, W) mask with ids in [0, C) or 255, returned as uint8."""
+  mask = np.asarray(mask)
+  if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer):
+    raise ValueError(f"mask must be an (H, W) integer array, got {mask.shape} {mask.dtype}")
+  bad = (mask < 0) | ((mask >= num_classes) & (mask != IGNORE_INDEX))
+  if bad.any():
+    raise ValueError(f"mask holds ids {np.unique(mask[bad])[:10].tolist()} outside "
+                     f"[0, {num_classes}) and not {IGNORE_INDEX}; use a larger palette")
+  return mask.astype(np.uint8)
+
+
+def _as_uint8_image(image):
+  """(H, W, 3) uint8, or float in [0, 1] scaled to uint8."""
+  image = np.asarray(image)
+  if image.ndim != 3 or image.shape[-1] != 3:
+    raise ValueError(f"image must be (H, W, 3), got {image.shape}")
+  if image.dtype == np.uint8:
+    return image
+  if np.issubdtype(image.dtype, np.floating) and image.max() <= 1.0:
+    image = image * 255.0
+  return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def colorize(mask, palette):
+  """(H, W) class ids -> (H, W, 3) uint8 colours; 255 in the VOC ignore colour."""
+  return _color_table(palette)[_check_mask(mask, len(palette))]
+
+
+def overlay(image, mask, palette, alpha=0.5):
+  """Blend colorize(mask) over an (H, W, 3) uint8 image: (1-alpha)*image + alpha*colours."""
+  image = _as_uint8_image(image)
+  if image.shape[:2] != np.shape(mask):
+    raise ValueError(f"image {image.shape[:2]} and mask {np.shape(mask)} sizes differ")
+  if not 0.0 <= alpha <= 1.0:
+    raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+  blend = (1 - alpha) * image.astype(np.float32) + alpha * colorize(mask, palette)
+  return np.clip(np.round(blend), 0, 255).astype(np.uint8)
+
+
+def save_palette_png(path, mask, palette):
+  """Write an (H, W) mask as a mode-'P' PNG: pixel values = class ids, 255 kept.
+
+  Reading it back with `np.asarray(PIL.Image.open(path))` gives the same ids;
+  viewers show the palette colours (VOC `SegmentationClass` format).
+  """
+  mask = _check_mask(mask, len(palette))
+  _makedirs_for(path)
+  height, width = mask.shape
+  image = Image.frombytes("P", (width, height), np.ascontiguousarray(mask).tobytes())
+  image.putpalette(_color_table(palette).reshape(-1).tolist())
+  image.save(path)
+
+
+def _makedirs_for(path):
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+
+
+def _save(fig, path):
+  _makedirs_for(path)
+  try:
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+  finally:
+    plt.close(fig)
+
+
+def _legend_handles(palette, ids, class_names):
+  names = list(class_names) if class_names is not None else [str(c) for c in range(len(palette))]
+  if len(names) != len(palette):
+    raise ValueError(f"class_names has {len(names)} names for {len(palette)} palette colours")
+  table = _color_table(palette)
+  handles = [plt.Rectangle((0, 0), 1, 1, color=table[c] / 255) for c in ids]
+  return handles, [names[c] if c != IGNORE_INDEX else "ignore" for c in ids]
+
+
+def save_prediction_grid(path, images, labels, preds, palette, class_names=None):
+  """One row per example: image | truth | prediction, and a legend of the classes shown.
+
+  images (N, H, W, 3) uint8 (or float in [0, 1]); labels, preds (N, H, W) ids.
+  """
   n = len(images)
+  if not n or len(labels) != n or len(preds) != n:
+    raise ValueError(f"need as many images, labels and preds (> 0), got "
+                     f"{len(images)}, {len(labels)}, {len(preds)}")
   fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
   for i in range(n):
-    for j, (title, pic) in enumerate((("image", images[i]),
-                                      ("truth", colorize(labels[i], colors)),
-                                      ("prediction", colorize(preds[i], colors)))):
-      axes[i, j].imshow(pic)
-      axes[i, j].set_axis_off()
+    panels = (("image", _as_uint8_image(images[i])), ("truth", colorize(labels[i], palette)),
+              ("prediction", colorize(preds[i], palette)))
+    for ax, (title, picture) in zip(axes[i], panels):
+      ax.imshow(picture, interpolation="nearest")
+      ax.set_axis_off()
       if i == 0:
-        axes[i, j].set_title(title)
-  if class_names:
-    handles = [plt.Rectangle((0, 0), 1, 1, color=np.asarray(c) / 255) for c in colors]
-    fig.legend(handles, class_names, loc="lower center", ncol=min(len(class_names), 7),
-               fontsize=8)
-  fig.tight_layout(rect=(0, 0.04 if class_names else 0, 1, 1))
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+        ax.set_title(title)
+  ids = np.unique(np.concatenate([np.ravel(labels), np.ravel(preds)])).tolist()
+  handles, names = _legend_handles(palette, ids, class_names)
+  fig.tight_layout()
+  # Below the panels; bbox_inches="tight" in _save keeps it in the picture.
+  fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+             ncol=min(len(names), 6), fontsize=8)
+  _save(fig, path)
 
 
 def plot_curves(path, history):
-  """history: {name: [(step, value), ...]}; one panel per name."""
-  _parent(path)
-  fig, axes = plt.subplots(1, len(history), figsize=(4 * len(history), 3), squeeze=False)
-  for ax, (name, points) in zip(axes[0], history.items()):
+  """history: {name: [(step, value), ...]}; one panel per name, step on x."""
+  history = {k: v for k, v in history.items() if len(v)}
+  if not history:
+    raise ValueError("plot_curves: history has no points")
+  cols = min(len(history), 3)
+  rows = -(-len(history) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+  for ax in axes.ravel()[len(history):]:
+    ax.set_axis_off()
+  for ax, (name, points) in zip(axes.ravel(), history.items()):
     steps, values = zip(*points)
     ax.plot(steps, values, marker="." if len(points) < 30 else None)
     ax.set_title(name)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def plot_ablation(path, rows, metric, group, label):
-  """Grouped bars: one group per rows[group] value, one bar per rows[label]."""
-  _parent(path)
+  """Grouped bar chart of rows[i][metric], values written on the bars.
+
+  One cluster on the x axis per distinct rows[i][group], one bar (colour,
+  legend entry) per distinct rows[i][label]; e.g. group='metric' (mIoU,
+  boundary IoU), label='variant' (upsampling operator).
+  """
+  for key in (metric, group, label):
+    missing = [i for i, r in enumerate(rows) if key not in r]
+    if missing:
+      raise ValueError(f"plot_ablation: rows {missing[:5]} have no field {key!r}")
   groups = list(dict.fromkeys(r[group] for r in rows))
   labels = list(dict.fromkeys(r[label] for r in rows))
-  width = 0.8 / len(labels)
-  fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(groups) * len(labels) * 0.5 + 2, 3.5))
-  for k, lab in enumerate(labels):
-    xs, ys = [], []
-    for g, grp in enumerate(groups):
-      for r in rows:
-        if r[group] == grp and r[label] == lab:
-          xs.append(g + (k - (len(labels) - 1) / 2) * width)
-          ys.append(r[metric])
-    bars = ax.bar(xs, ys, width, label=str(lab))
-    ax.bar_label(bars, fmt="%.3f", fontsize=7)
+  width = 0.8 / max(len(labels), 1)
+  fig, ax = plt.subplots(figsize=(2 + 0.6 * len(groups) * len(labels), 3.5))
+  for k, name in enumerate(labels):
+    offset = (k - (len(labels) - 1) / 2) * width
+    points = [(g + offset, float(r[metric])) for g, value in enumerate(groups)
+              for r in rows if r[group] == value and r[label] == name]
+    if points:
+      bars = ax.bar(*zip(*points), width, label=str(name))
+      ax.bar_label(bars, fmt="%.3f", fontsize=7)
   ax.set_xticks(range(len(groups)), [str(g) for g in groups])
   ax.set_ylabel(metric)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, title=label)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def markdown_table(rows, columns):
-  """A Markdown table; floats with 4 decimals."""
-  fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)
-  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-  lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+  """A Markdown table of rows (dicts) over columns; floats with 4 decimals, missing empty."""
+  fmt = lambda v: f"{v:.4f}" if isinstance(v, (float, np.floating)) else str(v)
+  lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(fmt(r[c]) if c in r else "" for c in columns) + " |" for r in rows]
   return "\n".join(lines)

@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 from fcnjax import config as config_lib
-from fcnjax import evaluate as evaluate_cli
-from fcnjax import predict as predict_cli
+from fcnjax import inference
 from fcnjax.data import pipeline
 from fcnjax.train import checkpoint, loop, parallel
 from fcnjax.train import step as step_lib
@@ -97,7 +96,7 @@ def test_evaluate_writes_results_matching_numpy_and_predict(data_dir, tmp_path):
   config = tiny_config(data_dir)
   workdir = tmp_path / "run"
   loop.train_and_evaluate(config, str(workdir))
-  results = evaluate_cli.evaluate_workdir(config, str(workdir), which="latest")
+  results = inference.evaluate_workdir(config, str(workdir), which="latest")
   with open(workdir / "eval" / "results.json") as f:
     saved = json.load(f)
   for key in ("pixel_acc", "mean_acc", "mean_iou", "fw_iou", "per_class_iou", "step"):
@@ -116,8 +115,8 @@ def test_evaluate_writes_results_matching_numpy_and_predict(data_dir, tmp_path):
     np.testing.assert_allclose(saved[key], value, rtol=1e-6, err_msg=key)
     np.testing.assert_allclose(results[key], value, rtol=1e-6, err_msg=key)
   # predict: palette PNGs whose pixel values are class ids.
-  written = predict_cli.predict_files(config, str(workdir),
-                                      predict_cli.list_images(str(workdir / "eval" / "images")),
+  written = inference.predict_files(config, str(workdir),
+                                      inference.list_images(str(workdir / "eval" / "images")),
                                       str(tmp_path / "pred"), which="latest")
   assert written
   mask = Image.open(written[0])
@@ -153,6 +152,6 @@ def test_restore_onto_different_device_count(data_dir, tmp_path):
   config = tiny_config(data_dir, num_train_steps=3)
   loop.train_and_evaluate(config, str(tmp_path / "w"))  # 8 devices, pmap
   one = tiny_config(data_dir, num_train_steps=3, num_devices=2, parallel="jit")
-  a = evaluate_cli.evaluate_workdir(config, str(tmp_path / "w"), which="latest")
-  b = evaluate_cli.evaluate_workdir(one, str(tmp_path / "w"), which="latest")
+  a = inference.evaluate_workdir(config, str(tmp_path / "w"), which="latest")
+  b = inference.evaluate_workdir(one, str(tmp_path / "w"), which="latest")
   np.testing.assert_allclose(a["mean_iou"], b["mean_iou"], rtol=1e-6)
