@@ -5,6 +5,7 @@ Masks are (H, W) integer class ids in [0, C) with 255 = ignore; palettes are
 Every plotting function creates the parent folders of `path` and closes its
 figure.
 """
+import contextlib
 import os
 
 import matplotlib
@@ -89,9 +90,13 @@ def _makedirs_for(path):
   os.makedirs(parent, exist_ok=True)
 
 
-def _save(fig, path):
-  _makedirs_for(path)
+@contextlib.contextmanager
+def _figure(path, *args, **kwargs):
+  """plt.subplots(*args, **kwargs); saved to path on success, closed always."""
+  fig, axes = plt.subplots(*args, **kwargs)
   try:
+    yield fig, axes
+    _makedirs_for(path)
     fig.savefig(path, dpi=100, bbox_inches="tight")
   finally:
     plt.close(fig)
@@ -115,22 +120,21 @@ def save_prediction_grid(path, images, labels, preds, palette, class_names=None)
   if not n or len(labels) != n or len(preds) != n:
     raise ValueError(f"need as many images, labels and preds (> 0), got "
                      f"{len(images)}, {len(labels)}, {len(preds)}")
-  fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
-  for i in range(n):
-    panels = (("image", _as_uint8_image(images[i])), ("truth", colorize(labels[i], palette)),
-              ("prediction", colorize(preds[i], palette)))
-    for ax, (title, picture) in zip(axes[i], panels):
-      ax.imshow(picture, interpolation="nearest")
-      ax.set_axis_off()
-      if i == 0:
-        ax.set_title(title)
+  rows = [(_as_uint8_image(images[i]), colorize(labels[i], palette), colorize(preds[i], palette))
+          for i in range(n)]
   ids = np.unique(np.concatenate([np.ravel(labels), np.ravel(preds)])).tolist()
   handles, names = _legend_handles(palette, ids, class_names)
-  fig.tight_layout()
-  # Below the panels; bbox_inches="tight" in _save keeps it in the picture.
-  fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-             ncol=min(len(names), 6), fontsize=8)
-  _save(fig, path)
+  with _figure(path, n, 3, figsize=(7.5, 2.5 * n), squeeze=False) as (fig, axes):
+    for i, row in enumerate(rows):
+      for ax, title, picture in zip(axes[i], ("image", "truth", "prediction"), row):
+        ax.imshow(picture, interpolation="nearest")
+        ax.set_axis_off()
+        if i == 0:
+          ax.set_title(title)
+    fig.tight_layout()
+    # Below the panels; savefig's bbox_inches="tight" keeps it in the picture.
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(len(names), 6), fontsize=8)
 
 
 def plot_curves(path, history):
@@ -140,17 +144,16 @@ def plot_curves(path, history):
     raise ValueError("plot_curves: history has no points")
   cols = min(len(history), 3)
   rows = -(-len(history) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-  for ax in axes.ravel()[len(history):]:
-    ax.set_axis_off()
-  for ax, (name, points) in zip(axes.ravel(), history.items()):
-    steps, values = zip(*points)
-    ax.plot(steps, values, marker="." if len(points) < 30 else None)
-    ax.set_title(name)
-    ax.set_xlabel("step")
-    ax.grid(alpha=0.3)
-  fig.tight_layout()
-  _save(fig, path)
+  with _figure(path, rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False) as (fig, axes):
+    for ax in axes.ravel()[len(history):]:
+      ax.set_axis_off()
+    for ax, (name, points) in zip(axes.ravel(), history.items()):
+      steps, values = zip(*points)
+      ax.plot(steps, values, marker="." if len(points) < 30 else None)
+      ax.set_title(name)
+      ax.set_xlabel("step")
+      ax.grid(alpha=0.3)
+    fig.tight_layout()
 
 
 def plot_ablation(path, rows, metric, group, label):
@@ -167,19 +170,18 @@ def plot_ablation(path, rows, metric, group, label):
   groups = list(dict.fromkeys(r[group] for r in rows))
   labels = list(dict.fromkeys(r[label] for r in rows))
   width = 0.8 / max(len(labels), 1)
-  fig, ax = plt.subplots(figsize=(2 + 0.6 * len(groups) * len(labels), 3.5))
-  for k, name in enumerate(labels):
-    offset = (k - (len(labels) - 1) / 2) * width
-    points = [(g + offset, float(r[metric])) for g, value in enumerate(groups)
-              for r in rows if r[group] == value and r[label] == name]
-    if points:
-      bars = ax.bar(*zip(*points), width, label=str(name))
-      ax.bar_label(bars, fmt="%.3f", fontsize=7)
-  ax.set_xticks(range(len(groups)), [str(g) for g in groups])
-  ax.set_ylabel(metric)
-  ax.legend(fontsize=8, title=label)
-  fig.tight_layout()
-  _save(fig, path)
+  with _figure(path, figsize=(2 + 0.6 * len(groups) * len(labels), 3.5)) as (fig, ax):
+    for k, name in enumerate(labels):
+      offset = (k - (len(labels) - 1) / 2) * width
+      points = [(g + offset, float(r[metric])) for g, value in enumerate(groups)
+                for r in rows if r[group] == value and r[label] == name]
+      if points:
+        bars = ax.bar(*zip(*points), width, label=str(name))
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(range(len(groups)), [str(g) for g in groups])
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8, title=label, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
 
 
 def markdown_table(rows, columns):

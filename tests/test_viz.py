@@ -1,0 +1,149 @@
+"""viz: palette PNG round trip, colours, overlays, and plots written as PNGs."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcnjax import viz
+from fcnjax.data.palette import palette
+
+# Published PASCAL VOC colours (VOCdevkit): background, aeroplane, person; ignore.
+VOC_COLORS = {0: (0, 0, 0), 1: (128, 0, 0), 15: (192, 128, 128), 255: (224, 224, 192)}
+
+
+def random_mask(rng, shape=(9, 11), num_classes=4):
+  mask = rng.integers(0, num_classes, shape)
+  mask[rng.random(shape) < 0.2] = 255
+  return mask
+
+
+def assert_png(path):
+  assert os.path.getsize(path) > 1000
+  with Image.open(path) as image:
+    assert image.format == "PNG" and min(image.size) > 50
+
+
+def test_colorize_uses_palette_and_voc_ignore_colour():
+  colors = palette(21)
+  mask = np.array([[0, 1], [15, 255]])
+  rgb = viz.colorize(mask, colors)
+  assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
+  for (i, j), c in np.ndenumerate(mask):
+    assert tuple(rgb[i, j]) == VOC_COLORS[c]
+
+
+def test_colorize_per_pixel_lookup():
+  rng = np.random.default_rng(0)
+  colors = rng.integers(0, 256, (4, 3)).astype(np.uint8)
+  mask = random_mask(rng)
+  rgb = viz.colorize(mask, colors)
+  for (i, j), c in np.ndenumerate(mask):
+    expected = VOC_COLORS[255] if c == 255 else tuple(colors[c])
+    assert tuple(rgb[i, j]) == expected
+
+
+def test_colorize_rejects_ids_outside_palette():
+  with pytest.raises(ValueError, match="outside"):
+    viz.colorize(np.array([[0, 4]]), palette(4))
+  with pytest.raises(ValueError, match="palette"):
+    viz.colorize(np.zeros((2, 2), int), np.zeros((4, 4), np.uint8))
+
+
+def test_overlay_is_the_alpha_blend():
+  rng = np.random.default_rng(1)
+  image = rng.integers(0, 256, (9, 11, 3)).astype(np.uint8)
+  mask = random_mask(rng)
+  colors = palette(4)
+  out = viz.overlay(image, mask, colors, alpha=0.25)
+  assert out.shape == image.shape and out.dtype == np.uint8
+  table = {c: np.array(VOC_COLORS[255]) if c == 255 else colors[c].astype(float)
+           for c in np.unique(mask)}
+  for (i, j), c in np.ndenumerate(mask):
+    expected = np.round(0.75 * image[i, j] + 0.25 * table[c])
+    np.testing.assert_allclose(out[i, j], expected, atol=1)
+  np.testing.assert_array_equal(viz.overlay(image, mask, colors, alpha=0.0), image)
+  with pytest.raises(ValueError, match="sizes differ"):
+    viz.overlay(image, mask[:5], colors)
+
+
+def test_palette_png_round_trip(tmp_path):
+  rng = np.random.default_rng(2)
+  mask = random_mask(rng, (13, 17), num_classes=21)
+  path = tmp_path / "nested" / "dir" / "mask.png"
+  viz.save_palette_png(str(path), mask, palette(21))
+  with Image.open(path) as image:
+    assert image.mode == "P" and image.size == (17, 13)
+    np.testing.assert_array_equal(np.asarray(image), mask)
+    colors = np.array(image.getpalette()[:768]).reshape(256, 3)
+  assert tuple(colors[1]) == VOC_COLORS[1] and tuple(colors[255]) == VOC_COLORS[255]
+  with Image.open(path) as image:
+    rgb = np.asarray(image.convert("RGB"))
+  np.testing.assert_array_equal(rgb, viz.colorize(mask, palette(21)))
+
+
+def test_save_prediction_grid(tmp_path):
+  rng = np.random.default_rng(3)
+  images = rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
+  labels = random_mask(rng, (2, 16, 16))
+  preds = rng.integers(0, 4, (2, 16, 16))
+  path = tmp_path / "out" / "grid.png"
+  viz.save_prediction_grid(str(path), images, labels, preds, palette(4),
+                           class_names=["bg", "a", "b", "c"])
+  assert_png(path)
+  viz.save_prediction_grid(str(tmp_path / "floats.png"), images / 255.0, labels, preds,
+                           palette(4))
+  assert_png(tmp_path / "floats.png")
+  with pytest.raises(ValueError, match="class_names"):
+    viz.save_prediction_grid(str(tmp_path / "x.png"), images, labels, preds, palette(4),
+                             class_names=["bg"])
+
+
+def test_plot_curves(tmp_path):
+  history = {"train_loss": [(1, 2.0), (2, 1.5), (3, 1.2)],
+             "eval_mean_iou": [(2, 0.3), (3, 0.4)],
+             "eval_boundary_iou": [(2, 0.1), (3, 0.2)],
+             "lr": [(1, 0.1), (3, 0.05)]}
+  path = tmp_path / "a" / "curves.png"
+  viz.plot_curves(str(path), history)
+  assert_png(path)
+  with pytest.raises(ValueError, match="no points"):
+    viz.plot_curves(str(tmp_path / "empty.png"), {"loss": []})
+
+
+def test_plot_ablation(tmp_path):
+  rows = [{"variant": v, "metric": m, "value": x}
+          for v, scores in (("bilinear", (0.61, 0.42)), ("transpose", (0.65, 0.47)),
+                            ("nearest", (0.58, 0.35)))
+          for m, x in zip(("mean_iou", "boundary_iou"), scores)]
+  path = tmp_path / "b" / "ablation.png"
+  viz.plot_ablation(str(path), rows, metric="value", group="metric", label="variant")
+  assert_png(path)
+  with pytest.raises(ValueError, match="'score'"):
+    viz.plot_ablation(str(tmp_path / "x.png"), rows, metric="score", group="metric",
+                      label="variant")
+
+
+def test_figures_are_closed(tmp_path):
+  import matplotlib.pyplot as plt
+  before = len(plt.get_fignums())
+  viz.plot_curves(str(tmp_path / "c.png"), {"loss": [(0, 1.0), (1, 0.5)]})
+  with pytest.raises(ValueError):
+    viz.save_prediction_grid(str(tmp_path / "g.png"), np.zeros((1, 4, 4, 3), np.uint8),
+                             np.full((1, 4, 4), 9), np.zeros((1, 4, 4), int), palette(2))
+  with pytest.raises(ValueError):  # fails while drawing: not a number
+    viz.plot_ablation(str(tmp_path / "a.png"), [{"g": 1, "l": "x", "v": "high"}], "v", "g", "l")
+  assert not (tmp_path / "a.png").exists()
+  assert len(plt.get_fignums()) == before
+
+
+def test_markdown_table():
+  rows = [{"upsample": "bilinear", "mean_iou": 0.61234, "steps": 10},
+          {"upsample": "transpose", "mean_iou": np.float32(0.5)}]
+  table = viz.markdown_table(rows, ["upsample", "mean_iou", "steps"])
+  assert table.splitlines() == [
+      "| upsample | mean_iou | steps |",
+      "|---|---|---|",
+      "| bilinear | 0.6123 | 10 |",
+      "| transpose | 0.5000 |  |",
+  ]
