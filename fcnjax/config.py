@@ -24,7 +24,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.batch_size = 16  # global, over all devices and hosts
   config.eval_batch_size = 16
   config.num_train_steps = 1000
-  config.parallel = "pmap"  # or "jit" (jit + shard_map over a Mesh)
+  config.parallel = "jit"  # jit + shard_map over a Mesh; or "pmap"
   config.num_devices = 0  # 0: all devices
 
   config.log_every_steps = 50

@@ -1,13 +1,20 @@
 """Flax models: VGG backbones, FCN-32s/16s/8s, encoder-decoders, patch classifier."""
 import jax.numpy as jnp
 
+from fcnjax.models.encoder_decoder import DeconvNet, DeconvNetTiny, SegNet, SegNetTiny
 from fcnjax.models.fcn import FCN, FCN8s, FCN16s, FCN32s
 from fcnjax.models.heads import (UPSAMPLERS, BedOfNailsUpsample, BilinearUpsample,
                                  NearestUpsample, ScoreHead, TransposeConvUpsample)
-from fcnjax.models.vgg import VGG16, TinyVGGBackbone, VGGBackbone
+from fcnjax.models.patch_classifier import (ConvolutionalPatchClassifier, PatchClassifier,
+                                            convolutionalize, extract_patches)
+from fcnjax.models.vgg import VGG16, SmallVGGBackbone, TinyVGGBackbone, VGGBackbone
 
-BACKBONES = {"vgg16": VGGBackbone, "tiny": TinyVGGBackbone}
-MODELS = {"fcn": FCN}
+BACKBONES = {"vgg16": VGGBackbone, "small": SmallVGGBackbone, "tiny": TinyVGGBackbone}
+MODELS = {"fcn": FCN, "segnet": SegNet, "deconvnet": DeconvNet}
+# Encoder-decoder sizes per backbone name (VGG16 layout, or tiny for tests).
+ENCODER_DECODER = {"vgg16": {}, "small": dict(stage_sizes=(2, 2, 2, 2, 2),
+                                             widths=(16, 32, 64, 96, 96)),
+                   "tiny": dict(stage_sizes=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32))}
 FCN_FIELDS = ("variant", "upsample", "geometry", "zero_init_score", "dropout_rate")
 
 
@@ -26,4 +33,7 @@ def build_model(model_config, num_classes, dtype=jnp.float32):
       raise ValueError(f"config.model.upsample={upsample!r}; valid: {tuple(UPSAMPLERS)}")
     kwargs = {k: v for k, v in cfg.items() if k in FCN_FIELDS}
     return FCN(num_classes, backbone=BACKBONES[backbone], dtype=dtype, **kwargs)
-  return MODELS[name](num_classes, dtype=dtype, **cfg)
+  sizes = dict(ENCODER_DECODER[backbone])
+  if name == "deconvnet" and backbone != "vgg16":
+    sizes["fc_width"] = 2 * sizes["widths"][-1]
+  return MODELS[name](num_classes, dtype=dtype, **sizes)

@@ -4,7 +4,7 @@ Every upsampler maps (N, h, w, C) -> (N, h*f, w*f, C) with padding=None
 (block-aligned, the 'same' geometry). The transpose-conv ones take padding=0
 for the Caffe geometry: kernel 2f, output (h+1)*f, before the reference crop.
 """
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -26,16 +26,25 @@ class ScoreHead(nn.Module):
                    param_dtype=self.param_dtype)(x)
 
 
-class TransposeConvUpsample(nn.Module):
-  """Learnable transpose conv, kernel 2f, stride f, initialised to bilinear.
+def bilinear_init(key, shape, dtype=jnp.float32):
+  """Kernel initialiser: (k, k, in, out) bilinear filter on the channel diagonal."""
+  del key
+  k, _, cin, cout = shape
+  return ops.bilinear_kernel(k, max(cin, cout))[:, :, :cin, :cout].astype(dtype)
 
-  kernel (2f, 2f, C, features) with the bilinear filter on the channel
-  diagonal; no bias (as the reference upscore layers).
+
+class TransposeConv(nn.Module):
+  """Transpose convolution layer (`ops.upsample.transpose_conv`), HWIO kernel.
+
+  (N, h, w, C) -> (N, (h-1)*s - 2p + k, (w-1)*s - 2p + k, features);
+  features=None keeps the input's channel count.
   """
-  factor: int
-  features: Optional[int] = None
-  padding: Optional[int] = None
-  use_bias: bool = False
+  features: Optional[int]
+  kernel_size: int
+  stride: int = 1
+  padding: int = 0
+  use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -43,19 +52,22 @@ class TransposeConvUpsample(nn.Module):
   def __call__(self, x):
     c = x.shape[-1]
     features = self.features or c
-    k = 2 * self.factor
-
-    def init(key, shape, dtype):
-      del key
-      kernel = ops.bilinear_kernel(k, max(c, features))[:, :, :c, :features]
-      return kernel.astype(dtype)
-
-    kernel = self.param("kernel", init, (k, k, c, features), self.param_dtype)
-    pad = self.factor // 2 if self.padding is None else self.padding
-    y = ops.transpose_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.factor, pad)
+    k = self.kernel_size
+    kernel = self.param("kernel", self.kernel_init, (k, k, c, features), self.param_dtype)
+    y = ops.transpose_conv(x.astype(self.dtype), kernel.astype(self.dtype), self.stride,
+                           self.padding)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
+      bias = self.param("bias", nn.initializers.zeros, (features,), self.param_dtype)
+      y = y + bias.astype(self.dtype)
     return y
+
+
+def TransposeConvUpsample(factor, features=None, padding=None, use_bias=False, **kwargs):  # noqa: N802
+  """Learnable x`factor` upsampling: kernel 2f, stride f, bilinear initialised,
+  no bias (as the reference upscore layers); padding None -> f//2."""
+  padding = factor // 2 if padding is None else padding
+  return TransposeConv(features, 2 * factor, factor, padding, use_bias,
+                       kernel_init=bilinear_init, **kwargs)
 
 
 class BilinearUpsample(nn.Module):

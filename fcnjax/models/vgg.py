@@ -64,6 +64,8 @@ class VGGBackbone(nn.Module):
 
 
 VGG16Backbone = VGGBackbone
+SmallVGGBackbone = functools.partial(VGGBackbone, stage_sizes=(2, 2, 2, 2, 2),
+                                     widths=(16, 32, 64, 96, 96), fc_width=192)
 TinyVGGBackbone = functools.partial(VGGBackbone, stage_sizes=(1, 1, 1, 1, 1),
                                     widths=(8, 16, 16, 32, 32), fc_width=32)
 

@@ -1,0 +1,78 @@
+"""torchvision VGG16 weights -> fcnjax params (and a .npz for config.init_from).
+
+    python -m fcnjax.convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
+
+Conversion: conv weights OIHW -> HWIO; classifier.0 (4096, 25088), flattened
+by torch in (C, H, W) order, -> a (7, 7, 512, 4096) fc6 conv kernel;
+classifier.3 -> a (1, 1, 4096, 4096) fc7 kernel; classifier.6 -> fc8 Dense.
+Reading a .pth needs PyTorch (pip install torch); nothing is downloaded.
+"""
+import numpy as np
+from absl import app, flags
+
+# torchvision vgg16 `features` indices of the 13 convolutions, in order.
+FEATURE_CONVS = {0: "conv1_1", 2: "conv1_2", 5: "conv2_1", 7: "conv2_2", 10: "conv3_1",
+                 12: "conv3_2", 14: "conv3_3", 17: "conv4_1", 19: "conv4_2", 21: "conv4_3",
+                 24: "conv5_1", 26: "conv5_2", 28: "conv5_3"}
+EXPECTED_KEYS = ({f"features.{i}.{p}" for i in FEATURE_CONVS for p in ("weight", "bias")} |
+                 {f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")})
+
+
+def _np(v):
+  return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+
+
+def vgg16_from_torch(state_dict):
+  """torchvision vgg16 state_dict (tensors or arrays) -> VGG16 params (numpy).
+
+  Tree: {'backbone': {conv1_1..conv5_3, fc6, fc7}, 'fc8': {...}}; the FCN's
+  'backbone' subtree has the same layout.
+  """
+  keys = set(state_dict)
+  missing, unexpected = EXPECTED_KEYS - keys, keys - EXPECTED_KEYS
+  if missing or unexpected:
+    raise ValueError(f"not a torchvision vgg16 state_dict: missing {sorted(missing)}, "
+                     f"unexpected {sorted(unexpected)}")
+  sd = {k: _np(v) for k, v in state_dict.items()}
+  backbone = {}
+  for i, name in FEATURE_CONVS.items():
+    w = sd[f"features.{i}.weight"]
+    if w.ndim != 4 or w.shape[2:] != (3, 3):
+      raise ValueError(f"features.{i}.weight: expected (out, in, 3, 3), got {w.shape}")
+    backbone[name] = {"kernel": w.transpose(2, 3, 1, 0), "bias": sd[f"features.{i}.bias"]}
+  fc6 = sd["classifier.0.weight"]
+  if fc6.shape != (4096, 512 * 7 * 7):
+    raise ValueError(f"classifier.0.weight: expected (4096, 25088), got {fc6.shape}")
+  backbone["fc6"] = {"kernel": fc6.reshape(4096, 512, 7, 7).transpose(2, 3, 1, 0),
+                     "bias": sd["classifier.0.bias"]}
+  fc7 = sd["classifier.3.weight"]
+  backbone["fc7"] = {"kernel": fc7.T[None, None], "bias": sd["classifier.3.bias"]}
+  fc8 = {"kernel": sd["classifier.6.weight"].T, "bias": sd["classifier.6.bias"]}
+  return {"backbone": backbone, "fc8": fc8}
+
+
+def save_npz(params, path):
+  """Flattened 'a/b/c' keys, the format config.init_from reads."""
+  from flax import traverse_util
+  flat = traverse_util.flatten_dict(params, sep="/")
+  np.savez(path, **{k: np.asarray(v) for k, v in flat.items()})
+
+
+flags.DEFINE_string("torch_weights", None, "torchvision vgg16 .pth state_dict file.")
+flags.DEFINE_string("out", "vgg16.npz", "Output .npz for --config.init_from.")
+
+
+def main(argv):
+  del argv
+  try:
+    import torch
+  except ImportError:
+    raise SystemExit("reading a .pth needs PyTorch: pip install torch") from None
+  state_dict = torch.load(flags.FLAGS.torch_weights, map_location="cpu")
+  save_npz(vgg16_from_torch(state_dict), flags.FLAGS.out)
+  print(f"wrote {flags.FLAGS.out}")
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("torch_weights")
+  app.run(main)

@@ -1,0 +1,123 @@
+"""Model shapes, fully-convolutional invariance, parameter counts, dtypes."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fcnjax import models
+from fcnjax.models import heads
+
+
+def _count(tree):
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
+def _shape_and_params(model, shape):
+  x = jnp.zeros(shape)
+  out = jax.eval_shape(lambda: model.apply(model.init(jax.random.key(0), x), x))
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), x))["params"]
+  return out.shape, _count(params)
+
+
+FCN_CASES = [(v, up, "same") for v in ("32s", "16s", "8s")
+             for up in ("learned", "bilinear", "nearest", "bed_of_nails")]
+FCN_CASES += [(v, up, "paper") for v in ("32s", "16s", "8s") for up in ("learned", "bilinear")]
+
+
+@pytest.mark.parametrize("variant,upsample,geometry", FCN_CASES)
+def test_fcn_output_is_input_size_and_params_do_not_depend_on_it(variant, upsample, geometry):
+  model = models.build_model(dict(name="fcn", variant=variant, backbone="tiny",
+                                  upsample=upsample, geometry=geometry), 5)
+  counts = set()
+  for shape in [(2, 97, 131, 3), (1, 64, 64, 3), (1, 33, 40, 3)]:
+    out, count = _shape_and_params(model, shape)
+    assert out == shape[:3] + (5,)
+    counts.add(count)
+  assert len(counts) == 1
+
+
+@pytest.mark.parametrize("name", ["segnet", "deconvnet"])
+def test_encoder_decoder_shapes(name):
+  model = models.build_model(dict(name=name, backbone="tiny"), 4)
+  for shape in [(2, 97, 131, 3), (1, 64, 64, 3)]:
+    x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
+    variables = model.init(jax.random.key(0), x)
+    assert "batch_stats" in variables
+    y, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert y.shape == shape[:3] + (4,) and np.isfinite(np.asarray(y)).all()
+    assert model.apply(variables, x).shape == y.shape
+  with pytest.raises(ValueError, match="smaller"):
+    model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+
+
+def _reference_fcn_params(variant, num_classes=21):
+  """The Caffe voc-fcn{32,16,8}s nets, layer by layer (weights + biases)."""
+  conv = lambda k, cin, cout, bias=True: k * k * cin * cout + (cout if bias else 0)
+  vgg = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+         (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+  total = sum(conv(3, a, b) for a, b in vgg)
+  total += conv(7, 512, 4096) + conv(1, 4096, 4096)  # fc6, fc7
+  total += conv(1, 4096, num_classes)  # score_fr
+  deconv = lambda k: conv(k, num_classes, num_classes, bias=False)
+  if variant == "32s":
+    return total + deconv(64)
+  total += deconv(4) + conv(1, 512, num_classes)  # upscore2, score_pool4
+  if variant == "16s":
+    return total + deconv(32)
+  return total + deconv(4) + conv(1, 256, num_classes) + deconv(16)
+
+
+@pytest.mark.parametrize("variant", ["32s", "16s", "8s"])
+def test_vgg16_fcn_parameter_counts_match_reference_nets(variant):
+  model = models.build_model(dict(name="fcn", variant=variant, backbone="vgg16",
+                                  upsample="learned", geometry="paper"), 21)
+  _, count = _shape_and_params(model, (1, 64, 64, 3))
+  assert count == _reference_fcn_params(variant)
+  if variant == "8s":
+    assert abs(count - 134.5e6) < 0.1e6
+
+
+def test_bf16_compute_runs():
+  model = models.build_model(dict(name="fcn", variant="8s", backbone="tiny"), 3,
+                             dtype=jnp.bfloat16)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 40, 40, 3)), jnp.float32)
+  variables = model.init(jax.random.key(0), x)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
+  y = model.apply(variables, x)
+  assert y.shape == (1, 40, 40, 3) and np.isfinite(np.asarray(y)).all()
+
+
+def test_learned_upsample_starts_bilinear_and_reproduces_a_ramp():
+  up = heads.TransposeConvUpsample(4)
+  ramp = np.broadcast_to(np.arange(8, dtype=np.float32)[None, :, None, None], (1, 8, 8, 2))
+  variables = up.init(jax.random.key(0), ramp)
+  y = np.asarray(up.apply(variables, ramp))
+  assert y.shape == (1, 32, 32, 2)
+  # Value i sits at the centre of its 4-pixel block (position 4i + 1.5).
+  inside = np.arange(6, 26)
+  np.testing.assert_allclose(y[0, inside, 5, 0], (inside - 1.5) / 4, atol=1e-5)
+  assert not jax.tree.leaves(heads.BilinearUpsample(4).init(jax.random.key(0), ramp))
+
+
+def test_same_geometry_constant_scores_stay_constant():
+  """Alignment: a constant score map upsamples to the same constant inside."""
+  for name in ("bilinear", "nearest"):
+    up = heads.UPSAMPLERS[name](8)
+    x = jnp.full((1, 4, 5, 3), 2.5)
+    y = np.asarray(up.apply(up.init(jax.random.key(0), x), x))
+    np.testing.assert_allclose(y[0, 4:-4, 4:-4], 2.5, rtol=1e-6)
+
+
+def test_errors_name_the_option():
+  with pytest.raises(ValueError, match="upsample"):
+    models.build_model(dict(name="fcn", upsample="cubic"), 3)
+  with pytest.raises(ValueError, match="backbone"):
+    models.build_model(dict(name="fcn", backbone="resnet"), 3)
+  with pytest.raises(ValueError, match="model.name"):
+    models.build_model(dict(name="unet"), 3)
+  model = models.FCN(3, geometry="paper", upsample="nearest",
+                     backbone=models.TinyVGGBackbone)
+  with pytest.raises(ValueError, match="paper"):
+    model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
