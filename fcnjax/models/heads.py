@@ -12,18 +12,11 @@ import jax.numpy as jnp
 from fcnjax.ops import upsample as ops
 
 
-class ScoreHead(nn.Module):
-  """1x1 convolution to class scores; zero_init as in the reference FCN."""
-  num_classes: int
-  zero_init: bool = False
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
-    return nn.Conv(self.num_classes, (1, 1), kernel_init=init, dtype=self.dtype,
-                   param_dtype=self.param_dtype)(x)
+def ScoreHead(num_classes, zero_init=False, **kwargs):  # noqa: N802
+  """1x1 convolution to class scores (params: kernel (1, 1, C_in, C), bias);
+  zero_init as in the reference FCN's score layers."""
+  init = nn.initializers.zeros if zero_init else nn.initializers.lecun_normal()
+  return nn.Conv(num_classes, (1, 1), kernel_init=init, **kwargs)
 
 
 def bilinear_init(key, shape, dtype=jnp.float32):

@@ -39,6 +39,7 @@ class VGGBackbone(nn.Module):
   fc6_kernel: int = 7
   geometry: str = "same"
   dropout_rate: float = 0.5
+  batch_norm: bool = False  # conv -> BatchNorm -> ReLU (the 'small' CPU backbone)
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -51,7 +52,11 @@ class VGGBackbone(nn.Module):
     for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths), start=1):
       for i in range(1, n + 1):
         pad = 100 if (self.geometry == "paper" and s == 1 and i == 1) else 1
-        x = nn.relu(conv(width, (3, 3), padding=pad, name=f"conv{s}_{i}")(x))
+        x = conv(width, (3, 3), padding=pad, name=f"conv{s}_{i}")(x)
+        if self.batch_norm:
+          x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+                           param_dtype=self.param_dtype, name=f"bn{s}_{i}")(x)
+        x = nn.relu(x)
       x = max_pool_2x2(x, ceil_mode=self.geometry != "torchvision")
       endpoints[f"pool{s}"] = x
     fc6_pad = "SAME" if self.geometry == "same" else "VALID"
@@ -65,7 +70,8 @@ class VGGBackbone(nn.Module):
 
 VGG16Backbone = VGGBackbone
 SmallVGGBackbone = functools.partial(VGGBackbone, stage_sizes=(2, 2, 2, 2, 2),
-                                     widths=(16, 32, 64, 96, 96), fc_width=192)
+                                     widths=(16, 32, 64, 96, 96), fc_width=192,
+                                     batch_norm=True)
 TinyVGGBackbone = functools.partial(VGGBackbone, stage_sizes=(1, 1, 1, 1, 1),
                                     widths=(8, 16, 16, 32, 32), fc_width=32)
 
