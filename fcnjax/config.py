@@ -5,25 +5,30 @@ from fcnjax.data import pipeline
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """Tiny FCN-8s on the embedded shapes dataset, Adam + cosine schedule."""
+  """FCN-8s with the small BN VGG backbone on the embedded shapes dataset.
+
+  Adam + cosine schedule, 96x96 random crops (scale 0.75-1.25, flips) of the
+  128x128 images, evaluation at full size: about 8 minutes on 2 CPU cores.
+  """
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.data = pipeline.default_data_config()
+  config.data.crop_size = 96
   config.num_classes = None  # None: taken from the dataset; else must agree with it
 
   config.model = ml_collections.ConfigDict(dict(
-      name="fcn", variant="8s", backbone="tiny", upsample="learned", geometry="same",
+      name="fcn", variant="8s", backbone="small", upsample="learned", geometry="same",
       zero_init_score=True, dropout_rate=0.0))
   config.dtype = "float32"  # or "bfloat16" (compute; params stay float32)
 
   config.optimizer = ml_collections.ConfigDict(dict(
-      name="adam", learning_rate=1e-3, schedule="cosine", warmup_steps=50,
+      name="adam", learning_rate=3e-3, schedule="cosine", warmup_steps=50,
       momentum=0.9, nesterov=False, weight_decay=0.0, grad_clip=0.0, step_every=0))
   config.loss_reduction = "mean"  # "sum": the reference FCN's summed loss
 
   config.batch_size = 16  # global, over all devices and hosts
   config.eval_batch_size = 16
-  config.num_train_steps = 1000
+  config.num_train_steps = 1500
   config.parallel = "jit"  # jit + shard_map over a Mesh; or "pmap"
   config.num_devices = 0  # 0: all devices
 

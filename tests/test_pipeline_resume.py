@@ -1,0 +1,103 @@
+"""The input pipeline: batches are a function of (seed, step) only."""
+import itertools
+
+import numpy as np
+import pytest
+
+from fcnjax.data import pipeline
+
+
+@pytest.fixture(scope="module")
+def data_config(tmp_path_factory):
+  config = pipeline.default_data_config()
+  config.tfds_config = "tiny"
+  config.data_dir = str(tmp_path_factory.mktemp("tfds"))
+  config.crop_size = 24
+  return config
+
+
+def _take(it, n):
+  return list(itertools.islice(it, n))
+
+
+def test_restart_at_step_k_sees_the_same_batches(data_config):
+  straight = _take(pipeline.train_batches(data_config, 8, seed=3), 12)  # crosses an epoch
+  resumed = _take(pipeline.train_batches(data_config, 8, seed=3, start_step=7), 5)
+  for a, b in zip(straight[7:], resumed):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+  other_seed = _take(pipeline.train_batches(data_config, 8, seed=4), 1)[0]
+  assert not np.array_equal(other_seed["label"], straight[0]["label"])
+
+
+def test_processes_take_disjoint_slices_of_the_global_batch(data_config):
+  whole = _take(pipeline.train_batches(data_config, 8, seed=0), 3)
+  parts = [_take(pipeline.train_batches(data_config, 8, seed=0, process_index=p,
+                                        process_count=2), 3) for p in range(2)]
+  for step in range(3):
+    joined = np.concatenate([parts[0][step]["label"], parts[1][step]["label"]])
+    np.testing.assert_array_equal(joined, whole[step]["label"])
+  with pytest.raises(ValueError, match="divisible"):
+    next(pipeline.train_batches(data_config, 7, seed=0, process_count=2))
+
+
+def test_every_example_once_per_epoch(data_config):
+  # 64 tiny train examples, batch 8: 8 steps are one epoch, a permutation.
+  info = pipeline.get_info(data_config)
+  source = pipeline.get_source(data_config, "train")
+  data_config = data_config.copy_and_resolve_references()
+  data_config.flip, data_config.scale_range = False, (1.0, 1.0)
+  data_config.crop_size = source[0][1].shape[0]  # full image: no crop randomness
+  batches = _take(pipeline.train_batches(data_config, 8, seed=1), info.num_train // 8)
+  seen = np.concatenate([b["label"] for b in batches])
+  expected = np.stack([source[i][1] for i in range(len(source))])
+  key = lambda arr: sorted(a.tobytes() for a in arr)
+  assert key(seen.astype(np.uint8)) == key(expected)
+
+
+def test_eval_batches_pad_with_ignore_and_cover_every_example(data_config):
+  info = pipeline.get_info(data_config)
+  batches = list(pipeline.eval_batches(data_config, 6))  # 16 examples: 6 + 6 + 4 + pad
+  assert len(batches) == 3 and all(b["label"].shape[0] == 6 for b in batches)
+  assert (batches[-1]["label"][4:] == 255).all()
+  valid = sum(int((b["label"] != 255).sum()) for b in batches)
+  source = pipeline.get_source(data_config, "eval")
+  assert valid == sum(int((source[i][1] != 255).sum()) for i in range(info.num_eval))
+  # Two processes: same number of batches each, together every example once.
+  parts = [list(pipeline.eval_batches(data_config, 3, process_index=p, process_count=2))
+           for p in range(2)]
+  assert len(parts[0]) == len(parts[1]) == 3
+  merged = [np.concatenate([parts[0][i]["label"], parts[1][i]["label"]]) for i in range(3)]
+  for a, b in zip(merged, batches):
+    np.testing.assert_array_equal(a, b["label"])
+
+
+def test_augment_keeps_image_and_label_aligned_and_pads_with_ignore():
+  rng = np.random.default_rng(0)
+  label = np.zeros((10, 12), np.uint8)
+  label[2:5, 3:9] = 1
+  image = np.repeat((label * 200)[..., None], 3, axis=-1).astype(np.uint8)
+  for seed in range(10):
+    img, lab = pipeline.augment(image, label, np.random.default_rng(seed), 16,
+                                (0.8, 1.3), flip=True)
+    assert img.shape == (16, 16, 3) and lab.shape == (16, 16)
+    inside = lab != 255
+    # Nearest-resized labels and bilinear-resized images agree away from edges.
+    assert ((img[..., 0] > 150) <= (lab == 1) | ~inside).mean() > 0.9
+    assert (lab[~inside] == 255).all()
+  assert rng is not None
+
+
+def test_normalize_round_trip_and_errors():
+  image = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+  for mode in ("imagenet", "caffe"):
+    np.testing.assert_array_equal(pipeline.denormalize(pipeline.normalize(image, mode), mode),
+                                  image)
+  caffe = pipeline.normalize(image, "caffe")
+  np.testing.assert_allclose(caffe[..., 0], image[..., 2] - 104.00698793, rtol=1e-5)
+  with pytest.raises(ValueError, match="normalization"):
+    pipeline.normalize(image, "zca")
+  config = pipeline.default_data_config()
+  config.name = "coco"
+  with pytest.raises(ValueError, match="config.data.name"):
+    pipeline.get_info(config)
