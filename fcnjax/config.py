@@ -52,6 +52,7 @@ def paper_voc_config(variant: str) -> ml_collections.ConfigDict:
   """
   config = default_config()
   config.data.name = "voc"
+  config.data.eval_split = "seg11valid"
   config.data.crop_size = 500  # reference images are at most 500x500
   config.data.scale_range = (1.0, 1.0)
   config.data.flip = False
