@@ -10,6 +10,7 @@ sees from step k on, whatever the number of processes or devices.
 """
 import dataclasses
 import functools
+import io
 from typing import Optional, Sequence
 
 import ml_collections
@@ -77,35 +78,56 @@ def denormalize(x, mode):
   return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-class ArraySource:
-  """Examples held in memory (lists of uint8 arrays)."""
+class TfdsSource:
+  """Examples of a tfds split kept encoded in memory, decoded on access.
 
-  def __init__(self, images, labels):
-    self.images, self.labels = images, labels
+  label_map: a uint8 lookup table (256,) applied to the decoded mask, e.g.
+  Cityscapes ids -> train ids; None keeps the values.
+  """
+
+  def __init__(self, images, labels, label_map=None):
+    self.images, self.labels, self.label_map = images, labels, label_map
 
   def __len__(self):
     return len(self.images)
 
   def __getitem__(self, i):
-    return self.images[i], self.labels[i]
+    image = _decode(self.images[i], "RGB")
+    label = _decode(self.labels[i], None)
+    label = label[..., 0] if label.ndim == 3 else label
+    return image, label if self.label_map is None else self.label_map[label]
+
+
+def _decode(data, mode):
+  with Image.open(io.BytesIO(data)) as img:
+    return np.asarray(img.convert(mode) if mode else img)
 
 
 @functools.lru_cache(maxsize=8)
-def _tfds_source(builder_name, data_dir, split, limit):
+def tfds_source(builder_name, data_dir, split, limit, image_key="image",
+                label_key="segmentation_mask", label_map=None):
+  """A TfdsSource over `builder_name`'s split (prepared on first use).
+
+  Builders that need a manual download (cityscapes) raise tfds's own message
+  naming the folder to fill. label_map is a tuple (hashable) or None.
+  """
   import tensorflow as tf
   import tensorflow_datasets as tfds
   from fcnjax.data import shapes  # noqa: F401  (registers the builder)
   tf.config.set_visible_devices([], "GPU")
   builder = tfds.builder(builder_name, data_dir=data_dir)
   builder.download_and_prepare()
-  ds = builder.as_dataset(split=split, shuffle_files=False)
+  skip = tfds.decode.SkipDecoding()
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={image_key: skip, label_key: skip})
   if limit:
     ds = ds.take(limit)
   images, labels = [], []
   for ex in tfds.as_numpy(ds):
-    images.append(ex["image"])
-    labels.append(ex["segmentation_mask"][..., 0])
-  return ArraySource(images, labels)
+    images.append(ex[image_key])
+    labels.append(ex[label_key])
+  table = None if label_map is None else np.asarray(label_map, np.uint8)
+  return TfdsSource(images, labels, table)
 
 
 def get_source(data_config, split):
@@ -115,8 +137,8 @@ def get_source(data_config, split):
   split_name = data_config.train_split if split == "train" else data_config.eval_split
   limit = data_config.num_train if split == "train" else data_config.num_eval
   if name == "shapes":
-    return _tfds_source(f"shapes/{data_config.tfds_config}", data_config.data_dir,
-                        split_name, limit)
+    return tfds_source(f"shapes/{data_config.tfds_config}", data_config.data_dir,
+                       split_name, limit)
   if name == "voc":
     from fcnjax.data import voc
     return voc.source(data_config, split_name, limit)

@@ -1,0 +1,49 @@
+"""A grid of training images with their palette-coloured masks.
+
+    python -m fcnjax.data.preview --dataset=shapes --out=grid.png
+    python -m fcnjax.data.preview --dataset=voc --manual_dir=/data/VOC2012 --split=eval --out=voc.png
+"""
+import numpy as np
+from absl import app, flags
+from PIL import Image
+
+flags.DEFINE_string("dataset", "shapes", "shapes | voc | pets | cityscapes")
+flags.DEFINE_string("tfds_config", "default", "Builder config of the shapes dataset.")
+flags.DEFINE_string("data_dir", None, "tfds data dir (None: the tfds default).")
+flags.DEFINE_string("manual_dir", None, "VOC folder (VOCdevkit/VOC2012).")
+flags.DEFINE_string("sbd_dir", None, "SBD folder (benchmark_RELEASE).")
+flags.DEFINE_enum("split", "train", ["train", "eval"], "Which split to show.")
+flags.DEFINE_integer("num", 8, "Number of examples.")
+flags.DEFINE_integer("size", 128, "Each tile is resized to size x size.")
+flags.DEFINE_string("out", "grid.png", "Output PNG.")
+FLAGS = flags.FLAGS
+
+
+def preview_grid(data_config, split, num, size):
+  """(2*size, num*size, 3) uint8: images on top, coloured masks below."""
+  from fcnjax.data import palette, pipeline
+  info = pipeline.get_info(data_config)
+  source = pipeline.get_source(data_config, split)
+  tiles = []
+  for i in range(min(num, len(source))):
+    image, label = source[i]
+    mask = palette.colorize(label, info.palette)
+    tiles.append(np.concatenate([
+        np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR)),
+        np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))], axis=0))
+  return np.concatenate(tiles, axis=1)
+
+
+def main(argv):
+  del argv
+  from fcnjax.data import pipeline
+  config = pipeline.default_data_config()
+  config.update(dict(name=FLAGS.dataset, tfds_config=FLAGS.tfds_config,
+                     data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
+                     sbd_dir=FLAGS.sbd_dir))
+  Image.fromarray(preview_grid(config, FLAGS.split, FLAGS.num, FLAGS.size)).save(FLAGS.out)
+  print(f"wrote {FLAGS.out}")
+
+
+if __name__ == "__main__":
+  app.run(main)
