@@ -143,6 +143,9 @@ def test_config_errors(data_dir, tmp_path):
                             str(tmp_path / "b"))
   with pytest.raises(ValueError, match="batch_size"):
     loop.train_and_evaluate(tiny_config(data_dir, batch_size=12), str(tmp_path / "c"))
+  with pytest.raises(ValueError, match="crop_size=16"):
+    loop.train_and_evaluate(tiny_config(data_dir, **{"model.name": "segnet",
+                                                     "data.crop_size": 16}), str(tmp_path / "e"))
   with pytest.raises(ValueError, match="optimizer.name"):
     loop.train_and_evaluate(tiny_config(data_dir, **{"optimizer.name": "lbfgs"}),
                             str(tmp_path / "d"))

@@ -44,10 +44,9 @@ def validate_config(config, info):
     if config[name] % devices:
       raise ValueError(f"config.{name}={config[name]} is not divisible by the "
                        f"{devices} devices in use")
-  crop = config.data.crop_size
-  if config.model.get("geometry", "same") == "same" and crop % 32 and config.model.name == "fcn":
-    logging.info("crop_size %d is not a multiple of 32: the 'same' geometry pads "
-                 "internally and crops the output back", crop)
+  if config.model.name in ("segnet", "deconvnet") and config.data.crop_size < 32:
+    raise ValueError(f"config.data.crop_size={config.data.crop_size}: "
+                     f"{config.model.name} pools 5 times and needs at least 32x32 inputs")
 
 
 def build_model(config, info):
