@@ -63,40 +63,36 @@ def TransposeConvUpsample(factor, features=None, padding=None, use_bias=False, *
                        kernel_init=bilinear_init, **kwargs)
 
 
-class BilinearUpsample(nn.Module):
-  """Fixed bilinear upsampling (no parameters)."""
+class _FixedUpsample(nn.Module):
+  """An upsampler without parameters: (N, h, w, C) -> (N, h*f, w*f, C)."""
   factor: int
-  padding: Optional[int] = None
+  padding: Optional[int] = None  # only the bilinear filter has a padding choice
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
-  @nn.compact
   def __call__(self, x):
-    return ops.bilinear_upsample(x.astype(self.dtype), self.factor, self.padding)
+    return self.upsample(x.astype(self.dtype))
 
 
-class NearestUpsample(nn.Module):
+class BilinearUpsample(_FixedUpsample):
+  """Fixed bilinear upsampling (kernel 2f, padding None -> f//2, 0 -> Caffe geometry)."""
+
+  def upsample(self, x):
+    return ops.bilinear_upsample(x, self.factor, self.padding)
+
+
+class NearestUpsample(_FixedUpsample):
   """Nearest-neighbour unpooling: each value fills its f x f block."""
-  factor: int
-  padding: Optional[int] = None
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x):
-    return ops.nearest_upsample(x.astype(self.dtype), self.factor)
+  def upsample(self, x):
+    return ops.nearest_upsample(x, self.factor)
 
 
-class BedOfNailsUpsample(nn.Module):
+class BedOfNailsUpsample(_FixedUpsample):
   """Bed of nails: each value at the top-left of its block, zeros elsewhere."""
-  factor: int
-  padding: Optional[int] = None
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x):
-    return ops.bed_of_nails(x.astype(self.dtype), self.factor)
+  def upsample(self, x):
+    return ops.bed_of_nails(x, self.factor)
 
 
 UPSAMPLERS = {

@@ -31,13 +31,10 @@ class PatchClassifier(nn.Module):
     return nn.Dense(self.num_classes, name="fc2")(x)
 
 
-class ConvolutionalPatchClassifier(nn.Module):
+class ConvolutionalPatchClassifier(PatchClassifier):
   """(N, H, W, 3) image -> (N, H, W, num_classes): the patch classifier at
-  every pixel (zero padding of k//2 around the image), in one pass."""
-  num_classes: int
-  patch_size: int = 15
-  widths: Sequence[int] = (16, 32)
-  hidden: int = 64
+  every pixel (zero padding of k//2 around the image), in one pass. Same
+  fields as PatchClassifier; its params come from `convolutionalize`."""
 
   @nn.compact
   def __call__(self, x):
