@@ -7,7 +7,7 @@ vector == a 1x1 conv), giving `ConvolutionalPatchClassifier`, which scores
 every pixel of a whole image in one pass with identical numbers, sharing the
 conv features that a sliding window recomputes for every patch.
 """
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -19,16 +19,19 @@ class PatchClassifier(nn.Module):
   patch_size: int = 15
   widths: Sequence[int] = (16, 32)
   hidden: int = 64
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     if x.shape[1:3] != (self.patch_size, self.patch_size):
       raise ValueError(f"expected {self.patch_size}x{self.patch_size} patches, got "
                        f"{x.shape[1]}x{x.shape[2]}")
     for i, width in enumerate(self.widths):
-      x = nn.relu(nn.Conv(width, (3, 3), padding="VALID", name=f"conv{i}")(x))
-    x = nn.relu(nn.Dense(self.hidden, name="fc1")(x.reshape(x.shape[0], -1)))
-    return nn.Dense(self.num_classes, name="fc2")(x)
+      x = nn.relu(nn.Conv(width, (3, 3), padding="VALID", name=f"conv{i}", **kw)(x))
+    x = nn.relu(nn.Dense(self.hidden, name="fc1", **kw)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(self.num_classes, name="fc2", **kw)(x)
 
 
 class ConvolutionalPatchClassifier(PatchClassifier):
@@ -38,15 +41,16 @@ class ConvolutionalPatchClassifier(PatchClassifier):
 
   @nn.compact
   def __call__(self, x):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     if self.patch_size % 2 == 0:
       raise ValueError(f"patch_size={self.patch_size} must be odd (a centre pixel)")
     r = self.patch_size // 2
     x = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
     for i, width in enumerate(self.widths):
-      x = nn.relu(nn.Conv(width, (3, 3), padding="VALID", name=f"conv{i}")(x))
+      x = nn.relu(nn.Conv(width, (3, 3), padding="VALID", name=f"conv{i}", **kw)(x))
     k = self.patch_size - 2 * len(self.widths)
-    x = nn.relu(nn.Conv(self.hidden, (k, k), padding="VALID", name="fc1")(x))
-    return nn.Conv(self.num_classes, (1, 1), name="fc2")(x)
+    x = nn.relu(nn.Conv(self.hidden, (k, k), padding="VALID", name="fc1", **kw)(x))
+    return nn.Conv(self.num_classes, (1, 1), name="fc2", **kw)(x)
 
 
 def convolutionalize(params, patch_size, widths=(16, 32)):
