@@ -240,27 +240,39 @@ def eval_batches(data_config, batch_size, *, process_index=0, process_count=1):
 
   batch_size is per process. Every process yields the same number of
   batches; the examples of a batch are padded (bottom/right, label 255) to
-  data_config.eval_size or to the largest in the batch, and missing examples
-  at the end are all-255 padding, so all batches have the same leading size.
+  data_config.eval_size or to the largest of the global batch, and missing
+  examples at the end are all-255 padding, so all batches have the same
+  leading size. batch_size=1 without eval_size gives native sizes.
   """
   source = get_source(data_config, "eval")
   n = len(source)
   global_batch = batch_size * process_count
   for start in range(0, n, global_batch):
-    ids = range(start + process_index * batch_size, start + (process_index + 1) * batch_size)
-    examples = [source[i] for i in ids if i < n]
+    ids = range(start, min(start + global_batch, n))
     if data_config.eval_size:
       h = w = data_config.eval_size
+      examples = [source[i] for i in ids if _is_local(i - start, batch_size, process_index)]
     else:  # the largest example of the global batch, so all processes agree
-      sizes = [source[i][1].shape for i in range(start, min(start + global_batch, n))]
-      h, w = max(s[0] for s in sizes), max(s[1] for s in sizes)
+      examples = [source[i] for i in ids]
+      h = max(label.shape[0] for _, label in examples)
+      w = max(label.shape[1] for _, label in examples)
+      examples = [e for k, e in enumerate(examples) if _is_local(k, batch_size, process_index)]
     images, labels = [], []
     for image, label in examples:
+      if label.shape[0] > h or label.shape[1] > w:
+        raise ValueError(f"eval example of size {label.shape[0]}x{label.shape[1]} is larger "
+                         f"than config.data.eval_size={data_config.eval_size}: raise it, or "
+                         "set it to None to pad each batch to its largest example")
       image, label = _pad(image, label, h, w)
-      images.append(image[:h, :w])
-      labels.append(label[:h, :w])
+      images.append(image)
+      labels.append(label)
     while len(images) < batch_size:
       images.append(np.zeros((h, w, 3), np.uint8))
       labels.append(np.full((h, w), IGNORE_INDEX, np.uint8))
     yield {"image": normalize(np.stack(images), data_config.normalization),
            "label": np.stack(labels).astype(np.int32)}
+
+
+def _is_local(k, batch_size, process_index):
+  """Whether position k of a global batch belongs to this process's slice."""
+  return k // batch_size == process_index

@@ -84,8 +84,9 @@ class ShapesConfig(tfds.core.BuilderConfig):
 class Shapes(tfds.core.GeneratorBasedBuilder):
   """Procedural shapes segmentation: 6 object classes + background."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First version."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First version.",
+                   "1.1.0": "Class names only in the metadata, not in every example."}
   BUILDER_CONFIGS = [
       ShapesConfig(name="default", description="128x128, 2000 train / 200 validation"),
       ShapesConfig(name="tiny", description="32x32, 64 train / 16 validation (tests)",
@@ -102,7 +103,6 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(s, s, 3)),
             "segmentation_mask": tfds.features.Image(shape=(s, s, 1)),
-            "label_names": tfds.features.Text(),
         }),
         supervised_keys=("image", "segmentation_mask"),
         metadata=tfds.core.MetadataDict(class_names=list(CLASS_NAMES)),
@@ -117,5 +117,4 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split, count):
     for i in range(count):
       image, mask = render_example(SPLIT_SEEDS[split], i, self.builder_config.image_size)
-      yield i, {"image": image, "segmentation_mask": mask[..., None],
-                "label_names": ",".join(CLASS_NAMES)}
+      yield i, {"image": image, "segmentation_mask": mask[..., None]}

@@ -4,6 +4,7 @@ import itertools
 import numpy as np
 import pytest
 
+from fcnjax.data import palette as palette_lib
 from fcnjax.data import pipeline
 
 
@@ -72,6 +73,18 @@ def test_eval_batches_pad_with_ignore_and_cover_every_example(data_config):
     np.testing.assert_array_equal(a, b["label"])
 
 
+def test_eval_size_pads_to_a_fixed_shape_and_rejects_larger_examples(data_config):
+  config = data_config.copy_and_resolve_references()
+  config.eval_size = 40  # tiny shapes are 32x32
+  batch = next(pipeline.eval_batches(config, 4))
+  assert batch["image"].shape == (4, 40, 40, 3) and batch["label"].shape == (4, 40, 40)
+  assert (batch["label"][:, 32:] == 255).all() and (batch["label"][:, :, 32:] == 255).all()
+  assert (batch["label"][:, :32, :32] != 255).all()
+  config.eval_size = 16
+  with pytest.raises(ValueError, match="eval_size"):
+    next(pipeline.eval_batches(config, 4))
+
+
 def test_augment_keeps_image_and_label_aligned_and_pads_with_ignore():
   rng = np.random.default_rng(0)
   label = np.zeros((10, 12), np.uint8)
@@ -85,7 +98,18 @@ def test_augment_keeps_image_and_label_aligned_and_pads_with_ignore():
     # Nearest-resized labels and bilinear-resized images agree away from edges.
     assert ((img[..., 0] > 150) <= (lab == 1) | ~inside).mean() > 0.9
     assert (lab[~inside] == 255).all()
-  assert rng is not None
+
+
+def test_augment_without_scaling_is_a_window_of_the_input():
+  rng = np.random.default_rng(1)
+  image = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+  label = rng.integers(0, 21, (10, 12), dtype=np.uint8)
+  for seed in range(20):
+    img, lab = pipeline.augment(image, label, np.random.default_rng(seed), 6, flip=True)
+    windows = [(image[y:y + 6, x:x + 6], label[y:y + 6, x:x + 6])
+               for y in range(5) for x in range(7)]
+    windows += [(i[:, ::-1], l[:, ::-1]) for i, l in windows]
+    assert any(np.array_equal(img, i) and np.array_equal(lab, l) for i, l in windows)
 
 
 def test_normalize_round_trip_and_errors():
@@ -93,6 +117,8 @@ def test_normalize_round_trip_and_errors():
   for mode in ("imagenet", "caffe"):
     np.testing.assert_array_equal(pipeline.denormalize(pipeline.normalize(image, mode), mode),
                                   image)
+  imagenet = pipeline.normalize(image, "imagenet")
+  np.testing.assert_allclose(imagenet[..., 1], (image[..., 1] / 255 - 0.456) / 0.224, rtol=1e-5)
   caffe = pipeline.normalize(image, "caffe")
   np.testing.assert_allclose(caffe[..., 0], image[..., 2] - 104.00698793, rtol=1e-5)
   with pytest.raises(ValueError, match="normalization"):
@@ -101,3 +127,19 @@ def test_normalize_round_trip_and_errors():
   config.name = "coco"
   with pytest.raises(ValueError, match="config.data.name"):
     pipeline.get_info(config)
+
+
+def test_palette_is_the_voc_palette():
+  # Colours of classes 0..20 and 255 as listed by the PASCAL VOC devkit.
+  voc = [(0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128),
+         (0, 128, 128), (128, 128, 128), (64, 0, 0), (192, 0, 0), (64, 128, 0),
+         (192, 128, 0), (64, 0, 128), (192, 0, 128), (64, 128, 128), (192, 128, 128),
+         (0, 64, 0), (128, 64, 0), (0, 192, 0), (128, 192, 0), (0, 64, 128)]
+  colors = palette_lib.palette(256)
+  assert colors.dtype == np.uint8 and colors.shape == (256, 3)
+  np.testing.assert_array_equal(colors[:21], voc)
+  assert tuple(colors[255]) == palette_lib.IGNORE_COLOR == (224, 224, 192)
+  mask = np.array([[0, 1, 255], [20, 3, 4]])
+  rgb = palette_lib.colorize(mask, palette_lib.palette(21))
+  for (y, x), c in np.ndenumerate(mask):
+    np.testing.assert_array_equal(rgb[y, x], voc[c] if c != 255 else (224, 224, 192))
