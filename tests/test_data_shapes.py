@@ -63,3 +63,24 @@ def test_builder_writes_both_splits(tmp_path):
   seed = shapes.SPLIT_SEEDS["validation"]
   rendered = [shapes.render_example(seed, i, 32)[1] for i in range(16)]
   assert any(np.array_equal(ex["segmentation_mask"][..., 0], m) for m in rendered)
+
+
+def test_preview_cli_writes_images_over_coloured_masks(tmp_path):
+  import subprocess
+  import sys
+  from PIL import Image
+  from fcnjax.data import palette, pipeline
+  out = tmp_path / "grid.png"
+  subprocess.run([sys.executable, "-m", "fcnjax.data.preview", "--dataset=shapes",
+                  "--tfds_config=tiny", f"--data_dir={tmp_path}", "--num=3", "--size=32",
+                  f"--out={out}"], check=True, capture_output=True)
+  grid = np.asarray(Image.open(out))
+  assert grid.shape == (64, 96, 3)
+  config = pipeline.default_data_config()
+  config.tfds_config, config.data_dir = "tiny", str(tmp_path)
+  source = pipeline.get_source(config, "train")
+  colors = palette.palette(len(shapes.CLASS_NAMES))
+  for i in range(3):  # tiles are at native size: exact image and mask colours
+    image, label = source[i]
+    np.testing.assert_array_equal(grid[:32, 32 * i:32 * (i + 1)], image)
+    np.testing.assert_array_equal(grid[32:, 32 * i:32 * (i + 1)], colors[label])

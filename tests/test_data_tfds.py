@@ -79,6 +79,14 @@ def test_cityscapes_ids_to_train_ids():
   assert set(np.unique(label)) <= set(range(19)) | {255}
 
 
+def test_cityscapes_without_manual_files_names_the_folder(tmp_path):
+  config = _config("cityscapes")
+  config.data_dir = str(tmp_path)
+  pipeline.tfds_source.cache_clear()
+  with pytest.raises(FileNotFoundError, match=str(tmp_path / "downloads" / "manual")):
+    cityscapes.source(config, "train")
+
+
 def test_unknown_dataset_name():
   with pytest.raises(ValueError, match="config.data.name"):
     pipeline.get_source(_config("ade20k"), "train")

@@ -108,15 +108,20 @@ def tfds_source(builder_name, data_dir, split, limit, image_key="image",
                 label_key="segmentation_mask", label_map=None):
   """A TfdsSource over `builder_name`'s split (prepared on first use).
 
-  Builders that need a manual download (cityscapes) raise tfds's own message
-  naming the folder to fill. label_map is a tuple (hashable) or None.
+  Builders that need a manual download (cityscapes) raise FileNotFoundError
+  with tfds's message naming the folder to fill. label_map is a tuple
+  (hashable) or None.
   """
   import tensorflow as tf
   import tensorflow_datasets as tfds
   from fcnjax.data import shapes  # noqa: F401  (registers the builder)
   tf.config.set_visible_devices([], "GPU")
   builder = tfds.builder(builder_name, data_dir=data_dir)
-  builder.download_and_prepare()
+  try:
+    builder.download_and_prepare()
+  except AssertionError as e:  # how tfds reports a missing manual download
+    raise FileNotFoundError(f"{builder_name}: {e}\n(see docs/data.md; set "
+                            "--config.data.data_dir to the tfds folder)") from None
   skip = tfds.decode.SkipDecoding()
   ds = builder.as_dataset(split=split, shuffle_files=False,
                           decoders={image_key: skip, label_key: skip})
