@@ -30,11 +30,12 @@ def start():
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")
   import jax
-  explicit = FLAGS.coordinator_address or FLAGS.num_processes
-  if explicit or FLAGS.distributed:
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=FLAGS.num_processes,
-                               process_id=FLAGS.process_id)
+  flag = lambda name, default=None: FLAGS[name].value if name in FLAGS else default
+  explicit = flag("coordinator_address") or flag("num_processes")
+  if explicit or flag("distributed", False):  # undefined in scripts without these flags
+    jax.distributed.initialize(coordinator_address=flag("coordinator_address"),
+                               num_processes=flag("num_processes"),
+                               process_id=flag("process_id"))
   logging.info("JAX process %d / %d, %d local / %d global devices (%s)",
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.devices()[0].platform)

@@ -1,5 +1,6 @@
 """Default configuration; experiment configs import it and override a few fields."""
 import ml_collections
+from ml_collections import config_dict
 
 from fcnjax.data import pipeline
 
@@ -14,7 +15,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.data = pipeline.default_data_config()
   config.data.crop_size = 96
-  config.num_classes = None  # None: taken from the dataset; else must agree with it
+  config.num_classes = config_dict.placeholder(int)  # unset: the dataset's; else must agree
 
   config.model = ml_collections.ConfigDict(dict(
       name="fcn", variant="8s", backbone="small", upsample="learned", geometry="same",

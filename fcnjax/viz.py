@@ -112,21 +112,27 @@ def _legend_handles(palette, ids, class_names):
 
 
 def save_prediction_grid(path, images, labels, preds, palette, class_names=None):
-  """One row per example: image | truth | prediction, and a legend of the classes shown.
+  """One row per example: image | truth | prediction(s), and a legend of the classes shown.
 
-  images (N, H, W, 3) uint8 (or float in [0, 1]); labels, preds (N, H, W) ids.
+  images (N, H, W, 3) uint8 (or float in [0, 1]); labels (N, H, W) ids; preds
+  (N, H, W) ids, or {column title: (N, H, W) ids} to compare several models
+  on the same images.
   """
+  preds = dict(preds) if isinstance(preds, dict) else {"prediction": preds}
   n = len(images)
-  if not n or len(labels) != n or len(preds) != n:
+  if not n or len(labels) != n or any(len(p) != n for p in preds.values()):
     raise ValueError(f"need as many images, labels and preds (> 0), got "
-                     f"{len(images)}, {len(labels)}, {len(preds)}")
-  rows = [(_as_uint8_image(images[i]), colorize(labels[i], palette), colorize(preds[i], palette))
-          for i in range(n)]
-  ids = np.unique(np.concatenate([np.ravel(labels), np.ravel(preds)])).tolist()
+                     f"{len(images)}, {len(labels)}, {[len(p) for p in preds.values()]}")
+  rows = [[_as_uint8_image(images[i]), colorize(labels[i], palette)] +
+          [colorize(p[i], palette) for p in preds.values()] for i in range(n)]
+  ids = np.unique(np.concatenate([np.ravel(labels)] +
+                                 [np.ravel(p) for p in preds.values()])).tolist()
   handles, names = _legend_handles(palette, ids, class_names)
-  with _figure(path, n, 3, figsize=(7.5, 2.5 * n), squeeze=False) as (fig, axes):
+  titles = ["image", "truth"] + list(preds)
+  cols = len(titles)
+  with _figure(path, n, cols, figsize=(2.5 * cols, 2.5 * n), squeeze=False) as (fig, axes):
     for i, row in enumerate(rows):
-      for ax, title, picture in zip(axes[i], ("image", "truth", "prediction"), row):
+      for ax, title, picture in zip(axes[i], titles, row):
         ax.imshow(picture, interpolation="nearest")
         ax.set_axis_off()
         if i == 0:
@@ -138,8 +144,11 @@ def save_prediction_grid(path, images, labels, preds, palette, class_names=None)
 
 
 def plot_curves(path, history):
-  """history: {name: [(step, value), ...]}; one panel per name, step on x."""
-  history = {k: v for k, v in history.items() if len(v)}
+  """history: {name: [(step, value), ...]} or {name: {label: [(step, value), ...]}};
+  one panel per name, step on x, one line per label (with a legend)."""
+  history = {k: v if isinstance(v, dict) else {"": v} for k, v in history.items()}
+  history = {k: {lab: p for lab, p in v.items() if len(p)} for k, v in history.items()}
+  history = {k: v for k, v in history.items() if v}
   if not history:
     raise ValueError("plot_curves: history has no points")
   cols = min(len(history), 3)
@@ -147,21 +156,25 @@ def plot_curves(path, history):
   with _figure(path, rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False) as (fig, axes):
     for ax in axes.ravel()[len(history):]:
       ax.set_axis_off()
-    for ax, (name, points) in zip(axes.ravel(), history.items()):
-      steps, values = zip(*points)
-      ax.plot(steps, values, marker="." if len(points) < 30 else None)
+    for ax, (name, lines) in zip(axes.ravel(), history.items()):
+      for lab, points in lines.items():
+        steps, values = zip(*points)
+        ax.plot(steps, values, marker="." if len(points) < 30 else None, label=lab or None)
+      if len(lines) > 1:
+        ax.legend(fontsize=7)
       ax.set_title(name)
       ax.set_xlabel("step")
       ax.grid(alpha=0.3)
     fig.tight_layout()
 
 
-def plot_ablation(path, rows, metric, group, label):
+def plot_ablation(path, rows, metric, group, label, error=None):
   """Grouped bar chart of rows[i][metric], values written on the bars.
 
   One cluster on the x axis per distinct rows[i][group], one bar (colour,
   legend entry) per distinct rows[i][label]; e.g. group='metric' (mIoU,
-  boundary IoU), label='variant' (upsampling operator).
+  boundary IoU), label='variant' (upsampling operator). error: a field of
+  error-bar half-lengths (e.g. the std over seeds; NaN draws none).
   """
   for key in (metric, group, label):
     missing = [i for i, r in enumerate(rows) if key not in r]
@@ -173,10 +186,14 @@ def plot_ablation(path, rows, metric, group, label):
   with _figure(path, figsize=(2 + 0.6 * len(groups) * len(labels), 3.5)) as (fig, ax):
     for k, name in enumerate(labels):
       offset = (k - (len(labels) - 1) / 2) * width
-      points = [(g + offset, float(r[metric])) for g, value in enumerate(groups)
+      points = [(g + offset, float(r[metric]), float(r[error]) if error else 0.0)
+                for g, value in enumerate(groups)
                 for r in rows if r[group] == value and r[label] == name]
       if points:
-        bars = ax.bar(*zip(*points), width, label=str(name))
+        xs, ys, errs = zip(*points)
+        errs = [0.0 if np.isnan(e) else e for e in errs]
+        bars = ax.bar(xs, ys, width, label=str(name), yerr=errs if error else None,
+                      capsize=2 if error else 0)
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
     ax.set_xticks(range(len(groups)), [str(g) for g in groups])
     ax.set_ylabel(metric)

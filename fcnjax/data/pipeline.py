@@ -14,6 +14,7 @@ import io
 from typing import Optional, Sequence
 
 import ml_collections
+from ml_collections import config_dict
 import numpy as np
 from PIL import Image
 
@@ -29,11 +30,13 @@ CAFFE_MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], np.float32
 
 def default_data_config():
   """The embedded shapes dataset; every field a loader or augmentation reads."""
+  unset_str, unset_int = config_dict.placeholder(str), config_dict.placeholder(int)
   return ml_collections.ConfigDict(dict(
-      name="shapes", tfds_config="default", data_dir=None, manual_dir=None, sbd_dir=None,
-      train_split="train", eval_split="validation", crop_size=128,
+      name="shapes", tfds_config="default", data_dir=unset_str, manual_dir=unset_str,
+      sbd_dir=unset_str, train_split="train", eval_split="validation", crop_size=128,
       scale_range=(0.75, 1.25), flip=True, normalization="imagenet",
-      num_train=None, num_eval=None, eval_size=None, pets_boundary_ignore=True))
+      num_train=unset_int, num_eval=unset_int, eval_size=unset_int,
+      pets_boundary_ignore=True))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Flax models: VGG backbones, FCN-32s/16s/8s, encoder-decoders, patch classifier."""
 import jax.numpy as jnp
 
+from fcnjax.models.decoder import DECODER_SIZES, DECODER_UPSAMPLERS, UpsamplingDecoderNet
 from fcnjax.models.encoder_decoder import DeconvNet, DeconvNetTiny, SegNet, SegNetTiny
 from fcnjax.models.fcn import FCN, FCN8s, FCN16s, FCN32s
 from fcnjax.models.heads import (UPSAMPLERS, BedOfNailsUpsample, BilinearUpsample,
@@ -10,7 +11,8 @@ from fcnjax.models.patch_classifier import (ConvolutionalPatchClassifier, PatchC
 from fcnjax.models.vgg import VGG16, SmallVGGBackbone, TinyVGGBackbone, VGGBackbone
 
 BACKBONES = {"vgg16": VGGBackbone, "small": SmallVGGBackbone, "tiny": TinyVGGBackbone}
-MODELS = {"fcn": FCN, "segnet": SegNet, "deconvnet": DeconvNet}
+MODELS = {"fcn": FCN, "segnet": SegNet, "deconvnet": DeconvNet,
+          "decoder": UpsamplingDecoderNet}
 # Encoder-decoder sizes per backbone name (VGG16 layout, or tiny for tests).
 ENCODER_DECODER = {"vgg16": {}, "small": dict(stage_sizes=(2, 2, 2, 2, 2),
                                              widths=(16, 32, 64, 96, 96)),
@@ -18,8 +20,12 @@ ENCODER_DECODER = {"vgg16": {}, "small": dict(stage_sizes=(2, 2, 2, 2, 2),
 FCN_FIELDS = ("variant", "upsample", "geometry", "zero_init_score", "dropout_rate")
 
 
-def build_model(model_config, num_classes, dtype=jnp.float32):
-  """A model from a config: name, backbone and the fields of that model."""
+def build_model(model_config, num_classes, dtype=jnp.float32, axis_name=None):
+  """A model from a config: name, backbone and the fields of that model.
+
+  axis_name: the device axis the train step runs under; BatchNorm layers of the
+  'decoder' model average their batch statistics over it.
+  """
   cfg = dict(model_config)
   name = cfg.pop("name", "fcn")
   if name not in MODELS:
@@ -33,6 +39,14 @@ def build_model(model_config, num_classes, dtype=jnp.float32):
       raise ValueError(f"config.model.upsample={upsample!r}; valid: {tuple(UPSAMPLERS)}")
     kwargs = {k: v for k, v in cfg.items() if k in FCN_FIELDS}
     return FCN(num_classes, backbone=BACKBONES[backbone], dtype=dtype, **kwargs)
+  if name == "decoder":
+    upsample = cfg.get("upsample", "max_unpool")
+    if upsample not in DECODER_UPSAMPLERS:
+      raise ValueError(f"config.model.upsample={upsample!r}; valid for the decoder "
+                       f"model: {tuple(DECODER_UPSAMPLERS)}")
+    widths, convs = DECODER_SIZES[backbone]
+    return UpsamplingDecoderNet(num_classes, upsample=upsample, widths=widths,
+                                convs_per_stage=convs, axis_name=axis_name, dtype=dtype)
   sizes = dict(ENCODER_DECODER[backbone])
   if name == "deconvnet" and backbone != "vgg16":
     sizes["fc_width"] = 2 * sizes["widths"][-1]

@@ -68,6 +68,7 @@ class _SwitchEncoderDecoder(nn.Module):
       for i in range(1, n + 1):
         x = block(width, name=f"conv{s}_{i}")(x, train=train)
       pools.append(max_pool_with_switches(x) + (x.shape[1:3],))
+      self.sow("intermediates", f"switches{s}", pools[-1][1])
       x = pools[-1][0]
     if self.fc_width:
       dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)

@@ -32,6 +32,11 @@ def validate_config(config, info):
   if config.get("num_classes") and config.num_classes != info.num_classes:
     raise ValueError(f"config.num_classes={config.num_classes} but dataset "
                      f"{config.data.name!r} has {info.num_classes} classes")
+  check_fields(config)
+
+
+def check_fields(config):
+  """The checks that need no dataset: one ValueError naming the field."""
   if config.dtype not in DTYPES:
     raise ValueError(f"config.dtype={config.dtype!r}; valid: {tuple(DTYPES)}")
   if config.loss_reduction not in LOSS_REDUCTIONS:
@@ -44,13 +49,14 @@ def validate_config(config, info):
     if config[name] % devices:
       raise ValueError(f"config.{name}={config[name]} is not divisible by the "
                        f"{devices} devices in use")
-  if config.model.name in ("segnet", "deconvnet") and config.data.crop_size < 32:
+  if config.model.name in ("segnet", "deconvnet", "decoder") and config.data.crop_size < 32:
     raise ValueError(f"config.data.crop_size={config.data.crop_size}: "
-                     f"{config.model.name} pools 5 times and needs at least 32x32 inputs")
+                     f"{config.model.name} pools up to 5 times and needs at least 32x32 inputs")
 
 
 def build_model(config, info):
-  return models.build_model(config.model, info.num_classes, dtype=DTYPES[config.dtype])
+  return models.build_model(config.model, info.num_classes, dtype=DTYPES[config.dtype],
+                            axis_name=parallel.AXIS)
 
 
 def create_state(config, model, rng):
@@ -121,6 +127,25 @@ def evaluate(driver, state, config, info, progress=True):
   return scores
 
 
+def load_history(workdir, start_step):
+  """W/history.json ({name: [[step, value], ...]}) up to start_step: what a
+  resumed run continues, so curves cover the whole run."""
+  path = os.path.join(workdir, "history.json")
+  if not start_step or not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    history = json.load(f)
+  return {k: [tuple(p) for p in v if p[0] <= start_step] for k, v in history.items()}
+
+
+def save_history(workdir, history):
+  if jax.process_index() == 0:
+    tmp = os.path.join(workdir, "history.json.tmp")
+    with open(tmp, "w") as f:
+      json.dump(history, f)
+    os.replace(tmp, os.path.join(workdir, "history.json"))
+
+
 def _scalars(scores):
   return {k: v for k, v in scores.items() if isinstance(v, float)}
 
@@ -165,7 +190,7 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
                                    process_count=jax.process_count())
   report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                            writer=writer)
-  history, window, scores = {}, [], None
+  history, window, scores = load_history(workdir, start_step), [], None
   logging.info("Training %s from step %d to %d on %d devices (%s driver)",
                config.model.name, start_step, config.num_train_steps, driver.num_devices,
                config.parallel)
@@ -197,10 +222,12 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
       writer.write_scalars(step, {f"eval_{k}": v for k, v in _scalars(scores).items()})
       for key in ("mean_iou", "boundary_iou"):
         history.setdefault(f"eval_{key}", []).append((step, scores[key]))
+      save_history(workdir, history)
     if evaluated or step % config.checkpoint_every_steps == 0:
       ckpt.save(step, driver.to_host(state), scores if evaluated else None)
     if step == start_step + 1 or evaluated:
       window, t0 = [], time.time()  # throughput excludes compilation and eval
+  save_history(workdir, history)
   if jax.process_index() == 0 and history:
     from fcnjax import viz
     viz.plot_curves(os.path.join(workdir, "curves.png"), history)
