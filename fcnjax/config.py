@@ -26,6 +26,7 @@ def default_config() -> ml_collections.ConfigDict:
       name="adam", learning_rate=3e-3, schedule="cosine", warmup_steps=50,
       momentum=0.9, nesterov=False, weight_decay=0.0, grad_clip=0.0, step_every=0))
   config.loss_reduction = "mean"  # "sum": the reference FCN's summed loss
+  config.class_weighting = "none"  # or "median_frequency" (SegNet's class balancing)
 
   config.batch_size = 16  # global, over all devices and hosts
   config.eval_batch_size = 16

@@ -81,6 +81,29 @@ def segmentation_scores(hist):
           "per_class_iou": [float(v) for v in iou]}
 
 
+def median_frequency_weights(label_maps, num_classes, ignore_index=IGNORE_INDEX):
+  """SegNet's median-frequency class balancing: w_c = median_f / f_c, (C,) float32.
+
+  f_c = (pixels of class c) / (valid pixels of the images in which c appears),
+  over an iterable of (H, W) integer label maps; the median is over the
+  classes that appear; a class that never appears gets weight 0.
+  """
+  count = np.zeros(num_classes, np.int64)
+  present_total = np.zeros(num_classes, np.int64)
+  for labels in label_maps:
+    labels = np.asarray(labels)
+    valid = labels[labels != ignore_index]
+    _check_range("labels", valid, num_classes, ())
+    per_class = np.bincount(valid.ravel(), minlength=num_classes)
+    count += per_class
+    present_total += np.where(per_class > 0, valid.size, 0)
+  seen = present_total > 0
+  if not seen.any():
+    raise ValueError("median_frequency_weights: no labelled pixel")
+  freq = np.where(seen, count / np.maximum(present_total, 1), 0.0)
+  return np.where(seen, np.median(freq[seen]) / np.where(seen, freq, 1.0), 0.0).astype(np.float32)
+
+
 def _boundary(mask, width):
   """mask (N, H, W, C) bool -> its pixels within `width` of the mask's edge.
 

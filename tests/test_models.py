@@ -121,3 +121,27 @@ def test_errors_name_the_option():
                      backbone=models.TinyVGGBackbone)
   with pytest.raises(ValueError, match="paper"):
     model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+
+
+def _reference_encoder_decoder_params(deconvnet, num_classes):
+  """SegNet / DeconvNet (VGG16 encoder) layer by layer: convs without bias, each
+  followed by BatchNorm (scale + shift); the score conv with bias."""
+  conv_bn = lambda k, cin, cout: k * k * cin * cout + 2 * cout
+  vgg = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+         (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+  total = sum(conv_bn(3, a, b) for a, b in vgg)
+  decoder = [(512, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 256),
+             (256, 256), (256, 256), (256, 128), (128, 128), (128, 64), (64, 64)]
+  total += sum(conv_bn(3, a, b) for a, b in decoder)
+  if deconvnet:  # fc6, fc7, deconv-fc6; decoder ends with deconv1_1 (64 -> 64), 1x1 score
+    total += conv_bn(7, 512, 4096) + conv_bn(1, 4096, 4096) + conv_bn(7, 4096, 512)
+    return total + conv_bn(3, 64, 64) + 64 * num_classes + num_classes
+  return total + 9 * 64 * num_classes + num_classes  # SegNet: conv1_1_D 64 -> classes
+
+
+@pytest.mark.parametrize("name", ["segnet", "deconvnet"])
+def test_encoder_decoder_params_match_the_reference_layers(name):
+  model = models.build_model(dict(name=name, backbone="vgg16"), 11)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+  count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
+  assert count == _reference_encoder_decoder_params(name == "deconvnet", 11)

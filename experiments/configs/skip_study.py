@@ -12,10 +12,10 @@ def get_config():
   config = default_config()
   config.model.name = "fcn"
   config.model.backbone = "small"
-  config.data.crop_size = 96
-  config.num_train_steps = 600
+  config.data.crop_size = 64
+  config.num_train_steps = 900
   config.log_every_steps = 50
-  config.eval_every_steps = 200
-  config.checkpoint_every_steps = 600
+  config.eval_every_steps = 300
+  config.checkpoint_every_steps = 900
   config.keep_checkpoints = 1
   return config

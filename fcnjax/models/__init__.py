@@ -24,7 +24,7 @@ def build_model(model_config, num_classes, dtype=jnp.float32, axis_name=None):
   """A model from a config: name, backbone and the fields of that model.
 
   axis_name: the device axis the train step runs under; BatchNorm layers of the
-  'decoder' model average their batch statistics over it.
+  encoder-decoder models average their batch statistics over it.
   """
   cfg = dict(model_config)
   name = cfg.pop("name", "fcn")
@@ -50,4 +50,4 @@ def build_model(model_config, num_classes, dtype=jnp.float32, axis_name=None):
   sizes = dict(ENCODER_DECODER[backbone])
   if name == "deconvnet" and backbone != "vgg16":
     sizes["fc_width"] = 2 * sizes["widths"][-1]
-  return MODELS[name](num_classes, dtype=dtype, **sizes)
+  return MODELS[name](num_classes, axis_name=axis_name, dtype=dtype, **sizes)

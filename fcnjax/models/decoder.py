@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fcnjax.models.encoder_decoder import ConvBNReLU
 from fcnjax.models.heads import TransposeConv, TransposeConvUpsample
 from fcnjax.ops import upsample as ops
 
@@ -68,22 +69,6 @@ DECODER_UPSAMPLERS = {
 # Encoder sizes per backbone name: (widths, convs per encoder stage).
 DECODER_SIZES = {"vgg16": ((64, 128, 256, 512, 512), 2), "small": ((16, 32, 64, 96), 2),
                  "tiny": ((8, 16, 16, 32), 1)}
-
-
-class ConvBNReLU(nn.Module):
-  """3x3 conv (no bias) -> BatchNorm -> ReLU; axis_name syncs the statistics."""
-  features: int
-  axis_name: Optional[str] = None
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, *, train=False):
-    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    x = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, **kw)(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                     axis_name=self.axis_name if train else None, **kw)(x)
-    return nn.relu(x)
 
 
 class UpsamplingDecoderNet(nn.Module):

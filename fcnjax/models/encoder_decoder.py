@@ -6,9 +6,23 @@ with `max_unpool` and densifies it with convolutions.
 
 DeconvNet (Noh et al.): the same encoder, fc6/fc7 as convolutions, then
 mirrored stages of max-unpooling followed by learned transpose convolutions
-("deconvolution"). Here fc6 is a 7x7 SAME convolution (the paper's is VALID on
-a 224x224 input's 7x7 pool5 map) and deconv-fc6 its SAME transpose, so any
-input of at least 32x32 works.
+("deconvolution"); BatchNorm after every layer, fc6, fc7 and deconv-fc6
+included, as in the reference.
+
+Departures from the reference nets, each deliberate:
+* DeconvNet's fc6 is a 7x7 SAME convolution and deconv-fc6 its SAME transpose
+  (7x7 map -> 7x7), where the paper's fc6 is VALID on a 224x224 input's 7x7
+  pool5 map (7x7 -> 1x1 -> 7x7): SAME accepts any input of at least 32x32;
+  at 224x224 the VALID form is a different (global) layer, not reproduced.
+* Pooling is floor mode (`max_pool_with_switches` drops a trailing odd row /
+  column and `max_unpool` pads it back with zeros), where Caffe pools in ceil
+  mode: at 360x480 the reference pool4 has 23 rows, this one 22. Inputs whose
+  sides are multiples of 32 are unaffected.
+* Class balancing: the reference SegNet weights the loss by median-frequency
+  balancing; here it is the training option `config.class_weighting =
+  'median_frequency'` (off by default).
+SegNet's decoder ends as the reference does: its last 3x3 conv (conv1_1_D)
+maps the stage-1 features straight to the classes (no extra conv-BN-ReLU).
 
 Inputs (N, H, W, 3) NHWC, outputs (N, H, W, num_classes) float32 logits.
 BatchNorm statistics live in the 'batch_stats' collection (train=True uses
@@ -25,8 +39,9 @@ from fcnjax.ops.upsample import max_pool_with_switches, max_unpool
 
 
 class ConvBNReLU(nn.Module):
-  """3x3 conv (or transpose conv) -> BatchNorm -> ReLU."""
+  """k x k SAME conv (or stride-1 transpose conv) -> BatchNorm -> ReLU."""
   features: int
+  kernel_size: int = 3
   transpose: bool = False
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
@@ -35,11 +50,13 @@ class ConvBNReLU(nn.Module):
   @nn.compact
   def __call__(self, x, *, train=False):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    if self.transpose:  # stride-1 "deconvolution" with padding 1: same size
-      x = TransposeConv(self.features, 3, 1, 1, use_bias=False, **kw)(x)
+    k = self.kernel_size
+    if self.transpose:  # stride-1 "deconvolution" with padding k//2: same size
+      x = TransposeConv(self.features, k, 1, k // 2, use_bias=False, **kw)(x)
     else:
-      x = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, **kw)(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.axis_name,
+      x = nn.Conv(self.features, (k, k), padding=k // 2, use_bias=False, **kw)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                     axis_name=self.axis_name if train else None,
                      **kw)(x)
     return nn.relu(x)
 
@@ -71,16 +88,16 @@ class _SwitchEncoderDecoder(nn.Module):
       self.sow("intermediates", f"switches{s}", pools[-1][1])
       x = pools[-1][0]
     if self.fc_width:
-      dense = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-      x = nn.relu(nn.Conv(self.fc_width, (7, 7), padding="SAME", name="fc6", **dense)(x))
-      x = nn.relu(nn.Conv(self.fc_width, (1, 1), name="fc7", **dense)(x))
-      x = nn.relu(TransposeConv(self.widths[-1], 7, 1, 3, name="deconv_fc6", **dense)(x))
+      x = block(self.fc_width, kernel_size=7, name="fc6")(x, train=train)
+      x = block(self.fc_width, kernel_size=1, name="fc7")(x, train=train)
+      x = block(self.widths[-1], kernel_size=7, transpose=True, name="deconv_fc6")(x, train=train)
     for s in range(depth, 0, -1):
       _, switches, size = pools[s - 1]
       x = max_unpool(x, switches, output_size=size)
       n, width = self.stage_sizes[s - 1], self.widths[s - 1]
       out = self.widths[s - 2] if s > 1 else self.widths[0]
-      for i in range(n, 0, -1):
+      last = 1 if self.deconv_decoder or s > 1 else 2  # SegNet: the score conv is conv1_1_D
+      for i in range(n, last - 1, -1):
         x = block(width if i > 1 else out, transpose=self.deconv_decoder,
                   name=f"{'deconv' if self.deconv_decoder else 'dec'}{s}_{i}")(x, train=train)
     score = nn.Conv(self.num_classes, (3, 3) if not self.deconv_decoder else (1, 1),

@@ -25,6 +25,7 @@ from fcnjax.train import state as state_lib
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 LOSS_REDUCTIONS = ("mean", "sum")
+CLASS_WEIGHTINGS = ("none", "median_frequency")
 
 
 def validate_config(config, info):
@@ -42,6 +43,9 @@ def check_fields(config):
   if config.loss_reduction not in LOSS_REDUCTIONS:
     raise ValueError(f"config.loss_reduction={config.loss_reduction!r}; "
                      f"valid: {LOSS_REDUCTIONS}")
+  if config.get("class_weighting", "none") not in CLASS_WEIGHTINGS:
+    raise ValueError(f"config.class_weighting={config.class_weighting!r}; "
+                     f"valid: {CLASS_WEIGHTINGS}")
   if config.parallel not in parallel.DRIVERS:
     raise ValueError(f"config.parallel={config.parallel!r}; valid: {parallel.DRIVERS}")
   devices = config.get("num_devices") or jax.device_count()
@@ -57,6 +61,17 @@ def check_fields(config):
 def build_model(config, info):
   return models.build_model(config.model, info.num_classes, dtype=DTYPES[config.dtype],
                             axis_name=parallel.AXIS)
+
+
+def class_weights(config, info):
+  """None, or (C,) median-frequency weights over the training split's labels."""
+  if config.get("class_weighting", "none") == "none":
+    return None
+  source = pipeline.get_source(config.data, "train")
+  weights = seg_metrics.median_frequency_weights((source[i][1] for i in range(len(source))),
+                                                 info.num_classes)
+  logging.info("Median-frequency class weights: %s", np.round(weights, 3).tolist())
+  return weights
 
 
 def create_state(config, model, rng):
@@ -183,7 +198,8 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
   driver = parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
                                 num_classes=info.num_classes,
                                 boundary_width=config.boundary_width,
-                                num_devices=config.get("num_devices"))
+                                num_devices=config.get("num_devices"),
+                                class_weights=class_weights(config, info))
   state = driver.put_state(state)
   batches = pipeline.train_batches(config.data, config.batch_size, seed=config.seed,
                                    start_step=start_step, process_index=jax.process_index(),

@@ -17,16 +17,19 @@ from fcnjax import metrics as seg_metrics
 IGNORE_INDEX = 255
 
 
-def cross_entropy_sum(logits, labels, ignore_index=IGNORE_INDEX):
+def cross_entropy_sum(logits, labels, ignore_index=IGNORE_INDEX, class_weights=None):
   """Per-pixel softmax cross-entropy summed over valid pixels.
 
-  logits (N, H, W, C), labels (N, H, W) int; pixels == ignore_index count 0.
+  logits (N, H, W, C), labels (N, H, W) int; pixels == ignore_index count 0;
+  class_weights (C,) scales each pixel's loss by its true class's weight.
   Returns (loss_sum, valid_pixel_count), both float32 scalars.
   """
   valid = labels != ignore_index
   safe = jnp.where(valid, labels, 0)
   losses = optax.softmax_cross_entropy_with_integer_labels(
       logits.astype(jnp.float32), safe)
+  if class_weights is not None:
+    losses = losses * jnp.asarray(class_weights, jnp.float32)[safe]
   return jnp.sum(jnp.where(valid, losses, 0.0)), jnp.sum(valid).astype(jnp.float32)
 
 
@@ -35,12 +38,14 @@ def _varying(tree, axis_name):
 
 
 def train_step(state, batch, rng, *, axis_name, loss_reduction="mean",
-               ignore_index=IGNORE_INDEX):
+               ignore_index=IGNORE_INDEX, class_weights=None):
   """One optimisation step on this device's shard of the global batch.
 
   batch: {'image': (n, H, W, 3) float, 'label': (n, H, W) int}.
   loss_reduction: 'mean' divides by the valid pixels of the *global* batch;
     'sum' is the reference FCN's summed (unnormalised) loss.
+  class_weights: optional (C,) per-class loss weights (e.g. SegNet's
+    median-frequency balancing); the mean still divides by the pixel count.
   Returns (new_state, metrics) with metrics identical on every shard; a step
   with a non-finite loss or gradient leaves the state unchanged.
   """
@@ -53,7 +58,7 @@ def train_step(state, batch, rng, *, axis_name, loss_reduction="mean",
     variables = {"params": p, "batch_stats": batch_stats}
     logits, updates = state.apply_fn(variables, batch["image"], train=True,
                                      rngs={"dropout": rng}, mutable=["batch_stats"])
-    loss_sum, _ = cross_entropy_sum(logits, batch["label"], ignore_index)
+    loss_sum, _ = cross_entropy_sum(logits, batch["label"], ignore_index, class_weights)
     return loss_sum / denom, (logits, updates.get("batch_stats", {}))
 
   (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
