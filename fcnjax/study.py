@@ -42,49 +42,66 @@ def unpool_bytes(model, input_shape):
   return {"switches_uint8": pooled, "indices_int64": 8 * pooled, "prepool_f32": 16 * pooled}
 
 
-def model_costs(config, steps=5, repeats=3):
-  """Parameters, train step ms, compiled train-step peak bytes, unpooling bytes.
+class _StepTimer:
+  """One config's compiled train step on a fixed random batch, ready to time."""
 
-  The step is the real driver's `train_step` on a batch of config.batch_size
-  random crops of config.data.crop_size, timed as the fastest of `repeats`
-  blocks of `steps` steps; peak bytes are XLA's memory analysis
-  of the compiled step (arguments + outputs - aliased + temporaries).
-  """
-  from fcnjax.data import pipeline
-  from fcnjax.train import loop, parallel
-  info = pipeline.get_info(config.data)
-  model = loop.build_model(config, info)
-  state, _ = loop.create_state(config, model, jax.random.key(config.seed))
-  params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
-  driver = parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
-                                num_classes=info.num_classes,
-                                num_devices=config.get("num_devices"))
-  size = config.data.crop_size
-  rng = np.random.default_rng(0)
-  batch = {"image": rng.normal(size=(config.batch_size, size, size, 3)).astype(np.float32),
-           "label": rng.integers(0, info.num_classes, (config.batch_size, size, size),
-                                 dtype=np.int32)}
-  state = driver.put_state(state)
-  key = jax.random.key(0)
-  compiled = driver.train_step.lower(state, driver.put_batch(batch), key).compile()
-  mem = compiled.memory_analysis()
-  peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes - mem.alias_size_in_bytes +
-          mem.temp_size_in_bytes) if mem is not None else float("nan")
-  state, out = driver.train(state, batch, key)  # warm-up
-  jax.block_until_ready(out)
-  times = []
-  for _ in range(repeats):  # the fastest block: robust to other load on the machine
+  def __init__(self, config):
+    from fcnjax.data import pipeline
+    from fcnjax.train import loop, parallel
+    info = pipeline.get_info(config.data)
+    self.model = loop.build_model(config, info)
+    state, _ = loop.create_state(config, self.model, jax.random.key(config.seed))
+    self.params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
+    self.driver = parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
+                                       num_classes=info.num_classes,
+                                       num_devices=config.get("num_devices"))
+    self.size = size = config.data.crop_size
+    rng = np.random.default_rng(0)
+    self.batch = {
+        "image": rng.normal(size=(config.batch_size, size, size, 3)).astype(np.float32),
+        "label": rng.integers(0, info.num_classes, (config.batch_size, size, size),
+                              dtype=np.int32)}
+    self.state, self.key = self.driver.put_state(state), jax.random.key(0)
+    mem = self.driver.train_step.lower(self.state, self.driver.put_batch(self.batch),
+                                       self.key).compile().memory_analysis()
+    self.peak_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes -
+                       mem.alias_size_in_bytes + mem.temp_size_in_bytes
+                       ) if mem is not None else float("nan")
+    self.time(1)  # warm-up
+
+  def time(self, steps):
+    """Mean ms per step over `steps` steps."""
     start = time.perf_counter()
     for _ in range(steps):
-      state, out = driver.train(state, batch, key)
+      self.state, out = self.driver.train(self.state, self.batch, self.key)
     jax.block_until_ready(out)
-    times.append((time.perf_counter() - start) / steps * 1e3)
-  step_ms = min(times)
-  unpool = unpool_bytes(model, (1, size, size, 3))
-  uses_switches = config.model.name != "decoder" or config.model.upsample == "max_unpool"
-  return {"params": params, "step_ms": step_ms, "peak_mb": peak / 2 ** 20,
-          "unpool_bytes": unpool["switches_uint8"] if uses_switches else 0,
-          **{f"{k}_if_switches": v for k, v in unpool.items()}}
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def model_costs(configs, steps=5, repeats=3):
+  """{name: config} -> {name: parameters, step ms, compiled peak MB, unpooling bytes}.
+
+  The step is the real driver's `train_step` on a batch of config.batch_size
+  random crops of config.data.crop_size. The models are timed in interleaved
+  rounds of `steps` steps and each keeps its fastest round, so load from other
+  processes falls on all of them alike. Peak bytes: XLA's memory analysis of
+  the compiled step (arguments + outputs - aliased + temporaries).
+  """
+  timers = {name: _StepTimer(config) for name, config in configs.items()}
+  best = {name: float("inf") for name in configs}
+  for _ in range(repeats):
+    for name, timer in timers.items():
+      best[name] = min(best[name], timer.time(steps))
+  costs = {}
+  for name, timer in timers.items():
+    config = configs[name]
+    unpool = unpool_bytes(timer.model, (1, timer.size, timer.size, 3))
+    uses_switches = config.model.name != "decoder" or config.model.upsample == "max_unpool"
+    costs[name] = {"params": timer.params, "step_ms": best[name],
+                   "peak_mb": timer.peak_bytes / 2 ** 20,
+                   "unpool_bytes": unpool["switches_uint8"] if uses_switches else 0,
+                   **{f"{k}_if_switches": v for k, v in unpool.items()}}
+  return costs
 
 
 def load_history(run_dir):
@@ -159,12 +176,10 @@ def run_study(config, workdir, points, metrics=experiment.DEFAULT_METRICS, label
   fields = list(points[0])
   keys = [f for f in fields if f != SEED]
   label = label or (lambda row: ",".join(str(row[k]) for k in keys) or "all")
-  costs = {}
-  for point in points:  # measured first, while nothing else runs in this process
-    name = label(point)
-    if name not in costs:
-      costs[name] = model_costs(experiment.with_fields(config, point))
-      log(f"cost {name}: {costs[name]}")
+  variants = {label(p): experiment.with_fields(config, p) for p in points}
+  costs = model_costs(variants)  # first, while nothing else runs in this process
+  for name, cost in costs.items():
+    log(f"cost {name}: {cost}")
   runs = experiment.run_points(config, workdir, points, metrics, log=log)
   for run in runs:
     run["fields"] = fields

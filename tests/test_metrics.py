@@ -267,3 +267,33 @@ def test_clu_metric_in_pmap_psum_and_reduce():
   for d in range(n):
     np.testing.assert_array_equal(summed.hist[d], expected)
     np.testing.assert_array_equal(gathered.hist[d], expected)
+
+
+def test_median_frequency_weights_hand_worked():
+  # image A (4 px): 3 x class 0, 1 x class 1; image B (4 px, one ignored): 1 x 0, 2 x 2
+  a = np.array([[0, 0], [0, 1]])
+  b = np.array([[0, 2], [2, 255]])
+  w = metrics.median_frequency_weights([a, b], num_classes=4)
+  # f_0 = 4 / (4 + 3), f_1 = 1 / 4, f_2 = 2 / 3; class 3 never appears
+  freq = np.array([4 / 7, 1 / 4, 2 / 3])
+  np.testing.assert_allclose(w[:3], np.median(freq) / freq, rtol=1e-6)
+  assert w[3] == 0 and w.dtype == np.float32
+  with pytest.raises(ValueError, match="labels"):
+    metrics.median_frequency_weights([np.array([[7]])], num_classes=4)
+
+
+def test_weighted_cross_entropy_matches_numpy():
+  from fcnjax.train import step
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+  labels = rng.integers(0, 5, size=(2, 3, 4))
+  labels[0, 0, :2] = 255
+  weights = rng.uniform(0.1, 3.0, 5).astype(np.float32)
+  loss, count = step.cross_entropy_sum(jnp.asarray(logits), jnp.asarray(labels),
+                                       class_weights=weights)
+  logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  valid = labels != 255
+  safe = np.where(valid, labels, 0)
+  nll = -np.take_along_axis(logp, safe[..., None], -1)[..., 0]
+  np.testing.assert_allclose(loss, np.sum(np.where(valid, weights[safe] * nll, 0)), rtol=1e-5)
+  assert count == valid.sum()
