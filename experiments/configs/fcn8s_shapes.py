@@ -1,4 +1,4 @@
-"""FCN-8s (tiny VGG backbone) on the embedded shapes dataset: the main job.
+"""FCN-8s (small BN VGG backbone) on the embedded shapes dataset: the main job.
 
     python -m fcnjax.main --config=experiments/configs/fcn8s_shapes.py --workdir=runs/fcn8s_shapes
 """
