@@ -15,7 +15,8 @@ WORKDIR gets the same outputs as experiments/upsampling_study.py.
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
+
+from fcnjax import study
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNS = {  # label: (model.name, model.variant, model.upsample)
@@ -39,7 +40,7 @@ def label(point):
 
 def main(argv):
   del argv
-  from fcnjax import cli, study
+  from fcnjax import cli
   cli.start()
   FLAGS = flags.FLAGS
   unknown = set(FLAGS.runs or ()) - set(RUNS)
@@ -52,9 +53,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  config_flags.DEFINE_config_file("config", os.path.join(HERE, "configs/skip_study.py"),
-                                  "Base config of every run.", lock_config=True)
-  flags.DEFINE_string("workdir", "runs/skip_study", "Where the runs and results go.")
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every run.")
+  study.define_flags(os.path.join(HERE, "configs/skip_study.py"), "runs/skip_study")
   flags.DEFINE_list("runs", None, f"A subset of {list(RUNS)} (default: all).")
   app.run(main)

@@ -14,14 +14,15 @@ training (e.g. --config.num_train_steps=3000 on a GPU). Re-running resumes.
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
+
+from fcnjax import study
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main(argv):
   del argv
-  from fcnjax import cli, models, study
+  from fcnjax import cli, models
   cli.start()
   FLAGS = flags.FLAGS
   variants = FLAGS.variants or list(models.DECODER_UPSAMPLERS)
@@ -31,9 +32,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  config_flags.DEFINE_config_file("config", os.path.join(HERE, "configs/upsampling_study.py"),
-                                  "Base config of every run.", lock_config=True)
-  flags.DEFINE_string("workdir", "runs/upsampling_study", "Where the runs and results go.")
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every variant.")
+  study.define_flags(os.path.join(HERE, "configs/upsampling_study.py"), "runs/upsampling_study")
   flags.DEFINE_list("variants", None, "Decoder upsamplers (default: all registered).")
   app.run(main)

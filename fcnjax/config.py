@@ -43,6 +43,19 @@ def default_config() -> ml_collections.ConfigDict:
   return config
 
 
+def study_config(num_train_steps) -> ml_collections.ConfigDict:
+  """The studies' shared settings: 64x64 crops, batch 16, Adam + cosine,
+  evaluation every 300 steps, one checkpoint kept per run."""
+  config = default_config()
+  config.data.crop_size = 64
+  config.num_train_steps = num_train_steps
+  config.log_every_steps = 50
+  config.eval_every_steps = 300
+  config.checkpoint_every_steps = num_train_steps
+  config.keep_checkpoints = 1
+  return config
+
+
 def paper_voc_config(variant: str) -> ml_collections.ConfigDict:
   """The reference FCN training on PASCAL VOC 2012 + SBD with VGG16.
 

@@ -22,6 +22,16 @@ from fcnjax import experiment, viz
 SEED = "seed"
 
 
+def define_flags(default_config, default_workdir):
+  """The flags of a study script: --config (+ overrides), --workdir, --seeds."""
+  from absl import flags
+  from ml_collections import config_flags
+  config_flags.DEFINE_config_file("config", default_config, "Base config of every run.",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", default_workdir, "Where the runs and results go.")
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every variant.")
+
+
 def unpool_bytes(model, input_shape):
   """Bytes per image that unpooling keeps, from the model's sown switches.
 

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from fcnjax import config as config_lib
+from fcnjax import experiment
 from fcnjax import inference
 from fcnjax.data import pipeline
 from fcnjax.train import checkpoint, loop, parallel
@@ -27,13 +28,7 @@ def tiny_config(data_dir, **overrides):
   config.checkpoint_every_steps = 3
   config.optimizer.warmup_steps = 0
   config.optimizer.schedule = "constant"
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
-  return config
+  return experiment.with_fields(config, overrides)
 
 
 @pytest.fixture(scope="module")

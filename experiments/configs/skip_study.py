@@ -7,17 +7,11 @@ steps instead of 900 (the FCNs learn faster than the skip-free decoders; the
 whole study fits in about 45 minutes on 2 CPU cores). Every run of this study
 has the same budget.
 """
-from fcnjax.config import default_config
+from fcnjax.config import study_config
 
 
 def get_config():
-  config = default_config()
+  config = study_config(num_train_steps=600)
   config.model.name = "fcn"
   config.model.backbone = "small"
-  config.data.crop_size = 64
-  config.num_train_steps = 600
-  config.log_every_steps = 50
-  config.eval_every_steps = 300
-  config.checkpoint_every_steps = 600
-  config.keep_checkpoints = 1
   return config

@@ -7,22 +7,16 @@ model.upsample over `fcnjax.models.DECODER_UPSAMPLERS` and the seed:
 
 64x64 crops of the 128x128 shapes images, batch 16, 900 Adam steps (cosine),
 evaluation on the 200 validation images at full size every 300 steps: about
-2.5 minutes per run on 2 CPU cores. For a GPU, scale up from here:
+3 minutes per run on 2 CPU cores. For a GPU, scale up from here:
 --config.data.crop_size=128 --config.num_train_steps=5000
 --config.model.backbone=vgg16.
 """
-from fcnjax.config import default_config
+from fcnjax.config import study_config
 
 
 def get_config():
-  config = default_config()
+  config = study_config(num_train_steps=900)
   config.model.name = "decoder"
   config.model.upsample = "max_unpool"
   config.model.backbone = "small"
-  config.data.crop_size = 64
-  config.num_train_steps = 900
-  config.log_every_steps = 50
-  config.eval_every_steps = 300
-  config.checkpoint_every_steps = 900
-  config.keep_checkpoints = 1
   return config
