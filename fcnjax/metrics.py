@@ -10,7 +10,7 @@ import numpy as np
 from clu import metrics as clu_metrics
 from jax import lax
 
-IGNORE_INDEX = 255
+from fcnjax.data.palette import IGNORE_INDEX
 
 
 def _check_range(name, values, num_classes, allowed_extra):

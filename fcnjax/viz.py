@@ -15,9 +15,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 from PIL import Image
 
-from fcnjax.data.palette import IGNORE_COLOR
-
-IGNORE_INDEX = 255
+from fcnjax.data.palette import IGNORE_COLOR, IGNORE_INDEX
 
 
 def _color_table(palette):

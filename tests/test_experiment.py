@@ -83,3 +83,12 @@ def test_aggregate_mean_std_and_per_seed_values():
   assert rows[1]["mean_iou_std"] != rows[1]["mean_iou_std"]  # NaN for one seed
   assert experiment.mean_std(rows[0], "mean_iou") == "0.2000 ± 0.1000"
   assert experiment.mean_std(rows[1], "mean_iou") == "0.5000"
+
+
+def test_unset_fields_are_independent_typed_placeholders(config):
+  config.data.manual_dir = "/data/voc"
+  assert config.data.sbd_dir is None and config.data.data_dir is None
+  config.data.num_eval = 8
+  assert config.data.num_train is None and config.data.eval_size is None
+  with pytest.raises(TypeError):
+    config.data.num_train = "many"

@@ -140,6 +140,7 @@ def test_palette_is_the_voc_palette():
   np.testing.assert_array_equal(colors[:21], voc)
   assert tuple(colors[255]) == palette_lib.IGNORE_COLOR == (224, 224, 192)
   mask = np.array([[0, 1, 255], [20, 3, 4]])
-  rgb = palette_lib.colorize(mask, palette_lib.palette(21))
+  from fcnjax import viz
+  rgb = viz.colorize(mask, palette_lib.palette(21))
   for (y, x), c in np.ndenumerate(mask):
     np.testing.assert_array_equal(rgb[y, x], voc[c] if c != 255 else (224, 224, 192))

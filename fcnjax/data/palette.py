@@ -1,7 +1,8 @@
-"""Class colours: the PASCAL VOC palette (bit-interleaved class index)."""
+"""Label conventions: the ignore label and the PASCAL VOC palette (bit-interleaved class index)."""
 import numpy as np
 
-IGNORE_COLOR = (224, 224, 192)  # label 255 in VOC masks
+IGNORE_INDEX = 255  # the label every loader, loss and metric skips
+IGNORE_COLOR = (224, 224, 192)  # its colour in VOC masks
 
 
 def palette(num_classes=256):
@@ -18,11 +19,3 @@ def palette(num_classes=256):
     colors[c] = (r, g, b)
   return colors
 
-
-def colorize(mask, colors):
-  """(H, W) class ids -> (H, W, 3) uint8; 255 (ignore) in IGNORE_COLOR."""
-  mask = np.asarray(mask)
-  table = np.zeros((256, 3), np.uint8)
-  table[:len(colors)] = colors
-  table[255] = IGNORE_COLOR
-  return table[mask.astype(np.uint8)]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from fcnjax.data import palette as palette_lib
 
-IGNORE_INDEX = 255
+IGNORE_INDEX = palette_lib.IGNORE_INDEX
 DATASETS = ("shapes", "voc", "pets", "cityscapes")
 NORMALIZATIONS = ("imagenet", "caffe")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -30,12 +30,12 @@ CAFFE_MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], np.float32
 
 def default_data_config():
   """The embedded shapes dataset; every field a loader or augmentation reads."""
-  unset_str, unset_int = config_dict.placeholder(str), config_dict.placeholder(int)
+  unset = config_dict.placeholder  # a typed None, settable from the command line
   return ml_collections.ConfigDict(dict(
-      name="shapes", tfds_config="default", data_dir=unset_str, manual_dir=unset_str,
-      sbd_dir=unset_str, train_split="train", eval_split="validation", crop_size=128,
+      name="shapes", tfds_config="default", data_dir=unset(str), manual_dir=unset(str),
+      sbd_dir=unset(str), train_split="train", eval_split="validation", crop_size=128,
       scale_range=(0.75, 1.25), flip=True, normalization="imagenet",
-      num_train=unset_int, num_eval=unset_int, eval_size=unset_int,
+      num_train=unset(int), num_eval=unset(int), eval_size=unset(int),
       pets_boundary_ignore=True))
 
 

@@ -21,13 +21,14 @@ FLAGS = flags.FLAGS
 
 def preview_grid(data_config, split, num, size):
   """(2*size, num*size, 3) uint8: images on top, coloured masks below."""
-  from fcnjax.data import palette, pipeline
+  from fcnjax import viz
+  from fcnjax.data import pipeline
   info = pipeline.get_info(data_config)
   source = pipeline.get_source(data_config, split)
   tiles = []
   for i in range(min(num, len(source))):
     image, label = source[i]
-    mask = palette.colorize(label, info.palette)
+    mask = viz.colorize(label, info.palette)
     tiles.append(np.concatenate([
         np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR)),
         np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))], axis=0))

@@ -19,10 +19,12 @@ import os
 import numpy as np
 from PIL import Image
 
+from fcnjax.data import palette as palette_lib
+
 CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
                "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-IGNORE_INDEX = 255
+IGNORE_INDEX = palette_lib.IGNORE_INDEX
 
 
 def read_ids(path):

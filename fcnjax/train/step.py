@@ -14,7 +14,7 @@ from jax import lax
 
 from fcnjax import metrics as seg_metrics
 
-IGNORE_INDEX = 255
+from fcnjax.data.palette import IGNORE_INDEX
 
 
 def cross_entropy_sum(logits, labels, ignore_index=IGNORE_INDEX, class_weights=None):
