@@ -20,12 +20,10 @@ from clu import metric_writers, parameter_overview, periodic_actions
 from fcnjax import metrics as seg_metrics
 from fcnjax import models
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, parallel
+from fcnjax.train import checkpoint, parallel, validate
 from fcnjax.train import state as state_lib
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-LOSS_REDUCTIONS = ("mean", "sum")
-CLASS_WEIGHTINGS = ("none", "median_frequency")
+DTYPES = validate.DTYPES
 
 
 def validate_config(config, info):
@@ -36,26 +34,7 @@ def validate_config(config, info):
   check_fields(config)
 
 
-def check_fields(config):
-  """The checks that need no dataset: one ValueError naming the field."""
-  if config.dtype not in DTYPES:
-    raise ValueError(f"config.dtype={config.dtype!r}; valid: {tuple(DTYPES)}")
-  if config.loss_reduction not in LOSS_REDUCTIONS:
-    raise ValueError(f"config.loss_reduction={config.loss_reduction!r}; "
-                     f"valid: {LOSS_REDUCTIONS}")
-  if config.get("class_weighting", "none") not in CLASS_WEIGHTINGS:
-    raise ValueError(f"config.class_weighting={config.class_weighting!r}; "
-                     f"valid: {CLASS_WEIGHTINGS}")
-  if config.parallel not in parallel.DRIVERS:
-    raise ValueError(f"config.parallel={config.parallel!r}; valid: {parallel.DRIVERS}")
-  devices = config.get("num_devices") or jax.device_count()
-  for name in ("batch_size", "eval_batch_size"):
-    if config[name] % devices:
-      raise ValueError(f"config.{name}={config[name]} is not divisible by the "
-                       f"{devices} devices in use")
-  if config.model.name in ("segnet", "deconvnet", "decoder") and config.data.crop_size < 32:
-    raise ValueError(f"config.data.crop_size={config.data.crop_size}: "
-                     f"{config.model.name} pools up to 5 times and needs at least 32x32 inputs")
+check_fields = validate.check_fields
 
 
 def build_model(config, info):

@@ -27,8 +27,8 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict, total_steps: int):
   elif cfg.schedule == "poly":  # DeepLab-style (1 - t/T)^0.9
     main = optax.polynomial_schedule(lr, 0.0, 0.9, decay_steps)
   elif cfg.schedule == "step":
-    main = optax.exponential_decay(lr, cfg.get("step_every", decay_steps // 3), 0.1,
-                                   staircase=True)
+    every = cfg.get("step_every") or max(decay_steps // 3, 1)  # 0: three drops
+    main = optax.exponential_decay(lr, every, 0.1, staircase=True)
   else:
     raise ValueError(f"config.optimizer.schedule={cfg.schedule!r}; valid: {SCHEDULES}")
   if not warmup:

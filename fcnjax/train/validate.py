@@ -1,0 +1,97 @@
+"""Start-up checks of a training config: one ValueError naming the field and its valid range.
+
+`check_fields(config)` needs no dataset and compiles nothing; it runs before
+a workdir is touched, so a bad value never costs a checkpoint.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+
+from fcnjax import config as config_lib
+from fcnjax import models
+from fcnjax.train import parallel
+from fcnjax.train import state as state_lib
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+LOSS_REDUCTIONS = ("mean", "sum")
+CLASS_WEIGHTINGS = ("none", "median_frequency")
+# Fields of config.model that only FCN reads; other models refuse a value changed
+# from its default.
+FCN_ONLY = ("variant", "geometry", "zero_init_score", "dropout_rate")
+USES_UPSAMPLE = ("fcn", "decoder")
+
+
+def _choice(name, value, valid):
+  if value not in valid:
+    raise ValueError(f"config.{name}={value!r}; valid: {tuple(valid)}")
+
+
+def _at_least(name, value, low, kind=int):
+  if not isinstance(value, kind) or isinstance(value, bool) or value < low:
+    raise ValueError(f"config.{name}={value!r}: must be {kind.__name__} >= {low}")
+
+
+def _check_numbers(config):
+  for name in ("num_train_steps", "batch_size", "eval_batch_size", "log_every_steps",
+               "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+               "boundary_width"):
+    _at_least(name, config[name], 1)
+  _at_least("data.crop_size", config.data.crop_size, 1)
+  _at_least("num_devices", config.get("num_devices") or 0, 0)
+  scale = config.data.scale_range
+  if (len(scale) != 2 or not all(isinstance(s, (int, float)) and math.isfinite(s) for s in scale)
+      or not 0 < scale[0] <= scale[1]):
+    raise ValueError(f"config.data.scale_range={tuple(scale)!r}: must be (low, high) "
+                     "with 0 < low <= high")
+  opt = config.optimizer
+  _choice("optimizer.name", opt.name, state_lib.OPTIMIZERS)
+  _choice("optimizer.schedule", opt.schedule, state_lib.SCHEDULES)
+  if not (isinstance(opt.learning_rate, (int, float)) and opt.learning_rate > 0
+          and math.isfinite(opt.learning_rate)):
+    raise ValueError(f"config.optimizer.learning_rate={opt.learning_rate!r}: must be > 0")
+  for name in ("warmup_steps", "step_every"):
+    _at_least(f"optimizer.{name}", opt.get(name, 0), 0)
+  if opt.warmup_steps >= config.num_train_steps:
+    raise ValueError(f"config.optimizer.warmup_steps={opt.warmup_steps}: must be below "
+                     f"config.num_train_steps={config.num_train_steps}")
+  for name in ("momentum", "weight_decay", "grad_clip"):
+    if not opt.get(name, 0) >= 0:
+      raise ValueError(f"config.optimizer.{name}={opt.get(name)!r}: must be >= 0")
+  if not 0 <= config.model.get("dropout_rate", 0.0) < 1:
+    raise ValueError(f"config.model.dropout_rate={config.model.dropout_rate!r}: "
+                     "must be in [0, 1)")
+
+
+def _check_model(config):
+  model, defaults = config.model, config_lib.default_config().model
+  _choice("model.name", model.name, models.MODELS)
+  _choice("model.backbone", model.backbone, models.BACKBONES)
+  ignored = {k: defaults[k] for k in FCN_ONLY}
+  if model.name not in USES_UPSAMPLE:
+    ignored["upsample"] = defaults.upsample
+  if model.name != "fcn":
+    changed = [f"model.{k}={model[k]!r}" for k, v in ignored.items()
+               if k in model and model[k] != v]
+    if changed:
+      raise ValueError(f"config.model.name={model.name!r} ignores {', '.join(changed)}: "
+                       f"leave {sorted(ignored)} at their defaults "
+                       f"{ {k: ignored[k] for k in sorted(ignored)} }")
+  if model.name != "fcn" and config.data.crop_size < 32:
+    raise ValueError(f"config.data.crop_size={config.data.crop_size}: "
+                     f"{model.name} pools up to 5 times and needs at least 32x32 inputs")
+
+
+def check_fields(config):
+  """Every field a run reads, before anything is written; ValueError naming the field."""
+  _choice("dtype", config.dtype, DTYPES)
+  _choice("loss_reduction", config.loss_reduction, LOSS_REDUCTIONS)
+  _choice("class_weighting", config.get("class_weighting", "none"), CLASS_WEIGHTINGS)
+  _choice("parallel", config.parallel, parallel.DRIVERS)
+  _check_numbers(config)
+  _check_model(config)
+  devices = config.get("num_devices") or jax.device_count()
+  for name in ("batch_size", "eval_batch_size"):
+    if config[name] % devices:
+      raise ValueError(f"config.{name}={config[name]} is not divisible by the "
+                       f"{devices} devices in use")
