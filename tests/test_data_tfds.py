@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from fcnjax.data import cityscapes, pets, pipeline
+from fcnjax.data import cityscapes, pets, pipeline, tfds_source
 
 
 def _config(name):
@@ -38,7 +38,7 @@ def _pets_mock(examples):
 
 def test_pets_trimap_to_three_classes():
   examples = _pets_examples()
-  pipeline.tfds_source.cache_clear()
+  tfds_source.tfds_source.cache_clear()
   with _pets_mock(examples):
     src = pets.source(_config("pets"), "train")
     assert len(src) == len(examples)
@@ -52,7 +52,7 @@ def test_pets_trimap_to_three_classes():
 
 
 def test_pets_batches_and_info():
-  pipeline.tfds_source.cache_clear()
+  tfds_source.tfds_source.cache_clear()
   with _pets_mock(_pets_examples(seed=1)):
     config = _config("pets")
     info = pipeline.get_info(config)
@@ -60,7 +60,7 @@ def test_pets_batches_and_info():
   assert info.num_classes == 3 and info.class_names[1] == "pet"
   assert batch["image"].shape == (2, 64, 64, 3)
   assert set(np.unique(batch["label"])) <= {0, 1, 255}
-  pipeline.tfds_source.cache_clear()
+  tfds_source.tfds_source.cache_clear()
 
 
 def test_cityscapes_ids_to_train_ids():
@@ -68,11 +68,11 @@ def test_cityscapes_ids_to_train_ids():
   assert table[7] == 0 and table[26] == 13 and table[33] == 18
   assert table[0] == table[6] == table[9] == table[34] == 255
   assert len(set(cityscapes.ID_TO_TRAIN_ID.values())) == len(cityscapes.CLASS_NAMES) == 19
-  pipeline.tfds_source.cache_clear()
+  tfds_source.tfds_source.cache_clear()
   with tfds.testing.mock_data(num_examples=1):
     src = cityscapes.source(_config("cityscapes"), "validation")
     image, label = src[0]
-    raw = pipeline.tfds_source("cityscapes/semantic_segmentation", None, "validation", None,
+    raw = tfds_source.tfds_source("cityscapes/semantic_segmentation", None, "validation", None,
                                image_key="image_left", label_key="segmentation_label")[0][1]
   assert image.shape == (1024, 2048, 3) and label.shape == (1024, 2048)
   np.testing.assert_array_equal(label, table[raw])
@@ -82,7 +82,7 @@ def test_cityscapes_ids_to_train_ids():
 def test_cityscapes_without_manual_files_names_the_folder(tmp_path):
   config = _config("cityscapes")
   config.data_dir = str(tmp_path)
-  pipeline.tfds_source.cache_clear()
+  tfds_source.tfds_source.cache_clear()
   with pytest.raises(FileNotFoundError, match=str(tmp_path / "downloads" / "manual")):
     cityscapes.source(config, "train")
 

@@ -6,7 +6,7 @@ from the 34 label ids to the 19 evaluation classes, everything else 255.
 """
 import numpy as np
 
-from fcnjax.data import pipeline
+from fcnjax.data.tfds_source import tfds_source
 
 CLASS_NAMES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
                "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
@@ -24,6 +24,6 @@ def label_map():
 
 
 def source(data_config, split, limit=None):
-  return pipeline.tfds_source("cityscapes/semantic_segmentation", data_config.data_dir, split,
+  return tfds_source("cityscapes/semantic_segmentation", data_config.data_dir, split,
                               limit, image_key="image_left", label_key="segmentation_label",
                               label_map=label_map())

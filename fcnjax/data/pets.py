@@ -6,7 +6,7 @@ as it marks uncertain pixels.
 """
 import numpy as np
 
-from fcnjax.data import pipeline
+from fcnjax.data.tfds_source import tfds_source
 
 CLASS_NAMES = ("background", "pet", "border")
 
@@ -19,5 +19,5 @@ def label_map(boundary_ignore=True):
 
 def source(data_config, split, limit=None):
   split = {"validation": "test"}.get(split, split)  # the dataset has train / test
-  return pipeline.tfds_source("oxford_iiit_pet", data_config.data_dir, split, limit,
+  return tfds_source("oxford_iiit_pet", data_config.data_dir, split, limit,
                               label_map=label_map(data_config.pets_boundary_ignore))

@@ -10,7 +10,7 @@ sees from step k on, whatever the number of processes or devices.
 """
 import dataclasses
 import functools
-import io
+import importlib
 from typing import Optional, Sequence
 
 import ml_collections
@@ -21,7 +21,12 @@ from PIL import Image
 from fcnjax.data import palette as palette_lib
 
 IGNORE_INDEX = palette_lib.IGNORE_INDEX
-DATASETS = ("shapes", "voc", "pets", "cityscapes")
+# name -> a module (or its import path) with CLASS_NAMES, optional PALETTE ((C, 3)
+# uint8; default: the VOC colours) and source(data_config, split, limit) -> a
+# random-access list of (image uint8 (H, W, 3), label uint8 (H, W)) pairs.
+# A new dataset is one module plus one line here (or DATASETS[name] = module).
+DATASETS = {"shapes": "fcnjax.data.shapes", "voc": "fcnjax.data.voc",
+            "pets": "fcnjax.data.pets", "cityscapes": "fcnjax.data.cityscapes"}
 NORMALIZATIONS = ("imagenet", "caffe")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -50,7 +55,7 @@ class DataInfo:
 
 def _check(data_config):
   if data_config.name not in DATASETS:
-    raise ValueError(f"config.data.name={data_config.name!r}; valid: {DATASETS}")
+    raise ValueError(f"config.data.name={data_config.name!r}; valid: {tuple(DATASETS)}")
   if data_config.normalization not in NORMALIZATIONS:
     raise ValueError(f"config.data.normalization={data_config.normalization!r}; "
                      f"valid: {NORMALIZATIONS}")
@@ -81,99 +86,31 @@ def denormalize(x, mode):
   return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-class TfdsSource:
-  """Examples of a tfds split kept encoded in memory, decoded on access.
-
-  label_map: a uint8 lookup table (256,) applied to the decoded mask, e.g.
-  Cityscapes ids -> train ids; None keeps the values.
-  """
-
-  def __init__(self, images, labels, label_map=None):
-    self.images, self.labels, self.label_map = images, labels, label_map
-
-  def __len__(self):
-    return len(self.images)
-
-  def __getitem__(self, i):
-    image = _decode(self.images[i], "RGB")
-    label = _decode(self.labels[i], None)
-    label = label[..., 0] if label.ndim == 3 else label
-    return image, label if self.label_map is None else self.label_map[label]
-
-
-def _decode(data, mode):
-  with Image.open(io.BytesIO(data)) as img:
-    return np.asarray(img.convert(mode) if mode else img)
-
-
-@functools.lru_cache(maxsize=8)
-def tfds_source(builder_name, data_dir, split, limit, image_key="image",
-                label_key="segmentation_mask", label_map=None):
-  """A TfdsSource over `builder_name`'s split (prepared on first use).
-
-  Builders that need a manual download (cityscapes) raise FileNotFoundError
-  with tfds's message naming the folder to fill. label_map is a tuple
-  (hashable) or None.
-  """
-  import tensorflow as tf
-  import tensorflow_datasets as tfds
-  from fcnjax.data import shapes  # noqa: F401  (registers the builder)
-  tf.config.set_visible_devices([], "GPU")
-  builder = tfds.builder(builder_name, data_dir=data_dir)
-  try:
-    builder.download_and_prepare()
-  except AssertionError as e:  # how tfds reports a missing manual download
-    raise FileNotFoundError(f"{builder_name}: {e}\n(see docs/data.md; set "
-                            "--config.data.data_dir to the tfds folder)") from None
-  skip = tfds.decode.SkipDecoding()
-  ds = builder.as_dataset(split=split, shuffle_files=False,
-                          decoders={image_key: skip, label_key: skip})
-  if limit:
-    ds = ds.take(limit)
-  images, labels = [], []
-  for ex in tfds.as_numpy(ds):
-    images.append(ex[image_key])
-    labels.append(ex[label_key])
-  table = None if label_map is None else np.asarray(label_map, np.uint8)
-  return TfdsSource(images, labels, table)
+def dataset(name):
+  """The module registered for `name` in DATASETS (imported on first use)."""
+  if name not in DATASETS:
+    raise ValueError(f"config.data.name={name!r}; valid: {tuple(DATASETS)}")
+  entry = DATASETS[name]
+  return importlib.import_module(entry) if isinstance(entry, str) else entry
 
 
 def get_source(data_config, split):
   """The examples of `split` ('train' / 'eval' name from the config)."""
   _check(data_config)
-  name = data_config.name
   split_name = data_config.train_split if split == "train" else data_config.eval_split
   limit = data_config.num_train if split == "train" else data_config.num_eval
-  if name == "shapes":
-    return tfds_source(f"shapes/{data_config.tfds_config}", data_config.data_dir,
-                       split_name, limit)
-  if name == "voc":
-    from fcnjax.data import voc
-    return voc.source(data_config, split_name, limit)
-  if name == "pets":
-    from fcnjax.data import pets
-    return pets.source(data_config, split_name, limit)
-  from fcnjax.data import cityscapes
-  return cityscapes.source(data_config, split_name, limit)
+  return dataset(data_config.name).source(data_config, split_name, limit)
 
 
 def get_info(data_config):
   """Classes, palette and split sizes of the configured dataset."""
   _check(data_config)
-  if data_config.name == "shapes":
-    from fcnjax.data import shapes
-    names = shapes.CLASS_NAMES
-  elif data_config.name == "voc":
-    from fcnjax.data import voc
-    names = voc.CLASS_NAMES
-  elif data_config.name == "pets":
-    from fcnjax.data import pets
-    names = pets.CLASS_NAMES
-  else:
-    from fcnjax.data import cityscapes
-    names = cityscapes.CLASS_NAMES
-  return DataInfo(num_classes=len(names), class_names=tuple(names),
-                  palette=palette_lib.palette(len(names)),
+  module = dataset(data_config.name)
+  names = tuple(module.CLASS_NAMES)
+  colors = getattr(module, "PALETTE", None)
+  return DataInfo(num_classes=len(names), class_names=names,
+                  palette=palette_lib.palette(len(names)) if colors is None
+                  else np.asarray(colors, np.uint8),
                   num_train=len(get_source(data_config, "train")),
                   num_eval=len(get_source(data_config, "eval")))
 

@@ -13,6 +13,8 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
+from fcnjax.data.tfds_source import tfds_source
+
 CLASS_NAMES = ("background", "disc", "square", "triangle", "ring", "bar", "cross")
 SPLIT_SEEDS = {"train": 0, "validation": 1}
 
@@ -72,6 +74,11 @@ def render_example(seed, index, size):
     mask[obj] = cls
   image = image + rng.normal(0, rng.uniform(3, 15), image.shape)
   return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def source(data_config, split, limit=None):
+  """The split of the `shapes/<data_config.tfds_config>` builder (generated on first use)."""
+  return tfds_source(f"shapes/{data_config.tfds_config}", data_config.data_dir, split, limit)
 
 
 @dataclasses.dataclass

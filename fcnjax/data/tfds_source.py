@@ -1,0 +1,63 @@
+"""Examples of a tfds split kept encoded in memory and decoded on access."""
+import functools
+import io
+
+import numpy as np
+from PIL import Image
+
+
+class TfdsSource:
+  """Examples of a tfds split kept encoded in memory, decoded on access.
+
+  label_map: a uint8 lookup table (256,) applied to the decoded mask, e.g.
+  Cityscapes ids -> train ids; None keeps the values.
+  """
+
+  def __init__(self, images, labels, label_map=None):
+    self.images, self.labels, self.label_map = images, labels, label_map
+
+  def __len__(self):
+    return len(self.images)
+
+  def __getitem__(self, i):
+    image = _decode(self.images[i], "RGB")
+    label = _decode(self.labels[i], None)
+    label = label[..., 0] if label.ndim == 3 else label
+    return image, label if self.label_map is None else self.label_map[label]
+
+
+def _decode(data, mode):
+  with Image.open(io.BytesIO(data)) as img:
+    return np.asarray(img.convert(mode) if mode else img)
+
+
+@functools.lru_cache(maxsize=8)
+def tfds_source(builder_name, data_dir, split, limit, image_key="image",
+                label_key="segmentation_mask", label_map=None):
+  """A TfdsSource over `builder_name`'s split (prepared on first use).
+
+  Builders that need a manual download (cityscapes) raise FileNotFoundError
+  with tfds's message naming the folder to fill. label_map is a tuple
+  (hashable) or None.
+  """
+  import tensorflow as tf
+  import tensorflow_datasets as tfds
+  from fcnjax.data import shapes  # noqa: F401  (registers the builder)
+  tf.config.set_visible_devices([], "GPU")
+  builder = tfds.builder(builder_name, data_dir=data_dir)
+  try:
+    builder.download_and_prepare()
+  except AssertionError as e:  # how tfds reports a missing manual download
+    raise FileNotFoundError(f"{builder_name}: {e}\n(see docs/data.md; set "
+                            "--config.data.data_dir to the tfds folder)") from None
+  skip = tfds.decode.SkipDecoding()
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={image_key: skip, label_key: skip})
+  if limit:
+    ds = ds.take(limit)
+  images, labels = [], []
+  for ex in tfds.as_numpy(ds):
+    images.append(ex[image_key])
+    labels.append(ex[label_key])
+  table = None if label_map is None else np.asarray(label_map, np.uint8)
+  return TfdsSource(images, labels, table)

@@ -1,0 +1,68 @@
+"""Extending from outside the package: a toy dataset and a pixel-shuffle decoder
+upsampler, each one registry line, train two steps (as in docs/extending.md)."""
+import types
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from fcnjax import config as config_lib
+from fcnjax import experiment, models
+from fcnjax.data import pipeline
+from fcnjax.models import decoder
+from fcnjax.train import loop
+
+
+def _toy_source(data_config, split, limit=None):
+  """Bright squares (class 1) on a dark background, 32x32."""
+  rng = np.random.default_rng(0 if split == "train" else 1)
+  examples = []
+  for _ in range(limit or 16):
+    y, x = rng.integers(0, 20, 2)
+    label = np.zeros((32, 32), np.uint8)
+    label[y:y + 12, x:x + 12] = 1
+    image = np.repeat((40 + 180 * label)[..., None], 3, -1).astype(np.uint8)
+    examples.append((image, label))
+  return examples
+
+
+def pixel_shuffle(x, switches, size, **kw):
+  """x2 sub-pixel upsampling: 1x1 conv to 4C channels, then depth-to-space."""
+  n, h, w, c = x.shape
+  y = nn.Conv(4 * c, (1, 1), **kw)(x)
+  y = y.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, c)
+  return decoder.fit(y, size)
+
+
+@pytest.fixture
+def registered(monkeypatch):
+  toy = types.SimpleNamespace(CLASS_NAMES=("background", "square"), source=_toy_source)
+  monkeypatch.setitem(pipeline.DATASETS, "toy", toy)  # the one registry line each
+  monkeypatch.setitem(models.DECODER_UPSAMPLERS, "pixel_shuffle", pixel_shuffle)
+
+
+def test_pixel_shuffle_is_depth_to_space():
+  x = np.arange(2 * 2 * 4, dtype=np.float32).reshape(1, 2, 2, 4)  # c = 1 after the conv
+  y = x.reshape(1, 2, 2, 2, 2, 1).transpose(0, 1, 3, 2, 4, 5).reshape(1, 4, 4, 1)
+  for i in range(2):
+    for j in range(2):
+      np.testing.assert_array_equal(y[0, 2 * i:2 * i + 2, 2 * j:2 * j + 2, 0],
+                                    x[0, i, j].reshape(2, 2))
+
+
+def test_toy_dataset_and_upsampler_train_two_steps(registered, tmp_path):
+  config = experiment.with_fields(config_lib.default_config(), {
+      "data.name": "toy", "data.crop_size": 32, "data.scale_range": (1.0, 1.0),
+      "model.name": "decoder", "model.backbone": "tiny", "model.upsample": "pixel_shuffle",
+      "batch_size": 8, "eval_batch_size": 8, "num_train_steps": 2, "log_every_steps": 1,
+      "eval_every_steps": 2, "checkpoint_every_steps": 2, "optimizer.warmup_steps": 0})
+  info = pipeline.get_info(config.data)
+  assert info.class_names == ("background", "square") and info.num_train == 16
+  scores = loop.train_and_evaluate(config, str(tmp_path))
+  assert np.isfinite(scores["mean_iou"]) and len(scores["per_class_iou"]) == 2
+  model = loop.build_model(config, info)
+  params = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))["params"]
+  kernels = [v.shape for path, v in jax.tree_util.tree_flatten_with_path(params)[0]
+             if v.ndim == 4 and v.shape[:2] == (1, 1) and v.shape[3] == 4 * v.shape[2]]
+  assert len(kernels) == 4  # one sub-pixel conv in each of the four decoder stages
