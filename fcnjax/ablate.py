@@ -32,7 +32,7 @@ def run():
   flags.DEFINE_list("metrics", list(("mean_iou", "boundary_iou", "pixel_acc")),
                     "Scores to tabulate and plot.")
   flags.mark_flag_as_required("sweep")
-  app.run(main)
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

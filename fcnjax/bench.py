@@ -14,17 +14,6 @@ import time
 
 from absl import app, flags
 
-flags.DEFINE_list("models", ["fcn32s", "fcn16s", "fcn8s"],
-                  "fcn32s|fcn16s|fcn8s|segnet|deconvnet")
-flags.DEFINE_list("upsample", ["learned"], "FCN upsampling operators to compare.")
-flags.DEFINE_list("drivers", ["pmap"], "pmap and/or jit.")
-flags.DEFINE_string("backbone", "tiny", "tiny or vgg16.")
-flags.DEFINE_integer("size", 128, "Square input size.")
-flags.DEFINE_integer("batch_size", 8, "Global batch size.")
-flags.DEFINE_integer("num_classes", 21, "Output classes.")
-flags.DEFINE_integer("steps", 10, "Timed steps after the compiled first step.")
-flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
-flags.DEFINE_bool("json", False, "Print one JSON line per case.")
 FLAGS = flags.FLAGS
 
 
@@ -96,8 +85,25 @@ def main(argv):
             f"{r['compile_s']:9.1f} {r['peak_rss_mb']:8.0f}")
 
 
+def define_flags():
+  """The bench's flags (defined when it runs, so importing it defines none)."""
+  flags.DEFINE_list("models", ["fcn32s", "fcn16s", "fcn8s"],
+                    "fcn32s|fcn16s|fcn8s|segnet|deconvnet")
+  flags.DEFINE_list("upsample", ["learned"], "FCN upsampling operators to compare.")
+  flags.DEFINE_list("drivers", ["pmap"], "pmap and/or jit.")
+  flags.DEFINE_string("backbone", "tiny", "tiny or vgg16.")
+  flags.DEFINE_integer("size", 128, "Square input size.")
+  flags.DEFINE_integer("batch_size", 8, "Global batch size.")
+  flags.DEFINE_integer("num_classes", 21, "Output classes.")
+  flags.DEFINE_integer("steps", 10, "Timed steps after the compiled first step.")
+  flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
+  flags.DEFINE_bool("json", False, "Print one JSON line per case.")
+
+
 def run():
-  app.run(main)
+  define_flags()
+  from fcnjax import cli
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

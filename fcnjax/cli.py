@@ -24,6 +24,19 @@ def define_flags(checkpoint_choice=False):
   flags.mark_flags_as_required(["config", "workdir"])
 
 
+def run(main, module):
+  """`app.run(main)` where --help shows `module`'s docstring and its flags,
+  also when started through a console script."""
+  import sys
+  from absl import app
+  sys.modules["__main__"].__doc__ = sys.modules[module].__doc__
+  by_module = FLAGS.flags_by_module_dict()
+  for name in (module, __name__, config_flags.__name__, config_flags.config_flags.__name__):
+    for flag in by_module.get(name, []):
+      FLAGS.register_flag_by_module(sys.argv[0], flag)
+  app.run(main)
+
+
 def start():
   """Keeps TensorFlow off accelerators and joins the multi-host runtime."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

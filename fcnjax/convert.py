@@ -58,8 +58,6 @@ def save_npz(params, path):
   np.savez(path, **{k: np.asarray(v) for k, v in flat.items()})
 
 
-flags.DEFINE_string("torch_weights", None, "torchvision vgg16 .pth state_dict file.")
-flags.DEFINE_string("out", "vgg16.npz", "Output .npz for --config.init_from.")
 
 
 def main(argv):
@@ -73,6 +71,13 @@ def main(argv):
   print(f"wrote {flags.FLAGS.out}")
 
 
-if __name__ == "__main__":
+def run():
+  flags.DEFINE_string("torch_weights", None, "torchvision vgg16 .pth state_dict file.")
+  flags.DEFINE_string("out", "vgg16.npz", "Output .npz for --config.init_from.")
   flags.mark_flag_as_required("torch_weights")
-  app.run(main)
+  from fcnjax import cli
+  cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+  run()

@@ -12,8 +12,6 @@ from absl import app, flags
 
 from fcnjax import cli
 
-cli.define_flags(checkpoint_choice=True)
-flags.DEFINE_integer("num_figure_images", 6, "Validation images in predictions.png.")
 
 
 def main(argv):
@@ -26,7 +24,9 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.define_flags(checkpoint_choice=True)
+  flags.DEFINE_integer("num_figure_images", 6, "Validation images in predictions.png.")
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ from absl import app, logging
 
 from fcnjax import cli
 
-cli.define_flags()
-
 
 def main(argv):
   del argv
@@ -24,7 +22,8 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.define_flags()
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

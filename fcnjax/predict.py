@@ -12,10 +12,6 @@ from absl import app, flags
 
 from fcnjax import cli
 
-cli.define_flags(checkpoint_choice=True)
-flags.DEFINE_string("input", None, "An image file or a folder of images.")
-flags.DEFINE_string("output", None, "Output folder (default: WORKDIR/predict).")
-flags.mark_flag_as_required("input")
 
 
 def main(argv):
@@ -30,7 +26,11 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.define_flags(checkpoint_choice=True)
+  flags.DEFINE_string("input", None, "An image file or a folder of images.")
+  flags.DEFINE_string("output", None, "Output folder (default: WORKDIR/predict).")
+  flags.mark_flag_as_required("input")
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":

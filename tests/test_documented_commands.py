@@ -82,3 +82,15 @@ def test_documented_command_parses_and_validates(where, command):
         for part in field.split("."):
           value = value[part]
         assert str(value) == raw or float(value) == float(raw), (where, arg, value)
+
+
+def test_entry_points_import_together_and_define_no_flags():
+  import importlib
+  with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+    scripts = tomllib.load(f)["project"]["scripts"]
+  before = set(flags.FLAGS)
+  for target in scripts.values():
+    module, func = target.split(":")
+    assert callable(getattr(importlib.import_module(module), func)), target
+  assert set(flags.FLAGS) == before
+  assert {"fcnjax-ablate", "fcnjax-convert", "fcnjax-preview", "fcnjax-bench"} <= set(scripts)

@@ -7,15 +7,6 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-flags.DEFINE_string("dataset", "shapes", "shapes | voc | pets | cityscapes")
-flags.DEFINE_string("tfds_config", "default", "Builder config of the shapes dataset.")
-flags.DEFINE_string("data_dir", None, "tfds data dir (None: the tfds default).")
-flags.DEFINE_string("manual_dir", None, "VOC folder (VOCdevkit/VOC2012).")
-flags.DEFINE_string("sbd_dir", None, "SBD folder (benchmark_RELEASE).")
-flags.DEFINE_enum("split", "train", ["train", "eval"], "Which split to show.")
-flags.DEFINE_integer("num", 8, "Number of examples.")
-flags.DEFINE_integer("size", 128, "Each tile is resized to size x size.")
-flags.DEFINE_string("out", "grid.png", "Output PNG.")
 FLAGS = flags.FLAGS
 
 
@@ -46,5 +37,19 @@ def main(argv):
   print(f"wrote {FLAGS.out}")
 
 
+def run():
+  flags.DEFINE_string("dataset", "shapes", "shapes | voc | pets | cityscapes")
+  flags.DEFINE_string("tfds_config", "default", "Builder config of the shapes dataset.")
+  flags.DEFINE_string("data_dir", None, "tfds data dir (None: the tfds default).")
+  flags.DEFINE_string("manual_dir", None, "VOC folder (VOCdevkit/VOC2012).")
+  flags.DEFINE_string("sbd_dir", None, "SBD folder (benchmark_RELEASE).")
+  flags.DEFINE_enum("split", "train", ["train", "eval"], "Which split to show.")
+  flags.DEFINE_integer("num", 8, "Number of examples.")
+  flags.DEFINE_integer("size", 128, "Each tile is resized to size x size.")
+  flags.DEFINE_string("out", "grid.png", "Output PNG.")
+  from fcnjax import cli
+  cli.run(main, __name__)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  run()
