@@ -23,8 +23,9 @@ FCN_FIELDS = ("variant", "upsample", "geometry", "zero_init_score", "dropout_rat
 def build_model(model_config, num_classes, dtype=jnp.float32, axis_name=None):
   """A model from a config: name, backbone and the fields of that model.
 
-  axis_name: the device axis the train step runs under; BatchNorm layers of the
-  encoder-decoder models average their batch statistics over it.
+  axis_name: the device axis the train step runs under; BatchNorm layers
+  average their batch statistics over it (synchronised BN), so a run's
+  numbers do not depend on the device count.
   """
   cfg = dict(model_config)
   name = cfg.pop("name", "fcn")
@@ -38,7 +39,8 @@ def build_model(model_config, num_classes, dtype=jnp.float32, axis_name=None):
     if upsample not in UPSAMPLERS:
       raise ValueError(f"config.model.upsample={upsample!r}; valid: {tuple(UPSAMPLERS)}")
     kwargs = {k: v for k, v in cfg.items() if k in FCN_FIELDS}
-    return FCN(num_classes, backbone=BACKBONES[backbone], dtype=dtype, **kwargs)
+    return FCN(num_classes, backbone=BACKBONES[backbone], axis_name=axis_name, dtype=dtype,
+               **kwargs)
   if name == "decoder":
     upsample = cfg.get("upsample", "max_unpool")
     if upsample not in DECODER_UPSAMPLERS:

@@ -12,7 +12,7 @@ score_pool3) -> upsample to the input size. Output logits (N, H, W, C) for an
   score_pool3 9, upscore8 31.
 """
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -36,6 +36,7 @@ class FCN(nn.Module):
   geometry: str = "same"
   zero_init_score: bool = True
   dropout_rate: float = 0.5
+  axis_name: Optional[str] = None  # the device axis BatchNorm layers average over
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -58,7 +59,8 @@ class FCN(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     paper = self.geometry == "paper"
     features, endpoints = self.backbone(geometry=self.geometry,
-                                        dropout_rate=self.dropout_rate, name="backbone",
+                                        dropout_rate=self.dropout_rate,
+                                        axis_name=self.axis_name, name="backbone",
                                         **kw)(x, train=train)
     score = ScoreHead(self.num_classes, self.zero_init_score, name="score_fr", **kw)(features)
     up = functools.partial(UPSAMPLERS[self.upsample], padding=0 if paper else None, **kw)

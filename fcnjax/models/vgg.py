@@ -7,7 +7,7 @@ Parameter tree of VGG16 (the FCN's 'backbone' subtree is the same minus fc8):
   fc8/{kernel,bias}            Dense (4096, classes)   (classifier.6)
 """
 import functools
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -40,6 +40,7 @@ class VGGBackbone(nn.Module):
   geometry: str = "same"
   dropout_rate: float = 0.5
   batch_norm: bool = False  # conv -> BatchNorm -> ReLU (the 'small' CPU backbone)
+  axis_name: Optional[str] = None  # BatchNorm statistics averaged over this device axis
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -55,6 +56,7 @@ class VGGBackbone(nn.Module):
         x = conv(width, (3, 3), padding=pad, name=f"conv{s}_{i}")(x)
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+                           axis_name=self.axis_name if train else None,
                            param_dtype=self.param_dtype, name=f"bn{s}_{i}")(x)
         x = nn.relu(x)
       x = max_pool_2x2(x, ceil_mode=self.geometry != "torchvision")
