@@ -2,8 +2,8 @@
 import jax.numpy as jnp
 
 from fcnjax.models.decoder import DECODER_SIZES, DECODER_UPSAMPLERS, UpsamplingDecoderNet
-from fcnjax.models.encoder_decoder import DeconvNet, DeconvNetTiny, SegNet, SegNetTiny
-from fcnjax.models.fcn import FCN, FCN8s, FCN16s, FCN32s
+from fcnjax.models.encoder_decoder import DeconvNet, SegNet
+from fcnjax.models.fcn import FCN
 from fcnjax.models.heads import (UPSAMPLERS, BedOfNailsUpsample, BilinearUpsample,
                                  NearestUpsample, ScoreHead, TransposeConvUpsample)
 from fcnjax.models.patch_classifier import (ConvolutionalPatchClassifier, PatchClassifier,

@@ -108,6 +108,3 @@ class _SwitchEncoderDecoder(nn.Module):
 
 SegNet = functools.partial(_SwitchEncoderDecoder, deconv_decoder=False, fc_width=0)
 DeconvNet = functools.partial(_SwitchEncoderDecoder, deconv_decoder=True, fc_width=4096)
-SegNetTiny = functools.partial(SegNet, stage_sizes=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32))
-DeconvNetTiny = functools.partial(DeconvNet, stage_sizes=(1, 1, 1, 1, 1),
-                                  widths=(8, 16, 16, 32, 32), fc_width=32)

@@ -81,7 +81,3 @@ class FCN(nn.Module):
     offset = PAPER_OFFSETS[self.variant]["final"] if paper else 0
     return crop(score, offset, (h, w)).astype(jnp.float32)
 
-
-FCN32s = functools.partial(FCN, variant="32s")
-FCN16s = functools.partial(FCN, variant="16s")
-FCN8s = functools.partial(FCN, variant="8s")

@@ -70,7 +70,6 @@ class VGGBackbone(nn.Module):
     return x, endpoints
 
 
-VGG16Backbone = VGGBackbone
 SmallVGGBackbone = functools.partial(VGGBackbone, stage_sizes=(2, 2, 2, 2, 2),
                                      widths=(16, 32, 64, 96, 96), fc_width=192,
                                      batch_norm=True)

@@ -1,7 +1,7 @@
 """Two drivers for the same step bodies: `jax.pmap`, and `jax.jit` over a Mesh.
 
 A driver places the train state and batches on devices and compiles
-`train_step` / `eval_step` / `predict_step` once, donating the state.
+`train_step` / `eval_step` once, donating the state.
 
 * `PmapDriver`: state replicated over the local devices (leading device axis),
   batches reshaped to (devices, per_device, ...). Collectives span all hosts.
@@ -42,7 +42,6 @@ class PmapDriver:
     self.eval_step = pmap(functools.partial(
         step_lib.eval_step, axis_name=AXIS, num_classes=num_classes,
         boundary_width=boundary_width))
-    self.predict_step = pmap(step_lib.predict_step)
 
   @property
   def num_devices(self):
@@ -66,11 +65,6 @@ class PmapDriver:
   def evaluate(self, state, batch):
     return jax.tree.map(lambda m: m[0], self.eval_step(state, self.put_batch(batch)))
 
-  def predict(self, state, images):
-    preds, logits = self.predict_step(state, self.put_batch(images))
-    merge = lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])
-    return merge(preds), merge(logits)
-
   def to_host(self, state):
     return jax.device_get(jax.tree.map(lambda x: x[0], state))
 
@@ -92,8 +86,6 @@ class JitDriver:
     evaluate = functools.partial(step_lib.eval_step, axis_name=AXIS, num_classes=num_classes,
                                  boundary_width=boundary_width)
     self.eval_step = jax.jit(smap(evaluate, in_specs=(P(), P(AXIS)), out_specs=P()))
-    self.predict_step = jax.jit(smap(step_lib.predict_step, in_specs=(P(), P(AXIS)),
-                                     out_specs=(P(AXIS), P(AXIS))))
 
   @property
   def num_devices(self):
@@ -115,11 +107,6 @@ class JitDriver:
 
   def evaluate(self, state, batch):
     return self.eval_step(state, self.put_batch(batch))
-
-  def predict(self, state, images):
-    preds, logits = self.predict_step(state, self.put_batch(images))
-    local = lambda x: np.concatenate([np.asarray(s.data) for s in x.addressable_shards])
-    return local(preds), local(logits)
 
   def to_host(self, state):
     return jax.device_get(state)
