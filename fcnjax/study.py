@@ -158,6 +158,8 @@ def study_table(summary, costs, label, metrics):
     cost = costs[label(row)]
     rows.append({"variant": label(row), "seeds": row["n"],
                  **{m: experiment.mean_std(row, m) for m in metrics},
+                 f"{metrics[0]} per seed": " / ".join(f"{v:.3f}"
+                                                     for v in row[f"{metrics[0]}_values"]),
                  "params": f"{cost['params']:,}", "step ms": f"{cost['step_ms']:.0f}",
                  "peak MB": f"{cost['peak_mb']:.1f}",
                  "unpool bytes/img": f"{cost['unpool_bytes']:,}"})
