@@ -15,9 +15,17 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def restore(config, workdir, which="best"):
-  """(state on the host, DataInfo) for the config's model from W/best or W/checkpoints."""
+  """(state on the host, DataInfo) for the config's model from W/checkpoints.
+
+  `which`: 'best' (highest saved mIoU) or 'latest'. A config whose model
+  fields or class count differ from those saved with the checkpoint gets a
+  ValueError naming them.
+  """
   info = pipeline.get_info(config.data)
   loop.validate_config(config, info)
+  saved = checkpoint.saved_config(workdir)
+  if saved:
+    checkpoint.check_matches(saved, checkpoint.describe(config, info), workdir)
   state, _ = loop.create_state(config, loop.build_model(config, info),
                                jax.random.key(config.seed))
   return checkpoint.restore_state(workdir, state, which=which), info

@@ -1,18 +1,35 @@
-"""Checkpoints with orbax `CheckpointManager`s inside the workdir.
+"""Checkpoints: one orbax `CheckpointManager` per workdir.
 
-    W/checkpoints/<step>/   the latest `keep` states (resume from the newest)
-    W/best/<step>/          the one state with the best validation mIoU
+    W/checkpoints/<step>/       the latest `keep` states plus the one with the best
+                                validation mIoU (orbax preservation policies)
+    W/corrupt_checkpoints/      unreadable steps set aside by a resumed training
+    W/.lock                     pid and host of the training that owns W
 
-Saves are asynchronous; `close()` waits for them. States are saved from the
-host (one copy) and restored onto an abstract target built from a fresh
-state, so a run can resume on a different number of devices.
+Each step carries its scores (orbax metrics) and a description of its run
+(custom metadata: the config as JSON, the model fields, the class names), so a
+checkpoint says what it holds. Saves are asynchronous; `close()` waits for
+them. States are saved from the host (one copy) and restored as host arrays
+shaped like a fresh state, so a run resumes on any number of devices and
+hosts. A step that cannot be read is skipped, with a warning, for the newest
+readable one. Workdirs of the older layout with a separate `best/` folder
+restore from their `checkpoints/`; `best/` is no longer read.
 """
+import json
+import math
 import os
+import shutil
+import socket
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+from orbax.checkpoint import checkpoint_managers
 
 from fcnjax.train.state import TrainState
+
+BEST_METRIC = "mean_iou"
+LOCK_NAME = ".lock"
 
 
 def _tree(state: TrainState):
@@ -20,62 +37,311 @@ def _tree(state: TrainState):
           "opt_state": state.opt_state}
 
 
-class Checkpoints:
-  """Latest-N and best-by-mIoU orbax managers for one workdir."""
+def _host_zeros(x):
+  dtype = x.dtype if hasattr(x, "dtype") else np.result_type(x)  # python int step
+  return np.zeros(np.shape(x), dtype)
 
-  def __init__(self, workdir, keep=3, best_metric="mean_iou"):
-    workdir = os.path.abspath(workdir)
-    self.best_metric = best_metric
-    self.latest = ocp.CheckpointManager(
-        os.path.join(workdir, "checkpoints"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
-    self.best = ocp.CheckpointManager(
-        os.path.join(workdir, "best"),
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, create=True, best_fn=lambda m: m[best_metric], best_mode="max",
-            keep_checkpoints_without_metrics=False))
+
+def _best_value(metrics):
+  """The saved mIoU, -inf where a step has none (or a NaN): ranks steps."""
+  value = (metrics or {}).get(BEST_METRIC)
+  return float(value) if value is not None and math.isfinite(value) else -math.inf
+
+
+def describe(config, info):
+  """What each checkpoint records about its run (JSON-ready)."""
+  saved = json.loads(config.to_json_best_effort())
+  return {"config": saved, "model": saved["model"], "num_classes": info.num_classes,
+          "class_names": list(info.class_names)}
+
+
+def mismatches(saved, expected):
+  """The model fields and num_classes that differ, one 'field: a vs b' each."""
+  diffs = []
+  for key in sorted(set(saved["model"]) | set(expected["model"])):
+    a, b = saved["model"].get(key), expected["model"].get(key)
+    if a != b:
+      diffs.append(f"model.{key}: checkpoint {a!r}, config {b!r}")
+  if saved["num_classes"] != expected["num_classes"]:
+    diffs.append(f"num_classes: checkpoint {saved['num_classes']}, "
+                 f"config {expected['num_classes']}")
+  return diffs
+
+
+def check_matches(saved, expected, workdir):
+  """ValueError naming the fields where `expected` does not fit `saved`."""
+  diffs = mismatches(saved, expected)
+  if diffs:
+    raise ValueError(f"the config does not fit the checkpoints in {workdir}: "
+                     + "; ".join(diffs) + " (the run's settings are in "
+                     f"{os.path.join(workdir, 'config.json')})")
+
+
+def _pid_alive(pid):
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # alive, owned by another user
+    return True
+  return True
+
+
+def _read_lock(path):
+  """(pid, host) written in the lock file; (None, None) if unreadable."""
+  try:
+    with open(path) as f:
+      pid, host = f.read().split()
+    return int(pid), host
+  except (OSError, ValueError):
+    return None, None
+
+
+def acquire_lock(workdir):
+  """Creates W/.lock holding this process's pid and host.
+
+  RuntimeError naming the workdir and pid when a live process holds it (or a
+  process on another host, which cannot be checked); a lock whose process is
+  gone is taken over with a warning.
+  """
+  path = os.path.join(workdir, LOCK_NAME)
+  os.makedirs(workdir, exist_ok=True)
+  for _ in range(3):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      pid, host = _read_lock(path)
+      if pid is not None and (host != socket.gethostname() or _pid_alive(pid)):
+        raise RuntimeError(
+            f"{workdir} is in use by another training (pid {pid} on {host}, lock file "
+            f"{path}); wait for it to end, or delete the lock file if that process "
+            "is gone") from None
+      logging.warning("Taking over the stale lock %s of pid %s, which is no longer "
+                      "running", path, pid)
+      try:
+        os.remove(path)
+      except FileNotFoundError:
+        pass
+      continue
+    with os.fdopen(fd, "w") as f:
+      f.write(f"{os.getpid()} {socket.gethostname()}\n")
+    return path
+  raise RuntimeError(f"could not create the lock file {path}")
+
+
+def release_lock(path):
+  """Removes the lock file if it still holds this process's pid."""
+  if path and _read_lock(path) == (os.getpid(), socket.gethostname()):
+    os.remove(path)
+
+
+def _lock_all_processes(workdir):
+  """Process 0 takes the lock; every process raises if it could not."""
+  path, error = None, None
+  if jax.process_index() == 0:
+    try:
+      path = acquire_lock(workdir)
+    except RuntimeError as e:
+      error = e
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    locked = multihost_utils.broadcast_one_to_all(np.int32(error is None))
+    if not locked and error is None:
+      error = RuntimeError(f"{workdir} is in use by another training (process 0 "
+                           f"found {os.path.join(workdir, LOCK_NAME)} held)")
+  if error is not None:
+    raise error
+  return path
+
+
+def _manager(directory, keep, read_only):
+  """One manager: latest `keep` steps + the best by mIoU (or read-only)."""
+  if read_only:
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                           save_interval_steps=0)
+  else:
+    policy = checkpoint_managers.AnyPreservationPolicy([
+        checkpoint_managers.LatestN(n=keep),
+        checkpoint_managers.BestN(get_metric_fn=_best_value, reverse=False, n=1,
+                                  keep_checkpoints_without_metrics=False)])
+    # best_fn only makes the manager write each step's metrics.
+    options = ocp.CheckpointManagerOptions(create=True, best_fn=_best_value,
+                                           preservation_policy=policy)
+  return ocp.CheckpointManager(directory, options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
+
+
+def _first_line(error):
+  lines = str(error).strip().splitlines()
+  return f"{type(error).__name__}: {lines[0] if lines else ''}"
+
+
+class Checkpoints:
+  """The checkpoints of one workdir: save, restore (newest or best), close.
+
+  A writer (read_only=False) holds W/.lock until `close()`; `description`
+  (see `describe`) is saved with every step and checked on restore.
+  """
+
+  def __init__(self, workdir, keep=3, description=None, read_only=False):
+    if keep < 1:
+      raise ValueError(f"config.keep_checkpoints={keep}: must be at least 1 (the "
+                       "newest checkpoint is what a run resumes from)")
+    self.workdir = os.path.abspath(workdir)
+    self.directory = os.path.join(self.workdir, "checkpoints")
+    self.description = description
+    self.read_only = read_only
+    self.lock = None if read_only else _lock_all_processes(self.workdir)
+    try:
+      self.manager = _manager(self.directory, keep, read_only)
+    except BaseException:
+      release_lock(self.lock)
+      raise
 
   def latest_step(self):
-    return self.latest.latest_step()
+    return self.manager.latest_step()
+
+  def step_path(self, step):
+    return os.path.join(self.directory, str(step))
 
   def save(self, step, state, scores=None):
-    """Saves the host state at `step`; also to best/ when `scores` is given."""
-    tree = _tree(state)
-    self.latest.save(step, args=ocp.args.StandardSave(tree))
-    if scores is not None and scores.get(self.best_metric) == scores.get(self.best_metric):
-      self.best.save(step, args=ocp.args.StandardSave(tree),
-                     metrics={self.best_metric: float(scores[self.best_metric])})
+    """Saves the host state at `step` with the finite scalars of `scores`."""
+    metrics = {k: float(v) for k, v in (scores or {}).items()
+               if isinstance(v, (int, float)) and math.isfinite(v)}
+    self.manager.save(step, args=ocp.args.StandardSave(_tree(state)), metrics=metrics,
+                      custom_metadata=self.description)
+
+  def metrics(self, step):
+    """The scores saved with `step` ({} if none or unreadable)."""
+    try:
+      return dict(self.manager.metrics(step) or {})
+    except Exception:  # a damaged metrics file only loses the ranking
+      return {}
+
+  def steps(self, which="latest"):
+    """Steps in the order to try them: newest first, or best mIoU first
+    (steps without a score after, newest first)."""
+    if which not in ("latest", "best"):
+      raise ValueError(f"which={which!r}; valid: ('latest', 'best')")
+    newest = sorted(self.manager.all_steps(), reverse=True)
+    if which == "latest":
+      return newest
+    value = {s: _best_value(self.metrics(s)) for s in newest}
+    return sorted(newest, key=lambda s: -value[s])  # stable: newer first on ties
+
+  def saved_description(self):
+    """The description saved with the newest step that has one, or None."""
+    for step in self.steps():
+      try:
+        meta = self.manager.metadata(step).custom_metadata
+      except Exception:  # unreadable step metadata: look at an older step
+        continue
+      if meta and "model" in meta:
+        return dict(meta)
+    return None
 
   def restore(self, state: TrainState, step=None, which="latest"):
-    """Restores into the structure of `state` (step None = newest)."""
-    manager = self.latest if which == "latest" else self.best
-    step = manager.latest_step() if step is None else step
-    if which == "best" and step is None:
-      step = manager.best_step()
-    if step is None:
-      return None
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _tree(state))
-    tree = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    return state.replace(**tree)
+    """The newest (or best) readable checkpoint in the structure of `state`.
+
+    None when there is none. An unreadable step is skipped with a warning; a
+    training (not read-only) resuming from an older step sets the unreadable
+    newer ones aside in W/corrupt_checkpoints/ so that its saves replace them.
+    """
+    saved = self.saved_description() if self.description else None
+    if saved:
+      check_matches(saved, self.description, self.workdir)
+    # Host (numpy) leaves: a driver places them on any devices, on any host.
+    target = jax.tree.map(_host_zeros, _tree(state))
+    steps = [step] if step is not None else self.steps(which)
+    tree = self._first_readable(steps, lambda s: target, set_aside=which == "latest")
+    return None if tree is None else state.replace(**tree)
+
+  def restore_numpy(self, which="best"):
+    """The saved tree ({step, params, batch_stats, opt_state}) as numpy arrays
+    shaped as saved: no model needed. None when there is no checkpoint."""
+    def target(step):
+      tree = dict(self.manager.item_metadata(step).tree)
+      return jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), tree)
+    return self._first_readable(self.steps(which), target, set_aside=False)
+
+  def _first_readable(self, steps, target, set_aside):
+    """The tree of the first of `steps` that restores onto `target(step)`."""
+    failed = []
+    for step in steps:
+      try:
+        tree = self.manager.restore(step, args=ocp.args.StandardRestore(target(step)))
+      except Exception as e:  # truncated / missing files: tensorstore and orbax errors
+        logging.warning("Checkpoint %s cannot be read (%s); trying an older one",
+                        self.step_path(step), _first_line(e))
+        failed.append(step)
+        error = e
+        continue
+      if failed and set_aside and not self.read_only:
+        self._set_aside(failed)
+      return tree
+    if failed:
+      raise RuntimeError(f"no readable checkpoint in {self.directory} (tried steps "
+                         f"{failed}): {_first_line(error)}") from error
+    return None
+
+  def _set_aside(self, steps):
+    """Moves unreadable steps to W/corrupt_checkpoints/ (process 0 does it)."""
+    if jax.process_index() == 0:
+      target = os.path.join(self.workdir, "corrupt_checkpoints")
+      os.makedirs(target, exist_ok=True)
+      for s in steps:
+        dest = os.path.join(target, str(s))
+        while os.path.exists(dest):
+          dest += "_"
+        shutil.move(self.step_path(s), dest)
+        logging.warning("Moved the unreadable checkpoint %s to %s", self.step_path(s), dest)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices("fcnjax_set_aside_checkpoints")
+    self.manager.reload()
 
   def close(self):
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
-    self.latest.close()
-    self.best.close()
+    """Waits for pending saves, then releases the workdir's lock."""
+    try:
+      self.manager.wait_until_finished()
+      self.manager.close()
+    finally:
+      release_lock(self.lock)
+
+
+def _read(workdir, read):
+  """`read(ckpt)` on a read-only Checkpoints of W; FileNotFoundError when W
+  has no checkpoint or `read` finds none (nothing is created in W)."""
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  missing = FileNotFoundError(f"no checkpoint in {directory}: train first with "
+                              "python -m fcnjax.main --workdir=...")
+  if not os.path.isdir(directory):
+    raise missing
+  ckpt = Checkpoints(workdir, read_only=True)
+  try:
+    result = read(ckpt)
+  finally:
+    ckpt.close()
+  if result is None:
+    raise missing
+  return result
 
 
 def restore_state(workdir, state: TrainState, which="latest"):
-  """Restores `state` from W/checkpoints (or W/best); FileNotFoundError if none."""
-  ckpt = Checkpoints(workdir)
+  """Restores `state` from W/checkpoints ('latest' or 'best')."""
+  return _read(workdir, lambda ckpt: ckpt.restore(state, which=which))
+
+
+def restore_params(workdir, which="best"):
+  """W's saved params as numpy arrays, shaped as saved: how another model
+  (the next FCN stage, another head) is initialised from a run."""
+  return _read(workdir, lambda ckpt: ckpt.restore_numpy(which))["params"]
+
+
+def saved_config(workdir):
+  """{'config', 'model', 'num_classes', 'class_names'} saved with W's newest
+  checkpoint, or None (no checkpoint, or one written without it)."""
   try:
-    if which == "best" and ckpt.best.best_step() is not None:
-      restored = ckpt.restore(state, ckpt.best.best_step(), which="best")
-    else:
-      restored = ckpt.restore(state)
-  finally:
-    ckpt.close()
-  if restored is None:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: "
-                            "train first with python -m fcnjax.main --workdir=...")
-  return restored
+    return _read(workdir, Checkpoints.saved_description)
+  except FileNotFoundError:
+    return None

@@ -1,7 +1,7 @@
 """`train_and_evaluate(config, workdir)`: the training loop and evaluation.
 
 Everything a run writes lives in `workdir`: TensorBoard events, checkpoints
-(`checkpoints/`, `best/`), `config.json`, `curves.png`, `eval/`. Re-running
+(`checkpoints/`), `config.json`, `curves.png`, `eval/`. Re-running
 the same command resumes from the newest checkpoint; the data order depends
 only on (seed, step), so the resumed run sees the batches an uninterrupted
 run would have seen.
@@ -83,7 +83,7 @@ def merge_params(target, source):
 def load_init(state, init_from):
   """init_from: a workdir with checkpoints, or a .npz of flattened params."""
   if os.path.isdir(init_from):
-    source = checkpoint.restore_state(init_from, state, which="best").params
+    source = checkpoint.restore_params(init_from, which="best")
   elif init_from.endswith(".npz") and os.path.isfile(init_from):
     from flax import traverse_util
     with np.load(init_from) as f:
@@ -158,7 +158,8 @@ def train_and_evaluate(config, workdir):
   rng = jax.random.key(config.seed)
   state, schedule = create_state(config, model, rng)
   parameter_overview.log_parameter_overview(state.params)
-  ckpt = checkpoint.Checkpoints(workdir, keep=config.keep_checkpoints)
+  ckpt = checkpoint.Checkpoints(workdir, keep=config.keep_checkpoints,
+                                description=checkpoint.describe(config, info))
   try:
     restored = ckpt.restore(state)
     if restored is not None:
@@ -170,6 +171,13 @@ def train_and_evaluate(config, workdir):
   finally:
     ckpt.close()
     writer.flush()
+
+
+def _newest_checkpoint(ckpt):
+  step = ckpt.latest_step()
+  if step is None:
+    return f"no checkpoint was written yet in {ckpt.directory}"
+  return f"the newest checkpoint is step {step} in {ckpt.directory}"
 
 
 def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
@@ -196,8 +204,7 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
     if not metrics["finite"]:
       raise FloatingPointError(
           f"non-finite loss ({metrics['loss']}) or gradient norm ({metrics['grad_norm']}) "
-          f"at step {step}; training stopped, the last checkpoint in "
-          f"{os.path.join(workdir, 'checkpoints')} is intact. Lower "
+          f"at step {step}; training stopped, {_newest_checkpoint(ckpt)}. Lower "
           "config.optimizer.learning_rate or set config.optimizer.grad_clip.")
     window.append(metrics)
     report(step)
