@@ -68,8 +68,17 @@ def test_resume_continues_exactly(data_dir, tmp_path):
   b = _params(tmp_path / "resumed", straight)
   assert int(a.step) == int(b.step) == 6
   for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
-    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(x, y)  # bit-exact: same batches, same steps
   assert os.path.exists(tmp_path / "straight" / "curves.png")
+  histories = []
+  for run in ("straight", "resumed"):
+    with open(tmp_path / run / "history.json") as f:
+      histories.append(json.load(f))
+  straight_h, resumed_h = histories  # the resumed run kept its first part (steps 2, 3)
+  assert [p[0] for p in resumed_h["train_loss"]] == [2, 3, 4, 6]
+  assert resumed_h["train_loss"][0] == straight_h["train_loss"][0]
+  assert resumed_h["train_loss"][-1] == straight_h["train_loss"][-1]  # window of steps 5, 6
+  assert resumed_h["eval_mean_iou"][-1] == straight_h["eval_mean_iou"][-1]
 
 
 def _numpy_scores(labels, preds, num_classes):

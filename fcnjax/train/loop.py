@@ -155,8 +155,8 @@ def train_and_evaluate(config, workdir):
       f.write(config.to_json_best_effort(indent=2))
 
   model = build_model(config, info)
-  rng = jax.random.key(config.seed)
-  state, schedule = create_state(config, model, rng)
+  init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
+  state, schedule = create_state(config, model, init_rng)
   parameter_overview.log_parameter_overview(state.params)
   ckpt = checkpoint.Checkpoints(workdir, keep=config.keep_checkpoints,
                                 description=checkpoint.describe(config, info))
@@ -167,7 +167,7 @@ def train_and_evaluate(config, workdir):
       logging.info("Resuming from step %d in %s", int(state.step), workdir)
     elif config.get("init_from"):
       state = load_init(state, config.init_from)
-    return _train(config, workdir, info, state, rng, schedule, ckpt, writer)
+    return _train(config, workdir, info, state, dropout_rng, schedule, ckpt, writer)
   finally:
     ckpt.close()
     writer.flush()
@@ -180,7 +180,22 @@ def _newest_checkpoint(ckpt):
   return f"the newest checkpoint is step {step} in {ckpt.directory}"
 
 
+def _fetch(pending, ckpt):
+  """Host copies of the (step, metrics) device values; stops at the first
+  non-finite step (the state never took it: see `step.train_step`)."""
+  values = jax.device_get([m for _, m in pending])
+  for (step, _), m in zip(pending, values):
+    if not m["finite"]:
+      raise FloatingPointError(
+          f"non-finite loss ({m['loss']}) or gradient norm ({m['grad_norm']}) "
+          f"at step {step}; training stopped, {_newest_checkpoint(ckpt)}. Lower "
+          "config.optimizer.learning_rate or set config.optimizer.grad_clip.")
+  return values
+
+
 def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
+  """The loop: metrics stay on the device until a log, eval or save step, so
+  the host prepares the next batch while the device runs this one."""
   start_step = int(state.step)
   driver = parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
                                 num_classes=info.num_classes,
@@ -197,27 +212,26 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
   logging.info("Training %s from step %d to %d on %d devices (%s driver)",
                config.model.name, start_step, config.num_train_steps, driver.num_devices,
                config.parallel)
-  t0 = time.time()
+  pending, timed, t0 = [], 0, time.time()
   for step in range(start_step + 1, config.num_train_steps + 1):
     state, metrics = driver.train(state, next(batches), rng)
-    metrics = jax.device_get(metrics)
-    if not metrics["finite"]:
-      raise FloatingPointError(
-          f"non-finite loss ({metrics['loss']}) or gradient norm ({metrics['grad_norm']}) "
-          f"at step {step}; training stopped, {_newest_checkpoint(ckpt)}. Lower "
-          "config.optimizer.learning_rate or set config.optimizer.grad_clip.")
-    window.append(metrics)
+    pending.append((step, metrics))
     report(step)
-    if (step % config.log_every_steps == 0 or step == config.num_train_steps) and window:
+    timed += 1
+    logged = step % config.log_every_steps == 0 or step == config.num_train_steps
+    evaluated = step % config.eval_every_steps == 0 or step == config.num_train_steps
+    saved = evaluated or step % config.checkpoint_every_steps == 0
+    if logged or saved or step == start_step + 1:
+      window += _fetch(pending, ckpt)
+      pending = []
+    if logged:
       summary = {f"train_{k}": float(np.mean([m[k] for m in window]))
                  for k in ("loss", "pixel_acc", "grad_norm")}
       summary["learning_rate"] = float(schedule(step - 1))
-      summary["train_images_per_s"] = (config.batch_size * len(window) /
-                                       max(time.time() - t0, 1e-9))
+      summary["train_images_per_s"] = config.batch_size * timed / max(time.time() - t0, 1e-9)
       writer.write_scalars(step, summary)
       history.setdefault("train_loss", []).append((step, summary["train_loss"]))
-      window, t0 = [], time.time()
-    evaluated = step % config.eval_every_steps == 0 or step == config.num_train_steps
+      window, timed, t0 = [], 0, time.time()
     if evaluated:
       with report.timed("eval"):
         scores = evaluate(driver, state, config, info)
@@ -225,10 +239,10 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
       for key in ("mean_iou", "boundary_iou"):
         history.setdefault(f"eval_{key}", []).append((step, scores[key]))
       save_history(workdir, history)
-    if evaluated or step % config.checkpoint_every_steps == 0:
+    if saved:
       ckpt.save(step, driver.to_host(state), scores if evaluated else None)
     if step == start_step + 1 or evaluated:
-      window, t0 = [], time.time()  # throughput excludes compilation and eval
+      timed, t0 = 0, time.time()  # throughput excludes compilation and eval
   save_history(workdir, history)
   if jax.process_index() == 0 and history:
     from fcnjax import viz
