@@ -145,3 +145,37 @@ def test_encoder_decoder_params_match_the_reference_layers(name):
   shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
   count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
   assert count == _reference_encoder_decoder_params(name == "deconvnet", 11)
+
+
+def _decoder(upsample, backbone="small"):
+  return models.build_model(dict(name="decoder", backbone=backbone, upsample=upsample), 5)
+
+
+def test_decoder_variants_shapes_and_parameter_counts():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 50, 66, 3)), jnp.float32)
+  counts = {}
+  for name in models.DECODER_UPSAMPLERS:
+    variables = _decoder(name).init(jax.random.key(0), x)
+    y = _decoder(name).apply(variables, x)
+    assert y.shape == (2, 50, 66, 5) and np.isfinite(np.asarray(y)).all()
+    counts[name] = sum(int(np.size(p)) for p in jax.tree.leaves(variables["params"]))
+  free = {counts[n] for n in ("nearest", "bed_of_nails", "max_unpool", "bilinear")}
+  assert len(free) == 1
+  # one 4x4 C -> C transpose kernel (no bias) per x2 stage, C = 96, 64, 32, 16
+  extra = sum(16 * c * c for c in (96, 64, 32, 16))
+  assert counts["learned"] == counts["learned_random"] == free.pop() + extra
+
+
+def test_learned_decoder_starts_as_the_bilinear_decoder():
+  """Bilinear initialisation on the channel diagonal == fixed bilinear upsampling."""
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 64, 64, 3)), jnp.float32)
+  learned = _decoder("learned").init(jax.random.key(0), x)
+  fixed = _decoder("bilinear").init(jax.random.key(0), x)
+  strip = lambda tree: {k: v for k, v in tree.items() if not k.startswith("TransposeConv")}
+  shared = {"params": strip(learned["params"]), "batch_stats": learned["batch_stats"]}
+  assert jax.tree.structure(shared["params"]) == jax.tree.structure(fixed["params"])
+  np.testing.assert_allclose(_decoder("learned").apply(learned, x),
+                             _decoder("bilinear").apply(shared, x), rtol=1e-4, atol=1e-5)
+  random = _decoder("learned_random").init(jax.random.key(0), x)
+  assert not np.allclose(_decoder("learned_random").apply(random, x),
+                         _decoder("bilinear").apply(shared, x), atol=1e-3)
