@@ -59,9 +59,7 @@ def test_fcn_backbone_reuses_vgg16_params(torch_vgg, tmp_path):
                                 upsample="bilinear"), 21)
   target = jax.eval_shape(lambda: fcn.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
   target = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), target["params"])
-  with np.load(path) as f:
-    from flax import traverse_util
-    source = traverse_util.unflatten_dict({tuple(k.split("/")): f[k] for k in f.files})
+  source = convert.load_npz(path)
   merged, copied = loop.merge_params(target, source)
   assert copied == 2 * 15  # 13 convs + fc6 + fc7, kernel and bias
   np.testing.assert_array_equal(merged["backbone"]["fc6"]["kernel"],
@@ -74,3 +72,10 @@ def test_bad_state_dict_errors():
     convert.vgg16_from_torch({"features.0.weight": np.zeros((64, 3, 3, 3))})
   with pytest.raises(ValueError, match="224x224"):
     models.VGG16().init(jax.random.key(0), jnp.zeros((1, 200, 200, 3)))
+
+
+def test_load_npz_names_a_file_that_is_not_params(tmp_path):
+  bad = tmp_path / "notes.npz"
+  bad.write_text("not an archive")
+  with pytest.raises(ValueError, match="notes.npz: not a params .npz"):
+    convert.load_npz(bad)

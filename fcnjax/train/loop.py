@@ -85,9 +85,8 @@ def load_init(state, init_from):
   if os.path.isdir(init_from):
     source = checkpoint.restore_params(init_from, which="best")
   elif init_from.endswith(".npz") and os.path.isfile(init_from):
-    from flax import traverse_util
-    with np.load(init_from) as f:
-      source = traverse_util.unflatten_dict({tuple(k.split("/")): f[k] for k in f.files})
+    from fcnjax.convert import load_npz
+    source = load_npz(init_from)
   else:
     raise FileNotFoundError(f"config.init_from={init_from!r} is neither a workdir "
                             "nor a .npz params file")
