@@ -10,7 +10,7 @@ FLAGS = flags.FLAGS
 def define_flags(checkpoint_choice=False):
   """The flags every entry point takes (+ --checkpoint for evaluate / predict)."""
   config_flags.DEFINE_config_file(
-      "config", None, "Config file, e.g. experiments/configs/fcn8s_shapes.py; override "
+      "config", None, "A packaged config name (fcn8s_shapes, ...) or a config file; override "
       "fields with --config.optimizer.learning_rate=1e-4.", lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
   flags.DEFINE_string("coordinator_address", None,
@@ -24,11 +24,38 @@ def define_flags(checkpoint_choice=False):
   flags.mark_flags_as_required(["config", "workdir"])
 
 
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def packaged_configs():
+  return sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py") and f[0] != "_")
+
+
+def resolve_config(argv):
+  """argv with --config=<name> (a packaged config, e.g. fcn8s_shapes) replaced by
+  its file path; paths pass unchanged. ValueError listing the names for an unknown one."""
+  out = []
+  for arg in argv:
+    if arg.startswith("--config="):
+      name, sep, rest = arg[len("--config="):].partition(":")
+      if name and "/" not in name and not name.endswith(".py"):
+        if name not in packaged_configs():
+          raise ValueError(f"--config={name}: no such file or packaged config; "
+                           f"packaged: {', '.join(packaged_configs())}")
+        arg = f"--config={os.path.join(CONFIG_DIR, name + '.py')}{sep}{rest}"
+    out.append(arg)
+  return out
+
+
 def run(main, module):
   """`app.run(main)` where --help shows `module`'s docstring and its flags,
-  also when started through a console script."""
+  also when started through a console script; --config may name a packaged config."""
   import sys
   from absl import app
+  try:
+    sys.argv = resolve_config(sys.argv)
+  except ValueError as e:
+    raise SystemExit(f"error: {e}") from None
   sys.modules["__main__"].__doc__ = sys.modules[module].__doc__
   by_module = FLAGS.flags_by_module_dict()
   for name in (module, __name__, config_flags.__name__, config_flags.config_flags.__name__):

@@ -44,7 +44,8 @@ def _entry_exists(argv):
 
 def _parsed_config(argv):
   """The config the command would run with, through ml_collections' own flag parsing."""
-  config_args = [a for a in argv if a.startswith("--config")]
+  from fcnjax import cli
+  config_args = cli.resolve_config([a for a in argv if a.startswith("--config")])
   values = flags.FlagValues()
   argv = ["prog"] + config_args
   config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True,
@@ -94,3 +95,19 @@ def test_entry_points_import_together_and_define_no_flags():
     assert callable(getattr(importlib.import_module(module), func)), target
   assert set(flags.FLAGS) == before
   assert {"fcnjax-ablate", "fcnjax-convert", "fcnjax-preview", "fcnjax-bench"} <= set(scripts)
+
+
+def test_packaged_configs_are_found_by_name():
+  from fcnjax import cli
+  argv = cli.resolve_config(["prog", "--config=fcn8s_shapes", "--config.seed=3", "--workdir=w"])
+  path = argv[1][len("--config="):]
+  assert os.path.isfile(path) and path.startswith(cli.CONFIG_DIR)
+  assert argv[2:] == ["--config.seed=3", "--workdir=w"]
+  assert cli.resolve_config(["p", "--config=experiments/configs/fcn8s_voc.py"])[1].endswith(
+      "experiments/configs/fcn8s_voc.py")  # paths unchanged
+  with pytest.raises(ValueError, match="--config=fcn9s: .*fcn8s_shapes"):
+    cli.resolve_config(["p", "--config=fcn9s"])
+  assert {"fcn8s_shapes", "fcn32s_voc", "upsampling_study"} <= set(cli.packaged_configs())
+  by_name = _parsed_config([argv[1]])
+  by_path = _parsed_config(["--config=experiments/configs/fcn8s_shapes.py"])
+  assert by_name.to_dict() == by_path.to_dict()

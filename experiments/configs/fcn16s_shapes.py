@@ -1,11 +1,2 @@
-"""FCN-16s (tiny VGG backbone) on shapes.
-
-    python -m fcnjax.main --config=experiments/configs/fcn16s_shapes.py --workdir=runs/fcn16s_shapes
-"""
-from fcnjax.config import default_config
-
-
-def get_config():
-  config = default_config()
-  config.model.variant = "16s"
-  return config
+"""Packaged as fcnjax/configs/fcn16s_shapes.py (--config=fcn16s_shapes finds it by name)."""
+from fcnjax.configs.fcn16s_shapes import get_config  # noqa: F401

@@ -1,11 +1,2 @@
-"""FCN-32s (tiny VGG backbone) on shapes.
-
-    python -m fcnjax.main --config=experiments/configs/fcn32s_shapes.py --workdir=runs/fcn32s_shapes
-"""
-from fcnjax.config import default_config
-
-
-def get_config():
-  config = default_config()
-  config.model.variant = "32s"
-  return config
+"""Packaged as fcnjax/configs/fcn32s_shapes.py (--config=fcn32s_shapes finds it by name)."""
+from fcnjax.configs.fcn32s_shapes import get_config  # noqa: F401

@@ -1,10 +1,2 @@
-"""FCN-32s, VGG16, PASCAL VOC 2012 + SBD, reference settings; init from a converted ImageNet VGG16 (vgg16.npz, see README).
-
-    python -m fcnjax.main --config=experiments/configs/fcn32s_voc.py --workdir=runs/fcn32s_voc \
-        --config.data.manual_dir=/data/VOCdevkit/VOC2012 --config.data.sbd_dir=/data/SBD
-"""
-from fcnjax.config import paper_voc_config
-
-
-def get_config():
-  return paper_voc_config("32s")
+"""Packaged as fcnjax/configs/fcn32s_voc.py (--config=fcn32s_voc finds it by name)."""
+from fcnjax.configs.fcn32s_voc import get_config  # noqa: F401

@@ -1,0 +1,11 @@
+"""FCN-16s (tiny VGG backbone) on shapes.
+
+    python -m fcnjax.main --config=experiments/configs/fcn16s_shapes.py --workdir=runs/fcn16s_shapes
+"""
+from fcnjax.config import default_config
+
+
+def get_config():
+  config = default_config()
+  config.model.variant = "16s"
+  return config

@@ -1,0 +1,11 @@
+"""FCN-32s (tiny VGG backbone) on shapes.
+
+    python -m fcnjax.main --config=experiments/configs/fcn32s_shapes.py --workdir=runs/fcn32s_shapes
+"""
+from fcnjax.config import default_config
+
+
+def get_config():
+  config = default_config()
+  config.model.variant = "32s"
+  return config

@@ -1,0 +1,11 @@
+"""FCN-8s (small BN VGG backbone) on the embedded shapes dataset: the main job.
+
+    python -m fcnjax.main --config=experiments/configs/fcn8s_shapes.py --workdir=runs/fcn8s_shapes
+"""
+from fcnjax.config import default_config
+
+
+def get_config():
+  config = default_config()
+  config.model.variant = "8s"
+  return config
