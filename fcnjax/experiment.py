@@ -211,18 +211,26 @@ def run_grid(config, workdir, sweeps, metrics=DEFAULT_METRICS, log=print):
   return runs, summary
 
 
-def write_results(workdir, runs, summary, fields, metrics, label=None):
-  """results.json (runs + summary), results.md (mean ± std) and ablation.png
-  (bars with the std as error bars); label: summary row -> its name."""
+def default_label(fields, seed_field="seed"):
+  """row -> its swept values other than the seed, joined ('all' if none)."""
+  keys = [f for f in fields if f != seed_field]
+  return lambda row: ",".join(str(row[k]) for k in keys) or "all"
+
+
+def write_results(workdir, runs, summary, fields, metrics, label=None, table=None,
+                  extra=None):
+  """results.json (runs + summary + `extra`), results.md (`table`, by default
+  mean ± std per group) and ablation.png (bars with the std as error bars);
+  label: summary row -> its name."""
   from fcnjax import viz
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump({"runs": runs, "summary": summary}, f, indent=2)
-  keys = [f for f in fields if f != "seed"]
-  label = label or (lambda row: ",".join(str(row[k]) for k in keys) or "all")
-  table_rows = [{"run": label(r), "n": r["n"], **{m: mean_std(r, m) for m in metrics}}
-                for r in summary]
-  table = viz.markdown_table(table_rows, ["run", "n"] + list(metrics))
+    json.dump({"runs": runs, "summary": summary, **(extra or {})}, f, indent=2)
+  label = label or default_label(fields)
+  if table is None:
+    table_rows = [{"run": label(r), "n": r["n"], **{m: mean_std(r, m) for m in metrics}}
+                  for r in summary]
+    table = viz.markdown_table(table_rows, ["run", "n"] + list(metrics))
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write(table + "\n")
   long_rows = [{"variant": label(r), "metric": m, "value": r[f"{m}_mean"],

@@ -184,8 +184,7 @@ def run_study(config, workdir, points, metrics=experiment.DEFAULT_METRICS, label
   label: point -> the variant's name (default: its non-seed values joined).
   """
   fields = list(points[0])
-  keys = [f for f in fields if f != SEED]
-  label = label or (lambda row: ",".join(str(row[k]) for k in keys) or "all")
+  label = label or experiment.default_label(fields, SEED)
   variants = {label(p): experiment.with_fields(config, p) for p in points}
   costs = model_costs(variants)  # first, while nothing else runs in this process
   for name, cost in costs.items():
@@ -194,15 +193,11 @@ def run_study(config, workdir, points, metrics=experiment.DEFAULT_METRICS, label
   for run in runs:
     run["fields"] = fields
   summary = experiment.aggregate(runs, fields, metrics)
-  experiment.write_results(workdir, runs, summary, fields, metrics, label)
   table = study_table(summary, costs, label, metrics)
   memory = switch_memory_table(costs)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump({"runs": runs, "summary": summary, "costs": costs}, f, indent=2)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(table + "\n")
-    if memory:
-      f.write("\nBytes kept per image for unpooling:\n\n" + memory + "\n")
+  report = table + ("\n\nBytes kept per image for unpooling:\n\n" + memory if memory else "")
+  experiment.write_results(workdir, runs, summary, fields, metrics, label, table=report,
+                           extra={"costs": costs})
   curves = mean_curves(workdir, runs, label)
   if curves:
     viz.plot_curves(os.path.join(workdir, "curves.png"), curves)
