@@ -129,11 +129,11 @@ def grid(sweeps):
 def check_configs(configs):
   """Builds every model and checks every config before anything trains."""
   from fcnjax import models
-  from fcnjax.train import loop
+  from fcnjax.train import validate
   for name, config in configs.items():
     try:
       models.build_model(config.model, num_classes=2)
-      loop.check_fields(config)
+      validate.check_fields(config)
     except ValueError as e:
       raise ValueError(f"run {name}: {e}") from None
 

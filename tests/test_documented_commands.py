@@ -10,7 +10,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from fcnjax.train import loop
+from fcnjax.train import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STARTS = ("fcnjax-", "python -m fcnjax", "python experiments/")
@@ -74,7 +74,7 @@ def test_documented_command_parses_and_validates(where, command):
   assert _entry_exists(argv), f"{where}: no entry point for {command!r}"
   if any(a.startswith("--config=") for a in argv):
     config = _parsed_config(argv)
-    loop.check_fields(config)
+    validate.check_fields(config)
     for arg in argv:  # every override took effect, with its type
       match = re.fullmatch(r"--config\.([\w.]+)=(.*)", arg)
       if match:

@@ -31,10 +31,7 @@ def validate_config(config, info):
   if config.get("num_classes") and config.num_classes != info.num_classes:
     raise ValueError(f"config.num_classes={config.num_classes} but dataset "
                      f"{config.data.name!r} has {info.num_classes} classes")
-  check_fields(config)
-
-
-check_fields = validate.check_fields
+  validate.check_fields(config)
 
 
 def build_model(config, info):
