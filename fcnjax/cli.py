@@ -65,10 +65,9 @@ def run(main, module):
 
 
 def start():
-  """Keeps TensorFlow off accelerators and joins the multi-host runtime."""
+  """Joins the multi-host runtime (TensorFlow, when a dataset needs it, is
+  kept off accelerators where it is imported: `data.tfds_source`)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  import tensorflow as tf
-  tf.config.set_visible_devices([], "GPU")
   import jax
   flag = lambda name, default=None: FLAGS[name].value if name in FLAGS else default
   explicit = flag("coordinator_address") or flag("num_processes")
