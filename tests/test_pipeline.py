@@ -42,6 +42,31 @@ def test_processes_take_disjoint_slices_of_the_global_batch(data_config):
     next(pipeline.train_batches(data_config, 7, seed=0, process_count=2))
 
 
+def _batch_by_definition(data_config, source, batch_size, seed, step):
+  """Global batch `step` written out from the documented definition."""
+  n, images, labels = len(source), [], []
+  for j in range(batch_size):
+    epoch, k = divmod(step * batch_size + j, n)
+    index = np.random.default_rng([seed, epoch]).permutation(n)[k]
+    image, label = pipeline.augment(*source[index], np.random.default_rng([seed, epoch, index]),
+                                    data_config.crop_size, tuple(data_config.scale_range),
+                                    data_config.flip)
+    images.append(image)
+    labels.append(label)
+  return pipeline.normalize(np.stack(images), data_config.normalization), np.stack(labels)
+
+
+@pytest.mark.parametrize("threads, workers", [(0, 0), (3, 0), (1, 2)])
+def test_grain_threads_and_workers_keep_the_batch_definition(data_config, threads, workers):
+  source = pipeline.get_source(data_config, "train")
+  batches = _take(pipeline.train_batches(data_config, 8, seed=5, start_step=6,
+                                         num_threads=threads, num_workers=workers), 4)
+  for step, batch in enumerate(batches, start=6):  # steps 6..9 cross into epoch 1
+    image, label = _batch_by_definition(data_config, source, 8, 5, step)
+    np.testing.assert_array_equal(batch["image"], image)
+    np.testing.assert_array_equal(batch["label"], label)
+
+
 def test_every_example_once_per_epoch(data_config):
   # 64 tiny train examples, batch 8: 8 steps are one epoch, a permutation.
   info = pipeline.get_info(data_config)

@@ -6,13 +6,15 @@ lazily. Training batches are pure numpy functions of (seed, step): epoch e
 visits the examples in the permutation drawn from (seed, e), example i of
 epoch e is augmented with a generator seeded by (seed, e, i). So
 `train_batches(..., start_step=k)` yields exactly what an uninterrupted run
-sees from step k on, whatever the number of processes or devices.
+sees from step k on, whatever the number of processes or devices. grain
+makes the batches ahead of the training step, in threads or processes.
 """
 import dataclasses
 import functools
 import importlib
 from typing import Optional, Sequence
 
+from absl import flags
 import ml_collections
 from ml_collections import config_dict
 import numpy as np
@@ -41,7 +43,7 @@ def default_data_config():
       sbd_dir=unset(str), train_split="train", eval_split="validation", crop_size=128,
       scale_range=(0.75, 1.25), flip=True, normalization="imagenet",
       num_train=unset(int), num_eval=unset(int), eval_size=unset(int),
-      pets_boundary_ignore=True))
+      pets_boundary_ignore=True, num_threads=4, num_workers=0, prefetch=4))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,35 +151,63 @@ def _permutation(seed, epoch, n):
   return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def train_batches(data_config, batch_size, *, seed, start_step=0, process_index=0,
+def _train_batch(source, data_config, batch_size, seed, process_index, local, step):
+  """This process's slice of global batch `step`: examples at stream positions
+  step * batch_size + j, epoch e in the permutation drawn from (seed, e)."""
+  n = len(source)
+  images, labels = [], []
+  for j in range(process_index * local, (process_index + 1) * local):
+    epoch, k = divmod(step * batch_size + j, n)
+    index = _permutation(seed, epoch, n)[k]
+    rng = np.random.default_rng([seed, epoch, index])
+    image, label = augment(*source[index], rng, data_config.crop_size,
+                           tuple(data_config.scale_range), data_config.flip)
+    images.append(image)
+    labels.append(label)
+  return {"image": normalize(np.stack(images), data_config.normalization),
+          "label": np.stack(labels).astype(np.int32)}
+
+
+def train_dataset(data_config, batch_size, *, seed, start_step=0, process_index=0,
                   process_count=1):
+  """A grain MapDataset whose element k is this process's slice of the global
+  batch of step start_step + k (random access: any element, any order)."""
+  import grain
+  if batch_size % process_count:
+    raise ValueError(f"batch_size={batch_size} not divisible by {process_count} processes")
+  source = get_source(data_config, "train")
+  if len(source) == 0:
+    raise ValueError(f"config.data: the {data_config.train_split!r} split is empty")
+  make = functools.partial(_train_batch, source, data_config, batch_size, seed,
+                           process_index, batch_size // process_count)
+  return grain.MapDataset.range(start_step, 2 ** 62).map(make)
+
+
+def train_batches(data_config, batch_size, *, seed, start_step=0, process_index=0,
+                  process_count=1, num_threads=None, num_workers=None, prefetch=None):
   """Infinite iterator of this process's slice of each global batch.
 
   Yields {'image': float32 (B, S, S, 3), 'label': int32 (B, S, S)} with
   B = batch_size // process_count and S = data_config.crop_size; the global
-  batch of step t depends only on (seed, t).
+  batch of step t depends only on (seed, t). Batches are made ahead by grain:
+  `num_threads` threads (default data_config.num_threads), `num_workers`
+  processes if > 0, `prefetch` batches buffered.
   """
-  if batch_size % process_count:
-    raise ValueError(f"batch_size={batch_size} not divisible by {process_count} processes")
-  source = get_source(data_config, "train")
-  n, local = len(source), batch_size // process_count
-  if n == 0:
-    raise ValueError(f"config.data: the {data_config.train_split!r} split is empty")
-  step = start_step
-  while True:
-    images, labels = [], []
-    for j in range(process_index * local, (process_index + 1) * local):
-      position = step * batch_size + j  # position in the endless example stream
-      epoch, k = divmod(position, n)
-      index = _permutation(seed, epoch, n)[k]
-      rng = np.random.default_rng([seed, epoch, index])
-      image, label = augment(*source[index], rng, data_config.crop_size,
-                             tuple(data_config.scale_range), data_config.flip)
-      images.append(image)
-      labels.append(label)
-    yield {"image": normalize(np.stack(images), data_config.normalization),
-           "label": np.stack(labels).astype(np.int32)}
-    step += 1
+  import grain
+  defaults = default_data_config()  # configs saved before these fields existed
+  pick = lambda value, name: data_config.get(name, defaults[name]) if value is None else value
+  dataset = train_dataset(data_config, batch_size, seed=seed, start_step=start_step,
+                          process_index=process_index, process_count=process_count)
+  threads = pick(num_threads, "num_threads")
+  options = grain.ReadOptions(num_threads=threads,
+                              prefetch_buffer_size=pick(prefetch, "prefetch") if threads else 0)
+  batches = dataset.to_iter_dataset(options)
+  workers = pick(num_workers, "num_workers")
+  if workers:
+    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags
+      flags.FLAGS.mark_as_parsed()
+    batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  return iter(batches)
 
 
 def eval_batches(data_config, batch_size, *, process_index=0, process_count=1):

@@ -3,17 +3,20 @@
 Filled shapes of 6 classes on textured, noisy backgrounds, with occlusion,
 scale variety and thin / small parts (rings, bars, crosses) so that coarse
 upsampling visibly loses boundary accuracy. Deterministic: example i of a
-split is drawn from a generator seeded with (split seed, i).
+split is drawn from a generator seeded with (split seed, i). Stored as zlib
+uint8 tensors in array_record files, so it is prepared and read without
+TensorFlow:
 
     import fcnjax.data.shapes, tensorflow_datasets as tfds
-    tfds.builder("shapes/default", data_dir=...).download_and_prepare()
+    split = tfds.data_source("shapes/default", split="train", data_dir=...)
+    split[0]  # {'image': uint8 (128, 128, 3), 'segmentation_mask': uint8 (128, 128)}
 """
 import dataclasses
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from fcnjax.data.tfds_source import tfds_source
+from fcnjax.data.tfds_source import data_source
 
 CLASS_NAMES = ("background", "disc", "square", "triangle", "ring", "bar", "cross")
 SPLIT_SEEDS = {"train": 0, "validation": 1}
@@ -78,7 +81,7 @@ def render_example(seed, index, size):
 
 def source(data_config, split, limit=None):
   """The split of the `shapes/<data_config.tfds_config>` builder (generated on first use)."""
-  return tfds_source(f"shapes/{data_config.tfds_config}", data_config.data_dir, split, limit)
+  return data_source(f"shapes/{data_config.tfds_config}", data_config.data_dir, split, limit)
 
 
 @dataclasses.dataclass
@@ -91,9 +94,11 @@ class ShapesConfig(tfds.core.BuilderConfig):
 class Shapes(tfds.core.GeneratorBasedBuilder):
   """Procedural shapes segmentation: 6 object classes + background."""
 
-  VERSION = tfds.core.Version("1.1.0")
+  VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {"1.0.0": "First version.",
-                   "1.1.0": "Class names only in the metadata, not in every example."}
+                   "1.1.0": "Class names only in the metadata, not in every example.",
+                   "2.0.0": "zlib uint8 tensors in array_record files (no TensorFlow "
+                            "needed); masks (H, W)."}
   BUILDER_CONFIGS = [
       ShapesConfig(name="default", description="128x128, 2000 train / 200 validation"),
       ShapesConfig(name="tiny", description="32x32, 64 train / 16 validation (tests)",
@@ -102,14 +107,19 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
                    image_size=64, num_train=512, num_validation=64),
   ]
 
+  def __init__(self, *, file_format="array_record", **kwargs):
+    super().__init__(file_format=file_format, **kwargs)
+
   def _info(self):
     s = self.builder_config.image_size
+    zlib = tfds.features.Encoding.ZLIB
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(s, s, 3)),
-            "segmentation_mask": tfds.features.Image(shape=(s, s, 1)),
+            "image": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8, encoding=zlib),
+            "segmentation_mask": tfds.features.Tensor(shape=(s, s), dtype=np.uint8,
+                                                      encoding=zlib),
         }),
         supervised_keys=("image", "segmentation_mask"),
         metadata=tfds.core.MetadataDict(class_names=list(CLASS_NAMES)),
@@ -124,4 +134,4 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, split, count):
     for i in range(count):
       image, mask = render_example(SPLIT_SEEDS[split], i, self.builder_config.image_size)
-      yield i, {"image": image, "segmentation_mask": mask[..., None]}
+      yield i, {"image": image, "segmentation_mask": mask}

@@ -1,4 +1,9 @@
-"""Examples of a tfds split kept encoded in memory and decoded on access."""
+"""tfds splits as random-access sources of (image, label) pairs.
+
+`data_source`: array_record datasets (shapes) through `tfds.data_source`,
+read lazily, no TensorFlow. `tfds_source`: datasets that tfds prepares with
+TensorFlow (pets, cityscapes), kept encoded in memory, decoded on access.
+"""
 import functools
 import io
 
@@ -31,6 +36,39 @@ def _decode(data, mode):
     return np.asarray(img.convert(mode) if mode else img)
 
 
+class RecordSource:
+  """(image uint8 (H, W, 3), label uint8 (H, W)) of each record of a
+  `tfds.data_source` split (dicts of decoded arrays)."""
+
+  def __init__(self, records, image_key="image", label_key="segmentation_mask"):
+    self.records, self.image_key, self.label_key = records, image_key, label_key
+
+  def __len__(self):
+    return len(self.records)
+
+  def __getitem__(self, i):
+    record = self.records[i]
+    return record[self.image_key], record[self.label_key]
+
+
+@functools.lru_cache(maxsize=8)
+def data_source(builder_name, data_dir, split, limit):
+  """A RecordSource over the first `limit` (None: all) examples of an
+  array_record builder's split, prepared on first use."""
+  import tensorflow_datasets as tfds
+  split = f"{split}[:{limit}]" if limit else split
+  return RecordSource(tfds.data_source(builder_name, split=split, data_dir=data_dir))
+
+
+def _import_tensorflow(builder_name):
+  try:
+    import tensorflow as tf
+  except ImportError:
+    raise ImportError(f"{builder_name}: tfds needs TensorFlow to prepare and read this "
+                      "dataset; install it with: pip install 'fcnjax[tf]'") from None
+  tf.config.set_visible_devices([], "GPU")  # keep the accelerators for JAX
+
+
 @functools.lru_cache(maxsize=8)
 def tfds_source(builder_name, data_dir, split, limit, image_key="image",
                 label_key="segmentation_mask", label_map=None):
@@ -40,10 +78,8 @@ def tfds_source(builder_name, data_dir, split, limit, image_key="image",
   with tfds's message naming the folder to fill. label_map is a tuple
   (hashable) or None.
   """
-  import tensorflow as tf
+  _import_tensorflow(builder_name)
   import tensorflow_datasets as tfds
-  from fcnjax.data import shapes  # noqa: F401  (registers the builder)
-  tf.config.set_visible_devices([], "GPU")
   builder = tfds.builder(builder_name, data_dir=data_dir)
   try:
     builder.download_and_prepare()

@@ -38,6 +38,8 @@ def _check_numbers(config):
                "boundary_width"):
     _at_least(name, config[name], 1)
   _at_least("data.crop_size", config.data.crop_size, 1)
+  for name in ("num_threads", "num_workers", "prefetch"):
+    _at_least(f"data.{name}", config.data.get(name, 0), 0)
   _at_least("num_devices", config.get("num_devices") or 0, 0)
   scale = config.data.scale_range
   if (len(scale) != 2 or not all(isinstance(s, (int, float)) and math.isfinite(s) for s in scale)
