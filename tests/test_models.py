@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fcnjax import models
-from fcnjax.models import heads
+from fcnjax.models import upsamplers
 
 
 def _count(tree):
@@ -90,7 +90,7 @@ def test_bf16_compute_runs():
 
 
 def test_learned_upsample_starts_bilinear_and_reproduces_a_ramp():
-  up = heads.TransposeConvUpsample(4)
+  up = upsamplers.TransposeConvUpsample(4)
   ramp = np.broadcast_to(np.arange(8, dtype=np.float32)[None, :, None, None], (1, 8, 8, 2))
   variables = up.init(jax.random.key(0), ramp)
   y = np.asarray(up.apply(variables, ramp))
@@ -98,13 +98,13 @@ def test_learned_upsample_starts_bilinear_and_reproduces_a_ramp():
   # Value i sits at the centre of its 4-pixel block (position 4i + 1.5).
   inside = np.arange(6, 26)
   np.testing.assert_allclose(y[0, inside, 5, 0], (inside - 1.5) / 4, atol=1e-5)
-  assert not jax.tree.leaves(heads.BilinearUpsample(4).init(jax.random.key(0), ramp))
+  assert not jax.tree.leaves(upsamplers.BilinearUpsample(4).init(jax.random.key(0), ramp))
 
 
 def test_same_geometry_constant_scores_stay_constant():
   """Alignment: a constant score map upsamples to the same constant inside."""
   for name in ("bilinear", "nearest"):
-    up = heads.UPSAMPLERS[name](8)
+    up = upsamplers.UPSAMPLERS[name](8)
     x = jnp.full((1, 4, 5, 3), 2.5)
     y = np.asarray(up.apply(up.init(jax.random.key(0), x), x))
     np.testing.assert_allclose(y[0, 4:-4, 4:-4], 2.5, rtol=1e-6)
@@ -118,7 +118,7 @@ def test_errors_name_the_option():
   with pytest.raises(ValueError, match="model.name"):
     models.build_model(dict(name="unet"), 3)
   model = models.FCN(3, geometry="paper", upsample="nearest",
-                     backbone=models.TinyVGGBackbone)
+                     backbone=models.BACKBONES["tiny"](dict(geometry="paper")))
   with pytest.raises(ValueError, match="paper"):
     model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 

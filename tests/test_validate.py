@@ -3,7 +3,7 @@ import pytest
 
 from fcnjax import config as config_lib
 from fcnjax import experiment
-from fcnjax.train import state as state_lib
+from fcnjax.train import optim
 from fcnjax.train import validate
 
 
@@ -68,10 +68,10 @@ def test_upsample_is_refused_only_where_it_is_ignored():
 
 def test_step_schedule_drops_tenfold():
   cfg = _config(**{"optimizer.schedule": "step", "optimizer.warmup_steps": 0}).optimizer
-  default = state_lib.learning_rate_schedule(cfg, 900)  # step_every 0: every 300 steps
+  default = optim.learning_rate_schedule(cfg, 900)  # step_every 0: every 300 steps
   lr = cfg.learning_rate
   assert [float(default(s)) for s in (0, 299, 300, 600)] == pytest.approx(
       [lr, lr, lr / 10, lr / 100])
   cfg.step_every = 100
-  every = state_lib.learning_rate_schedule(cfg, 900)
+  every = optim.learning_rate_schedule(cfg, 900)
   assert float(every(250)) == pytest.approx(lr / 100)

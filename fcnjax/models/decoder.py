@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fcnjax.models.encoder_decoder import ConvBNReLU
-from fcnjax.models.heads import TransposeConv, TransposeConvUpsample
+from fcnjax.models.upsamplers import TransposeConv, TransposeConvUpsample
 from fcnjax.ops import upsample as ops
 
 

@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fcnjax.models.heads import TransposeConv
+from fcnjax.models.upsamplers import TransposeConv
 from fcnjax.ops.upsample import max_pool_with_switches, max_unpool
 
 

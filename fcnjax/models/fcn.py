@@ -1,8 +1,9 @@
 """Fully convolutional networks: FCN-32s, FCN-16s, FCN-8s (Long et al. 2015).
 
-backbone -> score_fr (1x1, C) -> upsample -> (skip fusion with score_pool4 /
-score_pool3) -> upsample to the input size. Output logits (N, H, W, C) for an
-(N, H, W, 3) input, exactly the input size, in both geometries:
+backbone -> score_fr (1x1, C) on its stride32 features -> upsample -> (skip
+fusion with score_pool4 / score_pool3 on its stride16 / stride8 features) ->
+upsample to the input size. Output logits (N, H, W, C) for an (N, H, W, 3)
+input, exactly the input size, in both geometries:
 
 * 'same': block-aligned maps (pool_k has ceil(H/2^k) rows); coarse scores are
   upsampled x2 and cropped top-left to the skip map, the final map to (H, W).
@@ -12,31 +13,46 @@ score_pool3) -> upsample to the input size. Output logits (N, H, W, C) for an
   score_pool3 9, upscore8 31.
 """
 import functools
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fcnjax.models.heads import PAPER_UPSAMPLERS, UPSAMPLERS, ScoreHead
+from fcnjax.models.upsamplers import PAPER_UPSAMPLERS, UPSAMPLERS
 from fcnjax.models.vgg import VGGBackbone
 from fcnjax.ops.crop import crop
 
 VARIANTS = ("32s", "16s", "8s")
-# Caffe crop offsets of the reference nets: (skip name or 'final', variant) -> offset.
-PAPER_OFFSETS = {"32s": {"final": 19}, "16s": {"pool4": 5, "final": 27},
-                 "8s": {"pool4": 5, "pool3": 9, "final": 31}}
+# The backbone features each variant reads, coarsest first.
+STRIDES = {"32s": ("stride32",), "16s": ("stride32", "stride16"),
+           "8s": ("stride32", "stride16", "stride8")}
+# Caffe crop offsets of the reference nets: (variant, skip stride or 'final') -> offset.
+PAPER_OFFSETS = {"32s": {"final": 19}, "16s": {"stride16": 5, "final": 27},
+                 "8s": {"stride16": 5, "stride8": 9, "final": 31}}
+# Layer names of the reference nets (checkpoints and the converter rely on them).
+SKIP_NAMES = {"stride16": ("upscore2", "score_pool4"), "stride8": ("upscore_pool4", "score_pool3")}
+FINAL_NAMES = {"32s": "upscore", "16s": "upscore16", "8s": "upscore8"}
+
+
+def ScoreHead(num_classes, zero_init=False, **kwargs):  # noqa: N802
+  """1x1 convolution to class scores (params: kernel (1, 1, C_in, C), bias);
+  zero_init as in the reference FCN's score layers."""
+  init = nn.initializers.zeros if zero_init else nn.initializers.lecun_normal()
+  return nn.Conv(num_classes, (1, 1), kernel_init=init, **kwargs)
 
 
 class FCN(nn.Module):
-  """FCN-32s/16s/8s over a backbone returning (features, endpoints)."""
+  """FCN-32s/16s/8s over a backbone returning features by stride (models/backbones.py).
+
+  backbone: an unbound module (its params live under 'backbone'); None: the
+  VGG16 backbone in this geometry without dropout.
+  """
   num_classes: int
   variant: str = "32s"
-  backbone: Callable[..., nn.Module] = VGGBackbone
+  backbone: Optional[nn.Module] = None
   upsample: str = "learned"
   geometry: str = "same"
   zero_init_score: bool = True
-  dropout_rate: float = 0.5
-  axis_name: Optional[str] = None  # the device axis BatchNorm layers average over
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -52,32 +68,39 @@ class FCN(nn.Module):
                        f"the 'paper' crops assume; use one of {PAPER_UPSAMPLERS} or "
                        "geometry='same'")
 
+  def _features(self, x, train):
+    """The backbone's {stride: (N, h, w, C)} maps this variant reads."""
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    backbone = self.backbone or VGGBackbone(geometry=self.geometry, dropout_rate=0.0,
+                                            name="backbone", **kw)
+    features = backbone(x, train=train)
+    missing = [k for k in STRIDES[self.variant] if k not in features]
+    if missing:
+      raise ValueError(f"the backbone returned {sorted(features)}; FCN-{self.variant} "
+                       f"needs {STRIDES[self.variant]}")
+    return features
+
   @nn.compact
   def __call__(self, x, *, train=False):
     self._check()
     n, h, w, _ = x.shape
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     paper = self.geometry == "paper"
-    features, endpoints = self.backbone(geometry=self.geometry,
-                                        dropout_rate=self.dropout_rate,
-                                        axis_name=self.axis_name, name="backbone",
-                                        **kw)(x, train=train)
-    score = ScoreHead(self.num_classes, self.zero_init_score, name="score_fr", **kw)(features)
+    features = self._features(x, train)
+    score = ScoreHead(self.num_classes, self.zero_init_score, name="score_fr",
+                      **kw)(features["stride32"])
     up = functools.partial(UPSAMPLERS[self.upsample], padding=0 if paper else None, **kw)
-    skips = {"32s": (), "16s": ("pool4",), "8s": ("pool4", "pool3")}[self.variant]
-    up_names = {"pool4": "upscore2", "pool3": "upscore_pool4"}
-    for skip in skips:
-      score = up(2, name=up_names[skip])(score)
-      skip_score = ScoreHead(self.num_classes, self.zero_init_score, name=f"score_{skip}",
-                             **kw)(endpoints[skip])
+    for skip in STRIDES[self.variant][1:]:
+      up_name, score_name = SKIP_NAMES[skip]
+      score = up(2, name=up_name)(score)
+      skip_score = ScoreHead(self.num_classes, self.zero_init_score, name=score_name,
+                             **kw)(features[skip])
       if paper:  # crop the skip scores to the upsampled map (Caffe offsets)
         skip_score = crop(skip_score, PAPER_OFFSETS[self.variant][skip], score.shape[1:3])
       else:  # crop the upsampled map to the skip scores (both block-aligned)
         score = score[:, :skip_score.shape[1], :skip_score.shape[2]]
       score = score + skip_score
     factor = {"32s": 32, "16s": 16, "8s": 8}[self.variant]
-    final_name = {"32s": "upscore", "16s": "upscore16", "8s": "upscore8"}[self.variant]
-    score = up(factor, name=final_name)(score)
+    score = up(factor, name=FINAL_NAMES[self.variant])(score)
     offset = PAPER_OFFSETS[self.variant]["final"] if paper else 0
     return crop(score, offset, (h, w)).astype(jnp.float32)
-

@@ -1,4 +1,4 @@
-"""VGG backbones: VGG16 (torchvision layer order) and a tiny VGG-like net.
+"""VGG backbones: VGG16 (torchvision layer order) and two CPU-sized VGG-like nets.
 
 Parameter tree of VGG16 (the FCN's 'backbone' subtree is the same minus fc8):
   backbone/conv{stage}_{i}/{kernel,bias}  3x3 convs, kernel HWIO (features.N)
@@ -24,14 +24,14 @@ def max_pool_2x2(x, ceil_mode):
 
 
 class VGGBackbone(nn.Module):
-  """VGG feature extractor returning (fc7 features, endpoints).
+  """VGG feature extractor returning features by stride (the backbone protocol).
 
   Input (N, H, W, 3), NHWC. Geometry:
     'same': convs SAME, ceil pooling, fc6 SAME: pool_k has ceil(H / 2^k) rows,
       so any input size works.
     'paper': the Caffe FCN reference: conv1_1 padding 100, ceil pooling, fc6 VALID.
     'torchvision': conv padding 1, floor pooling, fc6 VALID (ImageNet classifier).
-  Endpoints: 'pool1'..'pool5', 'fc7'.
+  Returns {'stride8': pool3, 'stride16': pool4, 'stride32': fc7 (after dropout)}.
   """
   stage_sizes: Sequence[int] = (2, 2, 3, 3, 3)
   widths: Sequence[int] = (64, 128, 256, 512, 512)
@@ -49,7 +49,7 @@ class VGGBackbone(nn.Module):
     if self.geometry not in GEOMETRIES:
       raise ValueError(f"geometry={self.geometry!r}; valid: {GEOMETRIES}")
     conv = functools.partial(nn.Conv, dtype=self.dtype, param_dtype=self.param_dtype)
-    endpoints = {}
+    pools = {}
     for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths), start=1):
       for i in range(1, n + 1):
         pad = 100 if (self.geometry == "paper" and s == 1 and i == 1) else 1
@@ -60,21 +60,22 @@ class VGGBackbone(nn.Module):
                            param_dtype=self.param_dtype, name=f"bn{s}_{i}")(x)
         x = nn.relu(x)
       x = max_pool_2x2(x, ceil_mode=self.geometry != "torchvision")
-      endpoints[f"pool{s}"] = x
+      pools[s] = x
     fc6_pad = "SAME" if self.geometry == "same" else "VALID"
     x = nn.relu(conv(self.fc_width, (self.fc6_kernel,) * 2, padding=fc6_pad, name="fc6")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.relu(conv(self.fc_width, (1, 1), name="fc7")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    endpoints["fc7"] = x
-    return x, endpoints
+    return {"stride8": pools[3], "stride16": pools[4], "stride32": x}
 
 
-SmallVGGBackbone = functools.partial(VGGBackbone, stage_sizes=(2, 2, 2, 2, 2),
-                                     widths=(16, 32, 64, 96, 96), fc_width=192,
-                                     batch_norm=True)
-TinyVGGBackbone = functools.partial(VGGBackbone, stage_sizes=(1, 1, 1, 1, 1),
-                                    widths=(8, 16, 16, 32, 32), fc_width=32)
+# VGGBackbone sizes by backbone name; SegNet / DeconvNet reuse the stage sizes and widths.
+VGG_SIZES = {
+    "vgg16": dict(stage_sizes=(2, 2, 3, 3, 3), widths=(64, 128, 256, 512, 512), fc_width=4096),
+    "small": dict(stage_sizes=(2, 2, 2, 2, 2), widths=(16, 32, 64, 96, 96), fc_width=192,
+                  batch_norm=True),
+    "tiny": dict(stage_sizes=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32), fc_width=32),
+}
 
 
 class VGG16(nn.Module):
@@ -94,8 +95,8 @@ class VGG16(nn.Module):
     if x.shape[1:3] != (224, 224):
       raise ValueError(f"VGG16 classifier form takes 224x224 inputs, got "
                        f"{x.shape[1]}x{x.shape[2]}; use VGGBackbone for other sizes")
-    x, _ = VGGBackbone(geometry="torchvision", dropout_rate=self.dropout_rate,
-                       dtype=self.dtype, param_dtype=self.param_dtype,
-                       name="backbone")(x, train=train)
+    x = VGGBackbone(geometry="torchvision", dropout_rate=self.dropout_rate,
+                    dtype=self.dtype, param_dtype=self.param_dtype,
+                    name="backbone")(x, train=train)["stride32"]
     return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
                     name="fc8")(x.reshape(x.shape[0], -1))

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from fcnjax import config as config_lib
 from fcnjax import models
 from fcnjax.train import parallel
-from fcnjax.train import state as state_lib
+from fcnjax.train import optim
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 LOSS_REDUCTIONS = ("mean", "sum")
@@ -47,8 +47,8 @@ def _check_numbers(config):
     raise ValueError(f"config.data.scale_range={tuple(scale)!r}: must be (low, high) "
                      "with 0 < low <= high")
   opt = config.optimizer
-  _choice("optimizer.name", opt.name, state_lib.OPTIMIZERS)
-  _choice("optimizer.schedule", opt.schedule, state_lib.SCHEDULES)
+  _choice("optimizer.name", opt.name, optim.OPTIMIZERS)
+  _choice("optimizer.schedule", opt.schedule, optim.SCHEDULES)
   if not (isinstance(opt.learning_rate, (int, float)) and opt.learning_rate > 0
           and math.isfinite(opt.learning_rate)):
     raise ValueError(f"config.optimizer.learning_rate={opt.learning_rate!r}: must be > 0")

@@ -1,4 +1,4 @@
-"""Score head and upsampling modules (thin wrappers over `fcnjax.ops.upsample`).
+"""Upsampling layers (thin Flax wrappers over `fcnjax.ops.upsample`): FCN's registry.
 
 Every upsampler maps (N, h, w, C) -> (N, h*f, w*f, C) with padding=None
 (block-aligned, the 'same' geometry). The transpose-conv ones take padding=0
@@ -10,13 +10,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fcnjax.ops import upsample as ops
-
-
-def ScoreHead(num_classes, zero_init=False, **kwargs):  # noqa: N802
-  """1x1 convolution to class scores (params: kernel (1, 1, C_in, C), bias);
-  zero_init as in the reference FCN's score layers."""
-  init = nn.initializers.zeros if zero_init else nn.initializers.lecun_normal()
-  return nn.Conv(num_classes, (1, 1), kernel_init=init, **kwargs)
 
 
 def bilinear_init(key, shape, dtype=jnp.float32):
