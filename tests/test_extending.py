@@ -1,9 +1,12 @@
-"""Extending from outside the package: a toy dataset and a pixel-shuffle decoder
-upsampler, each one registry line, train two steps (as in docs/extending.md)."""
+"""Extending from outside the package: a toy dataset, a pixel-shuffle decoder
+upsampler and a strided-conv backbone, each one registry line, train two steps
+(as in docs/extending.md)."""
 import types
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -35,11 +38,40 @@ def pixel_shuffle(x, switches, size, **kw):
   return decoder.fit(y, size)
 
 
+class StridedNet(nn.Module):
+  """Three strided convs: (N, H, W, 3) -> {'stride8', 'stride16', 'stride32'} maps."""
+  width: int = 8
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    features = {}
+    for stride, kernel, step in ((8, 8, 8), (16, 3, 2), (32, 3, 2)):
+      x = nn.relu(nn.Conv(self.width * stride // 8, (kernel, kernel), strides=step,
+                          dtype=self.dtype)(x))
+      features[f"stride{stride}"] = x
+    return features
+
+
+def strided_net(model_config, axis_name=None, dtype=jnp.float32):
+  """The backbone factory: this net reads no config field."""
+  return StridedNet(dtype=dtype)
+
+
 @pytest.fixture
 def registered(monkeypatch):
   toy = types.SimpleNamespace(CLASS_NAMES=("background", "square"), source=_toy_source)
   monkeypatch.setitem(pipeline.DATASETS, "toy", toy)  # the one registry line each
   monkeypatch.setitem(models.DECODER_UPSAMPLERS, "pixel_shuffle", pixel_shuffle)
+  monkeypatch.setitem(models.BACKBONES, "strided", strided_net)
+
+
+def _toy_config(**fields):
+  return experiment.with_fields(config_lib.default_config(), {
+      "data.name": "toy", "data.crop_size": 32, "data.scale_range": (1.0, 1.0),
+      "batch_size": 8, "eval_batch_size": 8, "num_train_steps": 2, "log_every_steps": 1,
+      "eval_every_steps": 2, "checkpoint_every_steps": 2, "optimizer.warmup_steps": 0,
+      **fields})
 
 
 def test_pixel_shuffle_is_depth_to_space():
@@ -52,11 +84,8 @@ def test_pixel_shuffle_is_depth_to_space():
 
 
 def test_toy_dataset_and_upsampler_train_two_steps(registered, tmp_path):
-  config = experiment.with_fields(config_lib.default_config(), {
-      "data.name": "toy", "data.crop_size": 32, "data.scale_range": (1.0, 1.0),
-      "model.name": "decoder", "model.backbone": "tiny", "model.upsample": "pixel_shuffle",
-      "batch_size": 8, "eval_batch_size": 8, "num_train_steps": 2, "log_every_steps": 1,
-      "eval_every_steps": 2, "checkpoint_every_steps": 2, "optimizer.warmup_steps": 0})
+  config = _toy_config(**{"model.name": "decoder", "model.backbone": "tiny",
+                          "model.upsample": "pixel_shuffle"})
   info = pipeline.get_info(config.data)
   assert info.class_names == ("background", "square") and info.num_train == 16
   scores = loop.train_and_evaluate(config, str(tmp_path))
@@ -66,3 +95,28 @@ def test_toy_dataset_and_upsampler_train_two_steps(registered, tmp_path):
   kernels = [v.shape for path, v in jax.tree_util.tree_flatten_with_path(params)[0]
              if v.ndim == 4 and v.shape[:2] == (1, 1) and v.shape[3] == 4 * v.shape[2]]
   assert len(kernels) == 4  # one sub-pixel conv in each of the four decoder stages
+
+
+def test_strided_backbone_gives_the_fcn_its_skips():
+  x = np.random.default_rng(0).normal(size=(2, 40, 56, 3)).astype(np.float32)
+  net = StridedNet()
+  features = net.apply(net.init(jax.random.key(0), x), x)
+  assert {k: v.shape for k, v in features.items()} == {
+      "stride8": (2, 5, 7, 8), "stride16": (2, 3, 4, 16), "stride32": (2, 2, 2, 32)}
+  model = models.FCN(2, variant="8s", backbone=strided_net({}))
+  params = model.init(jax.random.key(0), x)["params"]
+  assert params["backbone"]["Conv_0"]["kernel"].shape == (8, 8, 3, 8)
+  assert params["score_pool3"]["kernel"].shape == (1, 1, 8, 2)  # reads stride8
+  assert params["score_pool4"]["kernel"].shape == (1, 1, 16, 2)  # reads stride16
+  assert params["score_fr"]["kernel"].shape == (1, 1, 32, 2)  # reads stride32
+  assert model.apply({"params": params}, x).shape == (2, 40, 56, 2)
+
+
+def test_toy_backbone_trains_two_steps_in_an_fcn(registered, tmp_path):
+  config = _toy_config(**{"model.name": "fcn", "model.variant": "8s",
+                          "model.backbone": "strided"})
+  scores = loop.train_and_evaluate(config, str(tmp_path))
+  assert np.isfinite(scores["mean_iou"]) and len(scores["per_class_iou"]) == 2
+  model = loop.build_model(config, pipeline.get_info(config.data))
+  params = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))["params"]
+  assert sorted(params["backbone"]) == ["Conv_0", "Conv_1", "Conv_2"]
