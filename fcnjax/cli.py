@@ -1,4 +1,4 @@
-"""Flags and start-up shared by the entry points (main, evaluate, predict)."""
+"""Flags and start-up shared by the entry points (main, evaluate, predict, bench, ...)."""
 import os
 
 from absl import flags, logging
@@ -17,6 +17,8 @@ def define_flags(checkpoint_choice=False):
                       "Multi-host: host:port of process 0 (jax.distributed.initialize).")
   flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
   flags.DEFINE_integer("process_id", None, "Multi-host: this process's id.")
+  flags.DEFINE_integer("peer_timeout", 60, "Multi-host: seconds without a heartbeat "
+                       "after which a process stops, naming the peer that vanished.")
   flags.DEFINE_bool("distributed", False, "Multi-host with JAX's own cluster detection "
                     "(SLURM, Kubernetes, TPU pods): jax.distributed.initialize().")
   if checkpoint_choice:
@@ -47,10 +49,32 @@ def resolve_config(argv):
   return out
 
 
+# XLA:CPU options the project relies on: convolutions run on XLA's own (Eigen)
+# kernels rather than YNNPACK, whose backward passes are slower on VGG's layers
+# (docs/benchmarks.md). A CPU-only flag: other backends ignore it.
+XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
+
+
+def configure_xla(environ=None):
+  """Appends XLA_CPU_FLAGS to environ['XLA_FLAGS'] (default os.environ), keeping
+  what is there; a flag the user already set wins. Takes effect only if called
+  before JAX initialises its backends (the entry points call it first)."""
+  environ = os.environ if environ is None else environ
+  platforms = environ.get("JAX_PLATFORMS", "")
+  if platforms and "cpu" not in platforms.split(","):
+    return  # no CPU backend in this run
+  current = environ.get("XLA_FLAGS", "")
+  new = [f for f in XLA_CPU_FLAGS if f.split("=")[0] not in current]
+  if new:
+    environ["XLA_FLAGS"] = " ".join([current] + new if current else new)
+
+
 def run(main, module):
   """`app.run(main)` where --help shows `module`'s docstring and its flags,
-  also when started through a console script; --config may name a packaged config."""
+  also when started through a console script; --config may name a packaged config.
+  Sets the project's XLA flags first (configure_xla)."""
   import sys
+  configure_xla()
   from absl import app
   try:
     sys.argv = resolve_config(sys.argv)
@@ -72,9 +96,10 @@ def start():
   flag = lambda name, default=None: FLAGS[name].value if name in FLAGS else default
   explicit = flag("coordinator_address") or flag("num_processes")
   if explicit or flag("distributed", False):  # undefined in scripts without these flags
-    jax.distributed.initialize(coordinator_address=flag("coordinator_address"),
-                               num_processes=flag("num_processes"),
-                               process_id=flag("process_id"))
+    from fcnjax import peers
+    peers.initialize(coordinator_address=flag("coordinator_address"),
+                     num_processes=flag("num_processes"), process_id=flag("process_id"),
+                     peer_timeout=flag("peer_timeout", 60))
   logging.info("JAX process %d / %d, %d local / %d global devices (%s)",
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.devices()[0].platform)

@@ -1,0 +1,157 @@
+"""Training-throughput benchmark on synthetic batches (the library behind
+`python -m fcnjax.bench`), with a PyTorch FCN timed side by side.
+
+Every case builds its model, runs one step (compile) and `steps` timed steps
+of the full training step (forward, loss, backward, SGD momentum update) on a
+fixed random batch: images (N, H, W, 3) normal, labels (N, H, W) uniform.
+Defines no flags; `run(**options)` returns the rows.
+"""
+import dataclasses
+import resource
+import time
+
+import numpy as np
+
+from fcnjax import torch_reference
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  backbone: str = "tiny"
+  size: int = 128
+  batch_size: int = 8
+  num_classes: int = 21
+  steps: int = 10
+  dtype: str = "float32"
+  fc_impl: str = "matmul"  # VGGBackbone.fc_impl: 'matmul' or 'xla'
+  torch: bool = True  # also time the PyTorch reference where it has one
+
+
+def model_config(name, upsample, backbone):
+  import ml_collections
+  if name.startswith("fcn"):
+    return ml_collections.ConfigDict(dict(name="fcn", variant=name[3:], backbone=backbone,
+                                          upsample=upsample, dropout_rate=0.0))
+  return ml_collections.ConfigDict(dict(name=name, backbone=backbone))
+
+
+def build_model(name, upsample, opts):
+  """fcnjax model of a case; FCN backbones get opts.fc_impl."""
+  import jax.numpy as jnp
+  from fcnjax import models
+  dtype = jnp.bfloat16 if opts.dtype == "bfloat16" else jnp.float32
+  model = models.build_model(model_config(name, upsample, opts.backbone), opts.num_classes,
+                             dtype=dtype)
+  if name.startswith("fcn"):
+    model = model.clone(backbone=model.backbone.clone(fc_impl=opts.fc_impl))
+  return model
+
+
+def synthetic_batch(opts):
+  rng = np.random.default_rng(0)
+  shape = (opts.batch_size, opts.size, opts.size)
+  return {"image": rng.normal(size=shape + (3,)).astype(np.float32),
+          "label": rng.integers(0, opts.num_classes, size=shape).astype(np.int32)}
+
+
+def _row(name, opts, elapsed, compile_s, **extra):
+  return dict(name=name, backbone=opts.backbone, size=opts.size, batch_size=opts.batch_size,
+              dtype=opts.dtype, train_images_per_s=opts.batch_size * opts.steps / elapsed,
+              step_ms=1e3 * elapsed / opts.steps, compile_s=compile_s,
+              peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra)
+
+
+def bench_case(name, upsample, driver_name, opts):
+  """Times fcnjax's training step for one (model, upsample, driver): a row dict."""
+  import jax
+  import optax
+  from fcnjax.train import parallel
+  from fcnjax.train import state as state_lib
+  model = build_model(name, upsample, opts)
+  batch = synthetic_batch(opts)
+  state = state_lib.create_train_state(model, optax.sgd(1e-3, 0.9), jax.random.key(0),
+                                       (1,) + batch["image"].shape[1:])
+  driver = parallel.make_driver(driver_name, loss_reduction="mean",
+                                num_classes=opts.num_classes)
+  state = driver.put_state(state)
+  start = time.perf_counter()
+  state, metrics = driver.train(state, batch, jax.random.key(0))
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(opts.steps):
+    state, metrics = driver.train(state, batch, jax.random.key(0))
+  jax.block_until_ready(metrics)
+  label = f"{name}_{upsample}_{driver_name}" if name.startswith("fcn") else f"{name}_{driver_name}"
+  return _row(label, opts, time.perf_counter() - start, compile_s, model=name,
+              upsample=upsample, driver=driver_name, devices=driver.num_devices,
+              device=jax.devices()[0].device_kind, fc_impl=opts.fc_impl)
+
+
+def has_torch_reference(name, upsample, opts):
+  """The PyTorch reference covers FCNs with learned upsampling on the plain
+  (BatchNorm-free) VGG backbones, in float32."""
+  from fcnjax.models.vgg import VGG_SIZES
+  plain_vgg = opts.backbone in VGG_SIZES and not VGG_SIZES[opts.backbone].get("batch_norm")
+  return (opts.torch and torch_reference.torch_available() and name.startswith("fcn")
+          and upsample == "learned" and plain_vgg and opts.dtype == "float32")
+
+
+def backbone_sizes(backbone):
+  """stage_sizes, widths, fc_width, fc6_kernel of an fcnjax VGG backbone name."""
+  from fcnjax.models.vgg import VGG_SIZES, VGGBackbone
+  sizes = VGG_SIZES[backbone]
+  return dict(stage_sizes=sizes["stage_sizes"], widths=sizes["widths"],
+              fc_width=sizes["fc_width"], fc6_kernel=VGGBackbone.fc6_kernel)
+
+
+def bench_torch(name, opts):
+  """Times the PyTorch reference's training step on the same batch: a row dict."""
+  import torch
+  model = torch_reference.build(opts.num_classes, name[3:], **backbone_sizes(opts.backbone))
+  step = torch_reference.train_step_fn(model)
+  batch = synthetic_batch(opts)
+  images = torch.from_numpy(batch["image"].transpose(0, 3, 1, 2).copy())
+  labels = torch.from_numpy(batch["label"].astype(np.int64))
+  start = time.perf_counter()
+  step(images, labels)
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(opts.steps):
+    step(images, labels)
+  return _row(f"torch_{name}", opts, time.perf_counter() - start, compile_s, model=name,
+              upsample="learned", driver="torch", device="cpu",
+              torch_version=torch.__version__, torch_threads=torch.get_num_threads())
+
+
+def run(models, upsamplers, drivers, opts, emit=None):
+  """Benchmarks every (model, upsample, driver) case, then the PyTorch
+  reference of each (model, upsample) it has; fcnjax rows get `vs_torch`
+  (fcnjax img/s / PyTorch img/s). emit(row) is called as each row is done."""
+  rows = []
+  for name in models:
+    for upsample in (upsamplers if name.startswith("fcn") else ["-"]):
+      case = [bench_case(name, upsample, d, opts) for d in drivers]
+      if has_torch_reference(name, upsample, opts):
+        ref = bench_torch(name, opts)
+        for row in case:
+          row["vs_torch"] = row["train_images_per_s"] / ref["train_images_per_s"]
+        case.append(ref)
+      for row in case:
+        rows.append(row)
+        if emit:
+          emit(row)
+  return rows
+
+
+def format_table(rows):
+  """The rows as a text table (ratios vs the first row and vs PyTorch)."""
+  base = rows[0]["train_images_per_s"]
+  lines = [f"{'case':32s} {'img/s':>8s} {'vs first':>8s} {'vs torch':>8s} {'step ms':>8s} "
+           f"{'compile s':>9s} {'peak MB':>8s}"]
+  for r in rows:
+    vs_torch = f"{r['vs_torch']:7.2f}x" if "vs_torch" in r else f"{'-':>8s}"
+    lines.append(f"{r['name']:32s} {r['train_images_per_s']:8.2f} "
+                 f"{r['train_images_per_s'] / base:7.2f}x {vs_torch} {r['step_ms']:8.1f} "
+                 f"{r['compile_s']:9.1f} {r['peak_rss_mb']:8.0f}")
+  return "\n".join(lines)
