@@ -1,9 +1,11 @@
 """Pets and Cityscapes adapters on tfds mock data (no download)."""
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
-from fcnjax.data import cityscapes, pets, pipeline, tfds_source
+pytest.importorskip("tensorflow", reason="pets / cityscapes need the [tf] extra")
+import tensorflow_datasets as tfds  # noqa: E402
+
+from fcnjax.data import cityscapes, pets, pipeline, tfds_source  # noqa: E402
 
 
 def _config(name):

@@ -169,3 +169,14 @@ def test_palette_is_the_voc_palette():
   rgb = viz.colorize(mask, palette_lib.palette(21))
   for (y, x), c in np.ndenumerate(mask):
     np.testing.assert_array_equal(rgb[y, x], voc[c] if c != 255 else (224, 224, 192))
+
+
+def test_datasets_that_need_tensorflow_name_the_extra(monkeypatch):
+  import sys
+  from fcnjax.data import tfds_source
+  monkeypatch.setitem(sys.modules, "tensorflow", None)  # as if not installed
+  tfds_source.tfds_source.cache_clear()
+  config = pipeline.default_data_config()
+  config.name = "pets"
+  with pytest.raises(ImportError, match=r"oxford_iiit_pet: .*pip install 'fcnjax\[tf\]'"):
+    pipeline.get_source(config, "train")

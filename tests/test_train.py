@@ -1,6 +1,7 @@
 """End to end on the tiny shapes dataset: train, resume, evaluate, predict."""
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -56,6 +57,15 @@ def test_twenty_steps_lower_the_loss(data_dir):
   assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
 
 
+def _tensorboard_scalars(workdir, tag):
+  """[(step, value)] of `tag` as TensorBoard reads the event files (restart
+  markers drop what an interrupted run logged past its checkpoint)."""
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(workdir), purge_orphaned_data=True)
+  events.Reload()
+  return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
 def test_resume_continues_exactly(data_dir, tmp_path):
   straight = tiny_config(data_dir)
   loop.train_and_evaluate(straight, str(tmp_path / "straight"))
@@ -79,6 +89,15 @@ def test_resume_continues_exactly(data_dir, tmp_path):
   assert resumed_h["train_loss"][0] == straight_h["train_loss"][0]
   assert resumed_h["train_loss"][-1] == straight_h["train_loss"][-1]  # window of steps 5, 6
   assert resumed_h["eval_mean_iou"][-1] == straight_h["eval_mean_iou"][-1]
+  # A crash after logging steps 4-6 but before saving step 6: the rerun resumes
+  # from step 3 and logs them again; TensorBoard shows each step once, with the
+  # uninterrupted run's values.
+  shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "6")
+  loop.train_and_evaluate(straight, str(tmp_path / "resumed"))
+  for tag in ("train_loss", "eval_mean_iou"):
+    expected = _tensorboard_scalars(tmp_path / "straight", tag)
+    assert [s for s, _ in expected] == ([2, 3, 4, 6] if tag == "train_loss" else [3, 6])
+    assert _tensorboard_scalars(tmp_path / "resumed", tag) == expected
 
 
 def _numpy_scores(labels, preds, num_classes):
@@ -162,3 +181,13 @@ def test_restore_onto_different_device_count(data_dir, tmp_path):
   a = inference.evaluate_workdir(config, str(tmp_path / "w"), which="latest")
   b = inference.evaluate_workdir(one, str(tmp_path / "w"), which="latest")
   np.testing.assert_allclose(a["mean_iou"], b["mean_iou"], rtol=1e-6)
+
+
+def _tensorboard_scalars(workdir, tag):
+  """[(step, value)] of `tag` as TensorBoard reads the event files (restart
+  markers drop what an interrupted run logged past its checkpoint)."""
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(workdir), purge_orphaned_data=True)
+  events.Reload()
+  return [(e.step, e.value) for e in events.Scalars(tag)]
+

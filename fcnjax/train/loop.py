@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from clu import metric_writers, parameter_overview, periodic_actions
+from fcnjax.train import tensorboard  # before clu: TensorFlow-free event files
+from clu import parameter_overview, periodic_actions  # noqa: I100
 
 from fcnjax import metrics as seg_metrics
 from fcnjax import models
@@ -145,7 +146,6 @@ def train_and_evaluate(config, workdir):
   os.makedirs(workdir, exist_ok=True)
   info = pipeline.get_info(config.data)
   validate_config(config, info)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -163,10 +163,15 @@ def train_and_evaluate(config, workdir):
       logging.info("Resuming from step %d in %s", int(state.step), workdir)
     elif config.get("init_from"):
       state = load_init(state, config.init_from)
-    return _train(config, workdir, info, state, dropout_rng, schedule, ckpt, writer)
+    # A resumed run's first step replaces whatever an interrupted run logged from there on.
+    writer = tensorboard.create_writer(workdir, purge_step=int(state.step) + 1,
+                                       just_logging=jax.process_index() > 0)
+    try:
+      return _train(config, workdir, info, state, dropout_rng, schedule, ckpt, writer)
+    finally:
+      writer.close()
   finally:
     ckpt.close()
-    writer.flush()
 
 
 def _newest_checkpoint(ckpt):
@@ -214,10 +219,12 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
     pending.append((step, metrics))
     report(step)
     timed += 1
-    logged = step % config.log_every_steps == 0 or step == config.num_train_steps
     evaluated = step % config.eval_every_steps == 0 or step == config.num_train_steps
     saved = evaluated or step % config.checkpoint_every_steps == 0
-    if logged or saved or step == start_step + 1:
+    # Averaging windows also end at checkpoints, so a resumed run logs what an
+    # uninterrupted one does.
+    logged = saved or step % config.log_every_steps == 0
+    if logged or step == start_step + 1:
       window += _fetch(pending, ckpt)
       pending = []
     if logged:
