@@ -1,0 +1,173 @@
+"""Model values against independent references: the paper FCN's crops (Caffe
+coordinate maps, torch recomputation), the dropout path, and the max-unpooling
+inside SegNet / DeconvNet (numpy unpool + torch convolutions)."""
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fcnjax import models
+from fcnjax.models import fcn
+
+
+def _conv(k, s=1, p=0):
+  """Caffe coord map of a conv / pool layer: input = a * output + b."""
+  return Fraction(s), Fraction(k - 1, 2) - p
+
+
+def _deconv(k, s):
+  a, b = _conv(k, s)
+  return 1 / a, -b / a
+
+
+def _to_data(layers):
+  """Composite map (a, b) from the last layer's output to data coordinates."""
+  a, b = Fraction(1), Fraction(0)
+  for la, lb in reversed(layers):
+    a, b = la * a, la * b + lb
+  return a, b
+
+
+def caffe_offsets():
+  """The crop offsets of voc-fcn{32,16,8}s, as Caffe's crop layer derives them."""
+  stage = [_conv(3, 1, 1), _conv(2, 2)]
+  pool3 = [_conv(3, 1, 100), _conv(3, 1, 1), _conv(2, 2)] + stage * 2
+  pool4 = pool3 + stage
+  fc7 = pool4 + stage + [_conv(7), _conv(1), _conv(1)]
+  up2, up4 = fc7 + [_deconv(4, 2)], fc7 + [_deconv(4, 2), _deconv(4, 2)]
+  skip = lambda top, bottom: (_to_data(top)[1] - _to_data(bottom + [_conv(1)])[1]) \
+      / _to_data(top)[0]
+  final = lambda top, k, s: -_to_data(top + [_deconv(k, s)])[1]
+  offsets = {"32s": {"final": final(fc7, 64, 32)},
+             "16s": {"stride16": skip(up2, pool4), "final": final(up2, 32, 16)},
+             "8s": {"stride16": skip(up2, pool4), "stride8": skip(up4, pool3),
+                    "final": final(up4, 16, 8)}}
+  assert all(o.denominator == 1 for d in offsets.values() for o in d.values())
+  return {v: {k: int(o) for k, o in d.items()} for v, d in offsets.items()}
+
+
+def test_paper_offsets_are_the_caffe_coordinate_maps():
+  assert caffe_offsets() == fcn.PAPER_OFFSETS
+  assert caffe_offsets()["8s"] == {"stride16": 5, "stride8": 9, "final": 31}
+
+
+def _random_variables(model, x, seed=1):
+  """Variables of model's structure (no init compile): params N(0, 0.3^2),
+  BatchNorm statistics mean 0, var 1."""
+  shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+  rng = np.random.default_rng(seed)
+  fill = lambda path, s: (np.full(s.shape, float(path[-1].key == "var"), np.float32)
+                          if path[0].key == "batch_stats"
+                          else (0.3 * rng.normal(size=s.shape)).astype(np.float32))
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def _score(features, p):
+  return np.asarray(features) @ np.asarray(p["kernel"])[0, 0] + np.asarray(p["bias"])
+
+
+def _up(x, kernel, stride):
+  """Transpose conv in torch: kernel (k, k, in, out) -> weight (in, out, k, k)."""
+  w = torch.from_numpy(np.asarray(kernel).transpose(2, 3, 0, 1).copy())
+  y = F.conv_transpose2d(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), w, stride=stride)
+  return y.numpy().transpose(0, 2, 3, 1)
+
+
+def _crop(x, offset, like):
+  return x[:, offset:offset + like.shape[1], offset:offset + like.shape[2]]
+
+
+def test_paper_fcn8s_equals_a_torch_recomputation_with_the_caffe_crops():
+  config = dict(name="fcn", variant="8s", backbone="tiny", geometry="paper",
+                upsample="learned", zero_init_score=False)
+  model = models.build_model(config, 3)
+  x = np.random.default_rng(0).normal(size=(1, 37, 45, 3)).astype(np.float32)
+  params = _random_variables(model, x)["params"]
+  got = np.asarray(jax.jit(model.apply)({"params": params}, x))
+  feats = jax.jit(models.BACKBONES["tiny"](config).apply)({"params": params["backbone"]}, x)
+  off = caffe_offsets()["8s"]
+  s = _up(_score(feats["stride32"], params["score_fr"]), params["upscore2"]["kernel"], 2)
+  s = s + _crop(_score(feats["stride16"], params["score_pool4"]), off["stride16"], s)
+  s = _up(s, params["upscore_pool4"]["kernel"], 2)
+  s = s + _crop(_score(feats["stride8"], params["score_pool3"]), off["stride8"], s)
+  s = _crop(_up(s, params["upscore8"]["kernel"], 8), off["final"], x)
+  assert got.shape == s.shape == (1, 37, 45, 3)
+  np.testing.assert_allclose(got, s, rtol=1e-4, atol=1e-4 * np.abs(s).max())
+
+
+def test_dropout_acts_in_training_only_and_follows_the_key():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32)
+  model = models.build_model(dict(name="fcn", variant="32s", backbone="tiny",
+                                  dropout_rate=0.5, zero_init_score=False), 3)
+  variables = _random_variables(model, x)
+  run = lambda seed: np.asarray(model.apply(variables, x, train=True,
+                                            rngs={"dropout": jax.random.key(seed)}))
+  evaluation = np.asarray(model.apply(variables, x))
+  np.testing.assert_array_equal(run(1), run(1))
+  assert not np.allclose(run(1), run(2)) and not np.allclose(run(1), evaluation)
+  with pytest.raises(Exception, match="dropout"):  # training needs a dropout key
+    model.apply(variables, x, train=True)
+  no_drop = models.build_model(dict(name="fcn", variant="32s", backbone="tiny",
+                                    dropout_rate=0.0, zero_init_score=False), 3)
+  np.testing.assert_array_equal(
+      np.asarray(no_drop.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})),
+      evaluation)
+
+
+def _unpool(pooled, switches, size):
+  """numpy max-unpool: value (i, j, c) to (2i + o // 2, 2j + o % 2, c), zeros elsewhere."""
+  n, h, w, c = pooled.shape
+  out = np.zeros((n,) + tuple(size) + (c,), pooled.dtype)
+  b, i, j, k = np.indices(pooled.shape)
+  out[b, 2 * i + switches // 2, 2 * j + switches % 2, k] = pooled
+  return out
+
+
+def _intermediates(name, x):
+  model = models.build_model(dict(name=name, backbone="tiny"), 3)
+  variables = _random_variables(model, x)
+  apply = jax.jit(lambda v: model.apply(v, x, capture_intermediates=True,
+                                        mutable=["intermediates"]))
+  _, state = apply(variables)
+  return variables["params"], jax.tree.map(np.asarray, state["intermediates"])
+
+
+def _torch(x):
+  return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def test_segnet_switches_and_unpooling_by_value():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 32, 32, 3)), jnp.float32)
+  params, inter = _intermediates("segnet", x)
+  switches = inter["switches1"][0].astype(np.int64)
+  # The switches point at each 2x2 window's maximum of conv1_1 (unique maxima).
+  windows = inter["conv1_1"]["__call__"][0].reshape(1, 16, 2, 16, 2, 8)
+  windows = windows.transpose(0, 1, 3, 5, 2, 4).reshape(1, 16, 16, 8, 4)
+  top2 = np.sort(windows, -1)[..., -2:]
+  unique = top2[..., 1] > top2[..., 0]
+  assert unique.mean() > 0.5
+  np.testing.assert_array_equal(switches[unique], np.argmax(windows, -1)[unique])
+  # SegNet's last layer: 3x3 score conv on max_unpool(dec2_1, switches1).
+  unpooled = _unpool(inter["dec2_1"]["__call__"][0], switches, (32, 32))
+  kernel = np.asarray(params["score"]["kernel"]).transpose(3, 2, 0, 1)  # OIHW
+  bias = np.array(params["score"]["bias"])
+  expected = F.conv2d(_torch(unpooled), torch.from_numpy(kernel.copy()), torch.from_numpy(bias),
+                      padding=1).numpy().transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(inter["score"]["__call__"][0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_deconvnet_unpools_then_deconvolves_by_value():
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 32, 32, 3)), jnp.float32)
+  params, inter = _intermediates("deconvnet", x)
+  unpooled = _unpool(inter["deconv2_1"]["__call__"][0], inter["switches1"][0].astype(np.int64),
+                     (32, 32))
+  kernel = np.asarray(params["deconv1_1"]["TransposeConv_0"]["kernel"])  # (3, 3, in, out)
+  expected = F.conv_transpose2d(_torch(unpooled),
+                                torch.from_numpy(kernel.transpose(2, 3, 0, 1).copy()),
+                                padding=1).numpy().transpose(0, 2, 3, 1)
+  got = inter["deconv1_1"]["TransposeConv_0"]["__call__"][0]
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
