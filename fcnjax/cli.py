@@ -21,9 +21,26 @@ def define_flags(checkpoint_choice=False):
                        "after which a process stops, naming the peer that vanished.")
   flags.DEFINE_bool("distributed", False, "Multi-host with JAX's own cluster detection "
                     "(SLURM, Kubernetes, TPU pods): jax.distributed.initialize().")
+  flags.DEFINE_string("compilation_cache_dir", default_compilation_cache_dir(),
+                      "JAX's persistent compilation cache (later runs of the same model skip "
+                      "compilation); empty turns it off. Default: $FCNJAX_COMPILATION_CACHE "
+                      "or ~/.cache/fcnjax/jax.")
   if checkpoint_choice:
     flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to use.")
   flags.mark_flags_as_required(["config", "workdir"])
+
+
+def default_compilation_cache_dir():
+  return os.environ.get("FCNJAX_COMPILATION_CACHE",
+                        os.path.join(os.path.expanduser("~"), ".cache", "fcnjax", "jax"))
+
+
+def enable_compilation_cache(directory):
+  """Compiled programs are stored in and read from `directory` ('' or None: off)."""
+  if directory:
+    import jax
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -89,11 +106,12 @@ def run(main, module):
 
 
 def start():
-  """Joins the multi-host runtime (TensorFlow, when a dataset needs it, is
+  """Turns on the compilation cache and joins the multi-host runtime (TensorFlow, when a dataset needs it, is
   kept off accelerators where it is imported: `data.tfds_source`)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   import jax
   flag = lambda name, default=None: FLAGS[name].value if name in FLAGS else default
+  enable_compilation_cache(flag("compilation_cache_dir"))
   explicit = flag("coordinator_address") or flag("num_processes")
   if explicit or flag("distributed", False):  # undefined in scripts without these flags
     from fcnjax import peers

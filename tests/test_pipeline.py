@@ -110,6 +110,27 @@ def test_eval_size_pads_to_a_fixed_shape_and_rejects_larger_examples(data_config
     next(pipeline.eval_batches(config, 4))
 
 
+def test_eval_bucket_rounds_native_sizes_up_to_few_shapes(monkeypatch):
+  import types
+  rng = np.random.default_rng(0)
+  sizes = [(20, 33), (40, 17), (64, 64), (31, 30)]
+  examples = [(rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+               rng.integers(0, 3, (h, w), dtype=np.uint8)) for h, w in sizes]
+  toy = types.SimpleNamespace(CLASS_NAMES=("a", "b", "c"),
+                              source=lambda config, split, limit=None: examples)
+  monkeypatch.setitem(pipeline.DATASETS, "toy_sizes", toy)
+  config = pipeline.default_data_config()
+  config.name, config.eval_bucket = "toy_sizes", 32
+  batches = list(pipeline.eval_batches(config, 1))
+  assert [b["label"].shape[1:] for b in batches] == [(32, 64), (64, 32), (64, 64), (32, 32)]
+  for batch, (image, label) in zip(batches, examples):
+    h, w = label.shape
+    np.testing.assert_array_equal(batch["label"][0, :h, :w], label)
+    assert (batch["label"][0, h:] == 255).all() and (batch["label"][0, :, w:] == 255).all()
+    np.testing.assert_allclose(batch["image"][0, :h, :w],
+                               pipeline.normalize(image, config.normalization))
+
+
 def test_augment_keeps_image_and_label_aligned_and_pads_with_ignore():
   rng = np.random.default_rng(0)
   label = np.zeros((10, 12), np.uint8)

@@ -42,7 +42,7 @@ def default_data_config():
       name="shapes", tfds_config="default", data_dir=unset(str), manual_dir=unset(str),
       sbd_dir=unset(str), train_split="train", eval_split="validation", crop_size=128,
       scale_range=(0.75, 1.25), flip=True, normalization="imagenet",
-      num_train=unset(int), num_eval=unset(int), eval_size=unset(int),
+      num_train=unset(int), num_eval=unset(int), eval_size=unset(int), eval_bucket=unset(int),
       pets_boundary_ignore=True, num_threads=4, num_workers=0, prefetch=4))
 
 
@@ -218,6 +218,10 @@ def eval_batches(data_config, batch_size, *, process_index=0, process_count=1):
   data_config.eval_size or to the largest of the global batch, and missing
   examples at the end are all-255 padding, so all batches have the same
   leading size. batch_size=1 without eval_size gives native sizes.
+  data_config.eval_bucket=k rounds the padded size up to a multiple of k, so
+  a dataset of many image sizes compiles the eval step for a few shapes only
+  (the padding is ignored by the metrics, but the network sees it near the
+  bottom/right border).
   """
   source = get_source(data_config, "eval")
   n = len(source)
@@ -232,6 +236,9 @@ def eval_batches(data_config, batch_size, *, process_index=0, process_count=1):
       h = max(label.shape[0] for _, label in examples)
       w = max(label.shape[1] for _, label in examples)
       examples = [e for k, e in enumerate(examples) if _is_local(k, batch_size, process_index)]
+    bucket = data_config.get("eval_bucket")
+    if bucket:
+      h, w = -(-h // bucket) * bucket, -(-w // bucket) * bucket
     images, labels = [], []
     for image, label in examples:
       if label.shape[0] > h or label.shape[1] > w:

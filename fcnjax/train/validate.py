@@ -40,6 +40,9 @@ def _check_numbers(config):
   _at_least("data.crop_size", config.data.crop_size, 1)
   for name in ("num_threads", "num_workers", "prefetch"):
     _at_least(f"data.{name}", config.data.get(name, 0), 0)
+  for name in ("eval_size", "eval_bucket"):
+    if config.data.get(name) is not None:
+      _at_least(f"data.{name}", config.data[name], 1)
   _at_least("num_devices", config.get("num_devices") or 0, 0)
   scale = config.data.scale_range
   if (len(scale) != 2 or not all(isinstance(s, (int, float)) and math.isfinite(s) for s in scale)
