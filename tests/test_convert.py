@@ -52,19 +52,35 @@ def test_vgg16_logits_match_torch(torch_vgg):
 
 
 def test_fcn_backbone_reuses_vgg16_params(torch_vgg, tmp_path):
+  """Converted weights land in the FCN's backbone (its stride-8 / stride-16
+  features equal torch's pool3 / pool4); the FCN's own layers keep their values."""
   params = convert.vgg16_from_torch(torch_vgg.state_dict())
   path = tmp_path / "vgg16.npz"
   convert.save_npz(params, path)
   fcn = models.build_model(dict(name="fcn", variant="8s", backbone="vgg16", geometry="paper",
                                 upsample="bilinear"), 21)
-  target = jax.eval_shape(lambda: fcn.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
-  target = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), target["params"])
-  source = convert.load_npz(path)
-  merged, copied = loop.merge_params(target, source)
+  shapes = jax.eval_shape(lambda: fcn.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+  leaves, tree = jax.tree.flatten(shapes["params"])
+  target = jax.tree.unflatten(tree, [np.full(s.shape, i + 0.5, s.dtype)
+                                     for i, s in enumerate(leaves)])
+  merged, copied = loop.merge_params(target, convert.load_npz(path))
   assert copied == 2 * 15  # 13 convs + fc6 + fc7, kernel and bias
-  np.testing.assert_array_equal(merged["backbone"]["fc6"]["kernel"],
-                                params["backbone"]["fc6"]["kernel"])
-  assert not np.asarray(merged["score_fr"]["kernel"]).any()
+  for name in ("fc6", "fc7"):
+    for p in ("kernel", "bias"):
+      np.testing.assert_array_equal(merged["backbone"][name][p], params["backbone"][name][p])
+  for name in set(target) - {"backbone"}:  # score_fr, score_pool4, upscore2, ...
+    for p in target[name]:
+      np.testing.assert_array_equal(merged[name][p], target[name][p])
+  x = np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype(np.float32)
+  backbone = models.BACKBONES["vgg16"](dict(geometry="same"))  # floor == ceil pooling at 64
+  ours = backbone.apply({"params": merged["backbone"]}, jnp.asarray(x))
+  with torch.no_grad():
+    features = torch.from_numpy(x.transpose(0, 3, 1, 2))
+    pool3 = torch_vgg.features[:17](features)
+    pool4 = torch_vgg.features[17:24](pool3)
+  for key, ref in (("stride8", pool3), ("stride16", pool4)):
+    ref = ref.numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(ours[key], ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
 
 
 def test_bad_state_dict_errors():
