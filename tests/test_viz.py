@@ -1,5 +1,4 @@
 """viz: palette PNG round trip, colours, overlays, and plots written as PNGs."""
-import os
 
 import numpy as np
 import pytest
@@ -18,10 +17,22 @@ def random_mask(rng, shape=(9, 11), num_classes=4):
   return mask
 
 
-def assert_png(path):
-  assert os.path.getsize(path) > 1000
+def read_png(path):
+  """The saved figure as (H, W, 3) uint8."""
   with Image.open(path) as image:
     assert image.format == "PNG" and min(image.size) > 50
+    return np.asarray(image.convert("RGB"))
+
+
+@pytest.fixture
+def figures(monkeypatch):
+  """The figures viz draws, kept open for inspection and closed afterwards."""
+  import matplotlib.pyplot as plt
+  close, kept = plt.close, []
+  monkeypatch.setattr(plt, "close", kept.append)
+  yield kept
+  for fig in kept:
+    close(fig)
 
 
 def test_colorize_uses_palette_and_voc_ignore_colour():
@@ -82,43 +93,74 @@ def test_palette_png_round_trip(tmp_path):
   np.testing.assert_array_equal(rgb, viz.colorize(mask, palette(21)))
 
 
-def test_save_prediction_grid(tmp_path):
+# Colours no part of a matplotlib figure uses, one per class.
+GRID_COLORS = np.array([[200, 30, 30], [30, 200, 30], [30, 30, 200], [220, 200, 40]], np.uint8)
+
+
+def test_save_prediction_grid_panels(tmp_path, figures):
   rng = np.random.default_rng(3)
   images = rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
   labels = random_mask(rng, (2, 16, 16))
   preds = rng.integers(0, 4, (2, 16, 16))
   path = tmp_path / "out" / "grid.png"
-  viz.save_prediction_grid(str(path), images, labels, preds, palette(4),
+  viz.save_prediction_grid(str(path), images, labels, preds, GRID_COLORS,
                            class_names=["bg", "a", "b", "c"])
-  assert_png(path)
+  axes = figures[-1].axes
+  assert [ax.get_title() for ax in axes] == ["image", "truth", "prediction"] + [""] * 3
+  for i in range(2):
+    for ax, expected in zip(axes[3 * i:3 * i + 3], (images[i], viz.colorize(labels[i], GRID_COLORS),
+                                                    viz.colorize(preds[i], GRID_COLORS))):
+      np.testing.assert_array_equal(ax.images[0].get_array(), expected)
+  legend = figures[-1].legends[0]
+  assert [t.get_text() for t in legend.get_texts()] == ["bg", "a", "b", "c", "ignore"]
+  # In the PNG each class colour covers an area proportional to its mask pixels.
+  png = read_png(path)
+  colors = {c: GRID_COLORS[c] for c in range(4)} | {255: np.array(VOC_COLORS[255])}
+  masks = np.concatenate([labels.ravel(), preds.ravel()])
+  ratios = [np.all(png == rgb, -1).sum() / np.sum(masks == c) for c, rgb in colors.items()]
+  assert min(ratios) > 0.95 * max(ratios) and min(ratios) > 50, ratios
   viz.save_prediction_grid(str(tmp_path / "floats.png"), images / 255.0, labels, preds,
-                           palette(4))
-  assert_png(tmp_path / "floats.png")
+                           GRID_COLORS)
+  np.testing.assert_array_equal(figures[-1].axes[0].images[0].get_array(), images[0])
   with pytest.raises(ValueError, match="class_names"):
-    viz.save_prediction_grid(str(tmp_path / "x.png"), images, labels, preds, palette(4),
+    viz.save_prediction_grid(str(tmp_path / "x.png"), images, labels, preds, GRID_COLORS,
                              class_names=["bg"])
 
 
-def test_plot_curves(tmp_path):
+def test_plot_curves_draws_each_series(tmp_path, figures):
   history = {"train_loss": [(1, 2.0), (2, 1.5), (3, 1.2)],
-             "eval_mean_iou": [(2, 0.3), (3, 0.4)],
-             "eval_boundary_iou": [(2, 0.1), (3, 0.2)],
-             "lr": [(1, 0.1), (3, 0.05)]}
+             "eval_mean_iou": {"seed 0": [(2, 0.3), (3, 0.4)], "seed 1": [(2, 0.2)]},
+             "lr": [(1, 0.1), (3, 0.05)], "empty": []}
   path = tmp_path / "a" / "curves.png"
   viz.plot_curves(str(path), history)
-  assert_png(path)
+  assert read_png(path).shape[1] > 600  # three panels side by side
+  axes = [ax for ax in figures[-1].axes if ax.get_title()]
+  assert [ax.get_title() for ax in axes] == ["train_loss", "eval_mean_iou", "lr"]
+  drawn = [[line.get_xydata().tolist() for line in ax.lines] for ax in axes]
+  assert drawn == [[[[1, 2.0], [2, 1.5], [3, 1.2]]], [[[2, 0.3], [3, 0.4]], [[2, 0.2]]],
+                   [[[1, 0.1], [3, 0.05]]]]
+  assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["seed 0", "seed 1"]
   with pytest.raises(ValueError, match="no points"):
     viz.plot_curves(str(tmp_path / "empty.png"), {"loss": []})
 
 
-def test_plot_ablation(tmp_path):
-  rows = [{"variant": v, "metric": m, "value": x}
-          for v, scores in (("bilinear", (0.61, 0.42)), ("transpose", (0.65, 0.47)),
-                            ("nearest", (0.58, 0.35)))
-          for m, x in zip(("mean_iou", "boundary_iou"), scores)]
+def test_plot_ablation_bars(tmp_path, figures):
+  scores = {"bilinear": (0.61, 0.42), "transpose": (0.65, 0.47), "nearest": (0.58, 0.35)}
+  rows = [{"variant": v, "metric": m, "value": x} for v, pair in scores.items()
+          for m, x in zip(("mean_iou", "boundary_iou"), pair)]
   path = tmp_path / "b" / "ablation.png"
   viz.plot_ablation(str(path), rows, metric="value", group="metric", label="variant")
-  assert_png(path)
+  read_png(path)
+  ax = figures[-1].axes[0]
+  bars = [(round(p.get_x() + p.get_width() / 2, 6), p.get_height()) for p in ax.patches]
+  width = 0.8 / 3
+  expected = [(round(g + (k - 1) * width, 6), pair[g])
+              for k, pair in enumerate(scores.values()) for g in range(2)]
+  assert bars == expected  # one cluster per metric, one bar per variant in order
+  assert [t.get_text() for t in ax.get_xticklabels()] == ["mean_iou", "boundary_iou"]
+  assert [t.get_text() for t in ax.get_legend().get_texts()] == list(scores)
+  labels = [t.get_text() for t in ax.texts]
+  assert labels == [f"{x:.3f}" for pair in scores.values() for x in pair]
   with pytest.raises(ValueError, match="'score'"):
     viz.plot_ablation(str(tmp_path / "x.png"), rows, metric="score", group="metric",
                       label="variant")
