@@ -86,7 +86,7 @@ def load_params(model, params):
     flat[f"{name}.weight"] = np.asarray(leaf["kernel"]).transpose(order)
     if module.bias is not None:
       flat[f"{name}.bias"] = np.asarray(leaf["bias"])
-  state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in flat.items()}
+  state = {k: torch.from_numpy(np.array(v)) for k, v in flat.items()}
   model.load_state_dict(state, strict=True)
   return model
 

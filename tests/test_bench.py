@@ -1,0 +1,150 @@
+"""The bench: PyTorch reference == fcnjax FCN, fc6/fc7 as matmuls == lax conv,
+the XLA flag handling, and one tiny end-to-end run."""
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from jax import lax
+
+from fcnjax import benchmark, cli, models
+from fcnjax.models.vgg import VGGBackbone
+from fcnjax.ops import fc
+from fcnjax.train.step import cross_entropy_sum
+
+# f32 tolerance, relative to the largest magnitude (summation order differs).
+RTOL = 1e-5
+
+
+def close(a, b, rtol=RTOL):
+  a, b = np.asarray(a), np.asarray(b)
+  assert a.shape == b.shape
+  err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
+  assert err <= rtol, f"relative error {err:.2e} > {rtol:.0e}"
+
+
+def conv(x, k, padding):
+  return lax.conv_general_dilated(x, k, (1, 1), padding,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("shape,kernel,padding", [
+    ((2, 7, 7, 8), (7, 7, 8, 16), "SAME"),     # fc6 in the 'same' geometry
+    ((2, 3, 5, 8), (7, 7, 8, 16), "SAME"),     # map smaller than the kernel
+    ((1, 9, 8, 8), (7, 7, 8, 4), "VALID"),     # 'paper' / 'torchvision' fc6
+    ((2, 4, 4, 16), (1, 1, 16, 16), "SAME"),   # fc7
+    ((1, 6, 5, 3), (3, 3, 3, 4), [(2, 0), (1, 1)]),
+])
+def test_conv_as_matmul_equals_lax_conv(shape, kernel, padding):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  k = jnp.asarray(rng.normal(size=kernel), jnp.float32)
+  close(fc.conv_as_matmul(x, k, (1, 1), padding), conv(x, k, padding))
+  loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b, (1, 1), padding)))
+  got = jax.grad(loss(fc.conv_as_matmul), (0, 1))(x, k)
+  want = jax.grad(loss(lambda a, b, s, p: conv(a, b, p)), (0, 1))(x, k)
+  for g, w in zip(got, want):
+    close(g, w)
+
+
+def test_conv_as_matmul_rejects_strides():
+  x, k = jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2))
+  with pytest.raises(ValueError, match="stride 1"):
+    fc.conv_as_matmul(x, k, (2, 2), "SAME")
+
+
+@pytest.mark.parametrize("geometry", ["same", "paper"])
+def test_vgg_fc_impls_equal_loss_and_grads(geometry):
+  """fc_impl='matmul' (the default) == 'xla': same params, loss and gradients."""
+  make = lambda impl: VGGBackbone(stage_sizes=(1, 1, 1, 1, 1), widths=(4, 8, 8, 16, 16),
+                                  fc_width=24, geometry=geometry, fc_impl=impl)
+  x = jax.random.normal(jax.random.key(0), (2, 40, 36, 3))
+  params = make("xla").init(jax.random.key(1), x)
+  assert (jax.tree.map(jnp.shape, make("matmul").init(jax.random.key(1), x))
+          == jax.tree.map(jnp.shape, params))
+
+  def loss(impl):
+    return lambda p: jnp.mean(jnp.square(make(impl).apply(p, x)["stride32"]))  # fc7
+  (l_mm, g_mm), (l_xla, g_xla) = (jax.jit(jax.value_and_grad(loss(i)))(params) for i in ("matmul", "xla"))
+  close(l_mm, l_xla)
+  jax.tree.map(close, g_mm, g_xla)
+
+
+@pytest.mark.parametrize("variant", ["8s", "32s"])
+def test_torch_reference_equals_fcn(variant):
+  """Forward, loss and gradients of the PyTorch FCN == fcnjax's on the same weights."""
+  torch = pytest.importorskip("torch")
+  from fcnjax import torch_reference
+  num_classes, x_shape = 5, (2, 37, 30, 3)
+  config = ml_collections.ConfigDict(dict(name="fcn", variant=variant, backbone="tiny",
+                                          dropout_rate=0.0, zero_init_score=False))
+  model = models.build_model(config, num_classes)
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=x_shape).astype(np.float32)
+  labels = rng.integers(0, num_classes, size=x_shape[:3]).astype(np.int32)
+  labels[0, :3] = 255  # ignored pixels
+  params = model.init(jax.random.key(0), jnp.asarray(images))["params"]
+  params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(2), p.shape),
+                        params)  # the upsamplers' bilinear init is symmetric; break it
+
+  def loss_fn(p):
+    logits = model.apply({"params": p}, jnp.asarray(images))
+    loss_sum, count = cross_entropy_sum(logits, jnp.asarray(labels))
+    return loss_sum / count, logits
+  (loss, logits), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
+
+  ref = torch_reference.build(num_classes, variant, **benchmark.backbone_sizes("tiny"))
+  torch_reference.load_params(ref, jax.tree.map(np.asarray, params))
+  t_logits = ref(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+  t_loss = torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(labels).long(),
+                                             ignore_index=255)
+  t_loss.backward()
+  close(t_logits.detach().numpy().transpose(0, 2, 3, 1), logits, 1e-4)
+  close(t_loss.item(), loss, 1e-5)
+  for name, p in ref.named_parameters():
+    path = name.split(".")
+    leaf = (grads["backbone"] if path[0] == "backbone" else grads)[path[1]]
+    if path[2] == "bias":
+      close(p.grad.numpy(), leaf["bias"], 1e-4)
+    else:
+      order = (2, 3, 0, 1) if p.dim() == 4 and "upscore" in path[1] else (3, 2, 0, 1)
+      close(p.grad.numpy(), np.asarray(leaf["kernel"]).transpose(order), 1e-4)
+
+
+def test_configure_xla_appends():
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  cli.configure_xla(env)
+  assert env["XLA_FLAGS"] == " ".join(("--xla_force_host_platform_device_count=8",)
+                                      + cli.XLA_CPU_FLAGS)
+  cli.configure_xla(env)  # idempotent
+  assert env["XLA_FLAGS"].count("ynn_fusion_type") == 1
+  env = {}
+  cli.configure_xla(env)
+  assert env["XLA_FLAGS"] == " ".join(cli.XLA_CPU_FLAGS)
+  user = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"}
+  cli.configure_xla(user)  # the user's own setting wins
+  assert user["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"
+  gpu = {"JAX_PLATFORMS": "cuda"}
+  cli.configure_xla(gpu)
+  assert "XLA_FLAGS" not in gpu
+
+
+def test_benchmark_module_defines_no_flags():
+  from absl import app, flags  # noqa: F401  (absl.app defines its own flags)
+  before = set(flags.FLAGS)
+  for name in ("fcnjax.benchmark", "fcnjax.bench", "fcnjax.torch_reference"):
+    sys.modules.pop(name, None)
+    __import__(name)
+  assert set(flags.FLAGS) == before
+
+
+def test_bench_run_tiny():
+  opts = benchmark.Options(backbone="tiny", size=32, batch_size=8, steps=1,  # 8 devices
+                           torch=benchmark.torch_reference.torch_available())
+  rows = benchmark.run(["fcn8s"], ["learned"], ["jit"], opts)
+  assert rows[0]["name"] == "fcn8s_learned_jit" and rows[0]["train_images_per_s"] > 0
+  if opts.torch:
+    assert rows[1]["name"] == "torch_fcn8s" and rows[0]["vs_torch"] > 0
+  assert "vs torch" in benchmark.format_table(rows)
