@@ -1,5 +1,6 @@
 """Checkpoints: one manager (latest N + best mIoU), self-description, refusal of
-keep < 1, corrupt newest step, workdir lock, NaN message, init from a run."""
+keep < 1, corrupt newest step, workdir lock, NaN message, init from a run,
+an unwritable checkpoint directory."""
 import glob
 import json
 import os
@@ -8,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import types
 
 import jax
@@ -16,8 +18,9 @@ import pytest
 
 from fcnjax import inference
 from fcnjax.data import pipeline, shapes
-from fcnjax.train import checkpoint, loop
+from fcnjax.train import checkpoint, description, loop
 from test_train import tiny_config
+from unwritable import read_only
 
 FAKE_INFO = types.SimpleNamespace(num_classes=4, class_names=("a", "b", "c", "d"))
 
@@ -107,7 +110,7 @@ def test_checkpoint_describes_itself_and_a_wrong_config_is_named(data_dir, train
   message = str(e.value)
   assert "model.variant: checkpoint '8s', config '32s'" in message
   assert "model.upsample" in message and "model.backbone" not in message
-  assert checkpoint.mismatches(saved, {**saved, "num_classes": 3}) == [
+  assert description.mismatches(saved, {**saved, "num_classes": 3}) == [
       f"num_classes: checkpoint {len(shapes.CLASS_NAMES)}, config 3"]
 
 
@@ -243,3 +246,31 @@ def test_init_from_a_workdir_of_another_variant(tmp_path):
     else:
       assert np.all(np.asarray(leaf) == -7), key
   assert copied > 0 and copied < len(jax.tree.leaves(merged.params))
+
+
+def test_unwritable_checkpoints_stop_training_at_once(data_dir, trained, tmp_path):
+  workdir = _copy(trained, tmp_path)
+  directory = os.path.join(workdir, "checkpoints")
+  before = _snapshot(directory)
+  start = time.time()
+  with read_only(directory), pytest.raises(RuntimeError) as e:
+    loop.train_and_evaluate(tiny_config(data_dir, num_train_steps=9), workdir)
+  assert time.time() - start < 60
+  assert f"in {directory} failed (PermissionError" in str(e.value)
+  assert "training stopped" in str(e.value)
+  assert _snapshot(directory) == before
+  assert not os.path.exists(os.path.join(workdir, ".lock"))
+  # Mid-run: the directory becomes unwritable after a first save.
+  fresh = str(tmp_path / "fresh")
+  state = _state(tiny_config(data_dir))
+  ckpt = checkpoint.Checkpoints(fresh)
+  ckpt.save(1, state.replace(step=1))
+  ckpt.manager.wait_until_finished()
+  fresh_dir = os.path.join(fresh, "checkpoints")
+  with read_only(fresh_dir), pytest.raises(RuntimeError, match=re.escape(
+      f"saving step 2 in {fresh_dir} failed (PermissionError")):
+    ckpt.save(2, state.replace(step=2))
+  ckpt.close()
+  assert os.listdir(fresh_dir) == ["1"]
+  restored = checkpoint.restore_state(fresh, state)
+  assert int(restored.step) == 1

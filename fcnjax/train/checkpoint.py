@@ -6,19 +6,18 @@
     W/.lock                     pid and host of the training that owns W
 
 Each step carries its scores (orbax metrics) and a description of its run
-(custom metadata: the config as JSON, the model fields, the class names), so a
-checkpoint says what it holds. Saves are asynchronous; `close()` waits for
+(custom metadata: `description.describe`), so a checkpoint says what it holds. Saves are asynchronous; `close()` waits for
 them. States are saved from the host (one copy) and restored as host arrays
 shaped like a fresh state, so a run resumes on any number of devices and
 hosts. A step that cannot be read is skipped, with a warning, for the newest
-readable one. Workdirs of the older layout with a separate `best/` folder
+readable one. A save that cannot be written stops the run at once with an
+error naming the directory. Workdirs of the older layout with a separate `best/` folder
 restore from their `checkpoints/`; `best/` is no longer read.
 """
-import json
 import math
 import os
 import shutil
-import socket
+import tempfile
 
 import jax
 import numpy as np
@@ -26,10 +25,11 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
+from fcnjax.train import lock
+from fcnjax.train.description import check_matches, describe  # noqa: F401 (loop)
 from fcnjax.train.state import TrainState
 
 BEST_METRIC = "mean_iou"
-LOCK_NAME = ".lock"
 
 
 def _tree(state: TrainState):
@@ -46,112 +46,6 @@ def _best_value(metrics):
   """The saved mIoU, -inf where a step has none (or a NaN): ranks steps."""
   value = (metrics or {}).get(BEST_METRIC)
   return float(value) if value is not None and math.isfinite(value) else -math.inf
-
-
-def describe(config, info):
-  """What each checkpoint records about its run (JSON-ready)."""
-  saved = json.loads(config.to_json_best_effort())
-  return {"config": saved, "model": saved["model"], "num_classes": info.num_classes,
-          "class_names": list(info.class_names)}
-
-
-def mismatches(saved, expected):
-  """The model fields and num_classes that differ, one 'field: a vs b' each."""
-  diffs = []
-  for key in sorted(set(saved["model"]) | set(expected["model"])):
-    a, b = saved["model"].get(key), expected["model"].get(key)
-    if a != b:
-      diffs.append(f"model.{key}: checkpoint {a!r}, config {b!r}")
-  if saved["num_classes"] != expected["num_classes"]:
-    diffs.append(f"num_classes: checkpoint {saved['num_classes']}, "
-                 f"config {expected['num_classes']}")
-  return diffs
-
-
-def check_matches(saved, expected, workdir):
-  """ValueError naming the fields where `expected` does not fit `saved`."""
-  diffs = mismatches(saved, expected)
-  if diffs:
-    raise ValueError(f"the config does not fit the checkpoints in {workdir}: "
-                     + "; ".join(diffs) + " (the run's settings are in "
-                     f"{os.path.join(workdir, 'config.json')})")
-
-
-def _pid_alive(pid):
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # alive, owned by another user
-    return True
-  return True
-
-
-def _read_lock(path):
-  """(pid, host) written in the lock file; (None, None) if unreadable."""
-  try:
-    with open(path) as f:
-      pid, host = f.read().split()
-    return int(pid), host
-  except (OSError, ValueError):
-    return None, None
-
-
-def acquire_lock(workdir):
-  """Creates W/.lock holding this process's pid and host.
-
-  RuntimeError naming the workdir and pid when a live process holds it (or a
-  process on another host, which cannot be checked); a lock whose process is
-  gone is taken over with a warning.
-  """
-  path = os.path.join(workdir, LOCK_NAME)
-  os.makedirs(workdir, exist_ok=True)
-  for _ in range(3):
-    try:
-      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-      pid, host = _read_lock(path)
-      if pid is not None and (host != socket.gethostname() or _pid_alive(pid)):
-        raise RuntimeError(
-            f"{workdir} is in use by another training (pid {pid} on {host}, lock file "
-            f"{path}); wait for it to end, or delete the lock file if that process "
-            "is gone") from None
-      logging.warning("Taking over the stale lock %s of pid %s, which is no longer "
-                      "running", path, pid)
-      try:
-        os.remove(path)
-      except FileNotFoundError:
-        pass
-      continue
-    with os.fdopen(fd, "w") as f:
-      f.write(f"{os.getpid()} {socket.gethostname()}\n")
-    return path
-  raise RuntimeError(f"could not create the lock file {path}")
-
-
-def release_lock(path):
-  """Removes the lock file if it still holds this process's pid."""
-  if path and _read_lock(path) == (os.getpid(), socket.gethostname()):
-    os.remove(path)
-
-
-def _lock_all_processes(workdir):
-  """Process 0 takes the lock; every process raises if it could not."""
-  path, error = None, None
-  if jax.process_index() == 0:
-    try:
-      path = acquire_lock(workdir)
-    except RuntimeError as e:
-      error = e
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    locked = multihost_utils.broadcast_one_to_all(np.int32(error is None))
-    if not locked and error is None:
-      error = RuntimeError(f"{workdir} is in use by another training (process 0 "
-                           f"found {os.path.join(workdir, LOCK_NAME)} held)")
-  if error is not None:
-    raise error
-  return path
 
 
 def _manager(directory, keep, read_only):
@@ -176,6 +70,24 @@ def _first_line(error):
   return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
+def _stopped(what, directory, error):
+  return (f"{what} in {directory} failed ({_first_line(error)}); training stopped. Make "
+          "the directory writable (or free space) and rerun the same command to resume.")
+
+
+def check_writable(directory, step=None):
+  """RuntimeError naming `directory` when a file cannot be created in it: a
+  save that would fail stops the run at once (orbax would fail in the
+  background and its barriers would wait for minutes)."""
+  try:
+    fd, path = tempfile.mkstemp(prefix=".write_check_", dir=directory)
+    os.close(fd)
+    os.remove(path)
+  except OSError as e:
+    what = "writing checkpoints" if step is None else f"saving step {step}"
+    raise RuntimeError(_stopped(what, directory, e)) from e
+
+
 class Checkpoints:
   """The checkpoints of one workdir: save, restore (newest or best), close.
 
@@ -191,11 +103,16 @@ class Checkpoints:
     self.directory = os.path.join(self.workdir, "checkpoints")
     self.description = description
     self.read_only = read_only
-    self.lock = None if read_only else _lock_all_processes(self.workdir)
+    self.lock_path = None if read_only else lock.lock_all_processes(self.workdir)
     try:
       self.manager = _manager(self.directory, keep, read_only)
+      if not read_only:
+        check_writable(self.directory)
+    except OSError as e:  # W/checkpoints cannot be created or listed
+      lock.release_lock(self.lock_path)
+      raise RuntimeError(_stopped("opening checkpoints", self.directory, e)) from e
     except BaseException:
-      release_lock(self.lock)
+      lock.release_lock(self.lock_path)
       raise
 
   def latest_step(self):
@@ -208,8 +125,12 @@ class Checkpoints:
     """Saves the host state at `step` with the finite scalars of `scores`."""
     metrics = {k: float(v) for k, v in (scores or {}).items()
                if isinstance(v, (int, float)) and math.isfinite(v)}
-    self.manager.save(step, args=ocp.args.StandardSave(_tree(state)), metrics=metrics,
-                      custom_metadata=self.description)
+    check_writable(self.directory, step)
+    try:  # also raises the error of an earlier asynchronous save
+      self.manager.save(step, args=ocp.args.StandardSave(_tree(state)), metrics=metrics,
+                        custom_metadata=self.description)
+    except Exception as e:
+      raise RuntimeError(_stopped(f"saving step {step}", self.directory, e)) from e
 
   def metrics(self, step):
     """The scores saved with `step` ({} if none or unreadable)."""
@@ -305,8 +226,12 @@ class Checkpoints:
     try:
       self.manager.wait_until_finished()
       self.manager.close()
+    except Exception as e:
+      if self.read_only:
+        raise
+      raise RuntimeError(_stopped("finishing a save", self.directory, e)) from e
     finally:
-      release_lock(self.lock)
+      lock.release_lock(self.lock_path)
 
 
 def _read(workdir, read):
