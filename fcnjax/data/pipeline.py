@@ -43,7 +43,7 @@ def default_data_config():
       sbd_dir=unset(str), train_split="train", eval_split="validation", crop_size=128,
       scale_range=(0.75, 1.25), flip=True, normalization="imagenet",
       num_train=unset(int), num_eval=unset(int), eval_size=unset(int), eval_bucket=unset(int),
-      pets_boundary_ignore=True, num_threads=4, num_workers=0, prefetch=4))
+      pets_boundary_ignore=True, num_threads=4, num_workers=unset(int), prefetch=4))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +69,11 @@ def normalize(image, mode):
   'imagenet': (x/255 - mean) / std, RGB. 'caffe': BGR, x - mean, 0..255 scale.
   """
   x = np.asarray(image, np.float32)
-  if mode == "imagenet":
-    return (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+  if mode == "imagenet":  # (x / 255 - mean) / std as one in-place multiply-add
+    x = x.copy() if x is image else x
+    x *= 1.0 / (255.0 * IMAGENET_STD)
+    x -= IMAGENET_MEAN / IMAGENET_STD
+    return x
   if mode == "caffe":
     return x[..., ::-1] - CAFFE_MEAN_BGR
   raise ValueError(f"normalization={mode!r}; valid: {NORMALIZATIONS}")
@@ -183,6 +186,16 @@ def train_dataset(data_config, batch_size, *, seed, start_step=0, process_index=
   return grain.MapDataset.range(start_step, 2 ** 62).map(make)
 
 
+def default_num_workers():
+  """Input worker processes when config.data.num_workers is None: none where
+  JAX computes on this CPU (workers would take its cores), else up to 8."""
+  import os
+  import jax
+  if jax.default_backend() == "cpu":
+    return 0
+  return min(8, (os.cpu_count() or 1) // 2)
+
+
 def train_batches(data_config, batch_size, *, seed, start_step=0, process_index=0,
                   process_count=1, num_threads=None, num_workers=None, prefetch=None):
   """Infinite iterator of this process's slice of each global batch.
@@ -191,7 +204,7 @@ def train_batches(data_config, batch_size, *, seed, start_step=0, process_index=
   B = batch_size // process_count and S = data_config.crop_size; the global
   batch of step t depends only on (seed, t). Batches are made ahead by grain:
   `num_threads` threads (default data_config.num_threads), `num_workers`
-  processes if > 0, `prefetch` batches buffered.
+  processes if > 0 (None: `default_num_workers()`), `prefetch` batches buffered.
   """
   import grain
   defaults = default_data_config()  # configs saved before these fields existed
@@ -199,10 +212,11 @@ def train_batches(data_config, batch_size, *, seed, start_step=0, process_index=
   dataset = train_dataset(data_config, batch_size, seed=seed, start_step=start_step,
                           process_index=process_index, process_count=process_count)
   threads = pick(num_threads, "num_threads")
-  options = grain.ReadOptions(num_threads=threads,
-                              prefetch_buffer_size=pick(prefetch, "prefetch") if threads else 0)
+  buffered = max(pick(prefetch, "prefetch"), threads)  # each thread fills a slot
+  options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=buffered if threads else 0)
   batches = dataset.to_iter_dataset(options)
   workers = pick(num_workers, "num_workers")
+  workers = default_num_workers() if workers is None else workers
   if workers:
     if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags
       flags.FLAGS.mark_as_parsed()

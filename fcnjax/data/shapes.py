@@ -3,7 +3,7 @@
 Filled shapes of 6 classes on textured, noisy backgrounds, with occlusion,
 scale variety and thin / small parts (rings, bars, crosses) so that coarse
 upsampling visibly loses boundary accuracy. Deterministic: example i of a
-split is drawn from a generator seeded with (split seed, i). Stored as zlib
+split is drawn from a generator seeded with (split seed, i). Stored as raw
 uint8 tensors in array_record files, so it is prepared and read without
 TensorFlow:
 
@@ -97,7 +97,7 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("2.0.0")
   RELEASE_NOTES = {"1.0.0": "First version.",
                    "1.1.0": "Class names only in the metadata, not in every example.",
-                   "2.0.0": "zlib uint8 tensors in array_record files (no TensorFlow "
+                   "2.0.0": "Raw uint8 tensors in array_record files (no TensorFlow "
                             "needed); masks (H, W)."}
   BUILDER_CONFIGS = [
       ShapesConfig(name="default", description="128x128, 2000 train / 200 validation"),
@@ -112,14 +112,12 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     s = self.builder_config.image_size
-    zlib = tfds.features.Encoding.ZLIB
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8, encoding=zlib),
-            "segmentation_mask": tfds.features.Tensor(shape=(s, s), dtype=np.uint8,
-                                                      encoding=zlib),
+            "image": tfds.features.Tensor(shape=(s, s, 3), dtype=np.uint8),
+            "segmentation_mask": tfds.features.Tensor(shape=(s, s), dtype=np.uint8),
         }),
         supervised_keys=("image", "segmentation_mask"),
         metadata=tfds.core.MetadataDict(class_names=list(CLASS_NAMES)),

@@ -39,7 +39,7 @@ def _check_numbers(config):
     _at_least(name, config[name], 1)
   _at_least("data.crop_size", config.data.crop_size, 1)
   for name in ("num_threads", "num_workers", "prefetch"):
-    _at_least(f"data.{name}", config.data.get(name, 0), 0)
+    _at_least(f"data.{name}", config.data.get(name) or 0, 0)
   for name in ("eval_size", "eval_bucket"):
     if config.data.get(name) is not None:
       _at_least(f"data.{name}", config.data[name], 1)

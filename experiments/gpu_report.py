@@ -1,0 +1,148 @@
+"""Accelerator report: training throughput with an MFU estimate, the input
+pipeline's own throughput, and how busy the device is when the pipeline feeds it.
+
+    python experiments/gpu_report.py --out=report.json
+    python experiments/gpu_report.py --size=64 --batch_size=2 --backbone=tiny  # a CPU dry run
+
+1. The bench case (FCN-8s, VGG16, 'same', jit driver; dtype, size, batch from
+   the flags) on a fixed batch: img/s, and MFU = XLA's cost-analysis FLOPs of
+   the step (HLO before backend passes) / step time / --peak_tflops.
+2. The input pipeline of a training config alone (grain, per thread / worker
+   count): img/s, against the step's demand (its img/s on a fixed batch).
+3. Busy fraction: the same config's train step fed by the pipeline (metrics
+   fetched every 50 steps as the loop does) / fed a fixed batch on the device.
+"""
+import json
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def bench_with_flops(opts, steps):
+  """(row, flops per step) for FCN-8s under `opts` (benchmark.Options)."""
+  import jax
+  import optax
+  from fcnjax import benchmark
+  from fcnjax.train import parallel
+  from fcnjax.train import state as state_lib
+  model = benchmark.build_model("fcn8s", "learned", opts)
+  batch = benchmark.synthetic_batch(opts)
+  state = state_lib.create_train_state(model, optax.sgd(1e-3, 0.9), jax.random.key(0),
+                                       (1,) + batch["image"].shape[1:])
+  driver = parallel.make_driver("jit", loss_reduction="mean", num_classes=opts.num_classes)
+  state, device_batch = driver.put_state(state), driver.put_batch(batch)
+  t = time.perf_counter()
+  lowered = driver.train_step.lower(state, device_batch, jax.random.key(0))
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - t
+  # FLOPs of the HLO before backend passes: on GPU the compiled module's
+  # convolutions are library calls that its cost analysis counts as 0.
+  cost = lowered.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  state, metrics = compiled(state, device_batch, jax.random.key(0))
+  jax.block_until_ready(metrics)
+  t = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = compiled(state, device_batch, jax.random.key(0))
+  jax.block_until_ready(metrics)
+  step_s = (time.perf_counter() - t) / steps
+  return dict(dtype=opts.dtype, size=opts.size, batch_size=opts.batch_size,
+              backbone=opts.backbone, compile_s=compile_s, step_ms=1e3 * step_s,
+              train_images_per_s=opts.batch_size / step_s, flops_per_step=cost["flops"],
+              tflops_per_s=cost["flops"] / step_s / 1e12,
+              mfu=cost["flops"] / step_s / (FLAGS.peak_tflops * 1e12),
+              device=jax.devices()[0].device_kind)
+
+
+def pipeline_throughput(data_config, batch_size, threads, workers, steps):
+  from fcnjax.data import pipeline
+  batches = pipeline.train_batches(data_config, batch_size, seed=0, num_threads=threads,
+                                   num_workers=workers)
+  for _ in range(max(2, 2 * workers)):  # workers started, buffers filling
+    next(batches)
+  t = time.perf_counter()
+  for _ in range(steps):
+    next(batches)
+  return batch_size * steps / (time.perf_counter() - t)
+
+
+def fed_vs_fixed(config, steps):
+  """img/s of the config's train step fed by the pipeline, and on one fixed batch."""
+  import jax
+  from fcnjax.data import pipeline
+  from fcnjax.train import loop, parallel
+  info = pipeline.get_info(config.data)
+  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+  driver = parallel.make_driver("jit", loss_reduction=config.loss_reduction,
+                                num_classes=info.num_classes)
+  state = driver.put_state(state)
+  batches = pipeline.train_batches(config.data, config.batch_size, seed=0)
+  fixed = driver.put_batch(next(batches))
+  rates = {}
+  for name in ("fixed", "fed"):
+    state, m = driver.train(state, next(batches) if name == "fed" else fixed, jax.random.key(0))
+    jax.block_until_ready(m)
+    t, pending = time.perf_counter(), []
+    for i in range(steps):
+      state, m = driver.train(state, next(batches) if name == "fed" else fixed,
+                              jax.random.key(0))
+      pending.append(m)
+      if (i + 1) % 50 == 0:
+        jax.device_get(pending)
+        pending = []
+    jax.device_get(pending)
+    rates[name] = config.batch_size * steps / (time.perf_counter() - t)
+  return rates
+
+
+def main(argv):
+  del argv
+  import jax
+  import importlib
+  from fcnjax import benchmark
+  report = dict(jax=jax.__version__, devices=[d.device_kind for d in jax.devices()])
+  print(report, flush=True)
+  for dtype in FLAGS.dtypes:
+    opts = benchmark.Options(backbone=FLAGS.backbone, size=FLAGS.size, dtype=dtype,
+                             batch_size=FLAGS.batch_size, num_classes=21, torch=False)
+    row = bench_with_flops(opts, FLAGS.steps)
+    report[f"bench_{dtype}"] = row
+    print(json.dumps(row), flush=True)
+  config = importlib.import_module(f"fcnjax.configs.{FLAGS.train_config}").get_config()
+  if FLAGS.data_dir:
+    config.data.data_dir = FLAGS.data_dir
+  fed = fed_vs_fixed(config, FLAGS.fed_steps)
+  fed["busy_fraction"] = fed["fed"] / fed["fixed"]
+  report["fed_vs_fixed"] = fed
+  print(json.dumps(fed), flush=True)
+  report["pipeline"] = []
+  for threads, workers in ((0, 0), (4, 0), (8, 0), (1, 4), (1, 8)):
+    rate = pipeline_throughput(config.data, config.batch_size, threads, workers,
+                               FLAGS.pipeline_steps)
+    entry = dict(threads=threads, workers=workers, images_per_s=rate,
+                 vs_step_demand=rate / fed["fixed"])
+    report["pipeline"].append(entry)
+    print(json.dumps(entry), flush=True)
+  if FLAGS.out:
+    with open(FLAGS.out, "w") as f:
+      json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+  flags.DEFINE_list("dtypes", ["bfloat16", "float32"], "Compute dtypes of the bench case.")
+  flags.DEFINE_string("backbone", "vgg16", "Backbone of the bench case.")
+  flags.DEFINE_integer("size", 512, "Square input size of the bench case.")
+  flags.DEFINE_integer("batch_size", 16, "Batch size of the bench case.")
+  flags.DEFINE_integer("steps", 20, "Timed steps of the bench case.")
+  flags.DEFINE_float("peak_tflops", 989.0, "Peak dense TFLOP/s of the device for the MFU "
+                     "(H100 SXM bf16: 989).")
+  flags.DEFINE_string("train_config", "fcn8s_shapes", "Packaged training config.")
+  flags.DEFINE_integer("fed_steps", 200, "Steps of the fed / fixed comparison.")
+  flags.DEFINE_integer("pipeline_steps", 200, "Batches timed per pipeline setting.")
+  flags.DEFINE_string("data_dir", None, "tfds data_dir of the training config's dataset.")
+  flags.DEFINE_string("out", None, "Write the report as JSON here.")
+  from fcnjax import cli
+  cli.configure_xla()
+  app.run(main)
