@@ -57,6 +57,26 @@ def test_twenty_steps_lower_the_loss(data_dir):
   assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
 
 
+def test_bfloat16_trains_like_float32(data_dir):
+  """Same init, same batches: the bf16-compute run's losses track f32's."""
+  losses = {}
+  for dtype in ("float32", "bfloat16"):
+    config = tiny_config(data_dir, dtype=dtype, **{"optimizer.learning_rate": 3e-3})
+    info = pipeline.get_info(config.data)
+    state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+    driver = parallel.make_driver("jit", loss_reduction="mean", num_classes=info.num_classes)
+    state, batches = driver.put_state(state), pipeline.train_batches(config.data, 8, seed=0)
+    losses[dtype] = []
+    for _ in range(20):
+      state, metrics = driver.train(state, next(batches), jax.random.key(0))
+      losses[dtype].append(float(metrics["loss"]))
+    assert all(p.dtype == np.float32 for p in jax.tree.leaves(state.params))  # f32 master weights
+  f32, bf16 = np.array(losses["float32"]), np.array(losses["bfloat16"])
+  assert np.mean(bf16[-5:]) < 0.8 * np.mean(bf16[:5]), bf16  # it learns
+  np.testing.assert_allclose(bf16, f32, rtol=0.1)  # and stays near f32 at every step
+  assert not np.array_equal(bf16, f32)  # the compute dtype did change
+
+
 def _tensorboard_scalars(workdir, tag):
   """[(step, value)] of `tag` as TensorBoard reads the event files (restart
   markers drop what an interrupted run logged past its checkpoint)."""
