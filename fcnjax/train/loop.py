@@ -21,7 +21,7 @@ from clu import parameter_overview, periodic_actions  # noqa: I100
 from fcnjax import metrics as seg_metrics
 from fcnjax import models
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, parallel, validate
+from fcnjax.train import checkpoint, optim, parallel, validate
 from fcnjax.train import state as state_lib
 
 DTYPES = validate.DTYPES
@@ -52,7 +52,7 @@ def class_weights(config, info):
 
 
 def create_state(config, model, rng):
-  optimizer, schedule = state_lib.create_optimizer(config.optimizer, config.num_train_steps)
+  optimizer, schedule = optim.create_optimizer(config.optimizer, config.num_train_steps)
   shape = (1, config.data.crop_size, config.data.crop_size, 3)
   return state_lib.create_train_state(model, optimizer, rng, shape), schedule
 

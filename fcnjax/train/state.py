@@ -5,8 +5,6 @@ import jax
 import jax.numpy as jnp
 from flax.training import train_state
 
-from fcnjax.train.optim import create_optimizer  # noqa: F401  (loop.py reads it here)
-
 
 class TrainState(train_state.TrainState):
   """flax TrainState plus BatchNorm statistics (an empty dict if none)."""
