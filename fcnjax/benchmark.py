@@ -4,6 +4,8 @@
 Every case builds its model, runs one step (compile) and `steps` timed steps
 of the full training step (forward, loss, backward, SGD momentum update) on a
 fixed random batch: images (N, H, W, 3) normal, labels (N, H, W) uniform.
+The drivers of a case and its PyTorch reference take turns step by step, so
+on a shared machine their ratio is measured under the same load.
 Defines no flags; `run(**options)` returns the rows.
 """
 import dataclasses
@@ -61,8 +63,9 @@ def _row(name, opts, elapsed, compile_s, **extra):
               peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra)
 
 
-def bench_case(name, upsample, driver_name, opts):
-  """Times fcnjax's training step for one (model, upsample, driver): a row dict."""
+def jax_step(name, upsample, driver_name, opts):
+  """fcnjax's training step for one (model, upsample, driver): (step, info);
+  step() runs one step to completion (the first call compiles)."""
   import jax
   import optax
   from fcnjax.train import parallel
@@ -73,19 +76,16 @@ def bench_case(name, upsample, driver_name, opts):
                                        (1,) + batch["image"].shape[1:])
   driver = parallel.make_driver(driver_name, loss_reduction="mean",
                                 num_classes=opts.num_classes)
-  state = driver.put_state(state)
-  start = time.perf_counter()
-  state, metrics = driver.train(state, batch, jax.random.key(0))
-  jax.block_until_ready(metrics)
-  compile_s = time.perf_counter() - start
-  start = time.perf_counter()
-  for _ in range(opts.steps):
-    state, metrics = driver.train(state, batch, jax.random.key(0))
-  jax.block_until_ready(metrics)
+  carry = {"state": driver.put_state(state)}
+
+  def step():
+    carry["state"], metrics = driver.train(carry["state"], batch, jax.random.key(0))
+    jax.block_until_ready(metrics)
+
   label = f"{name}_{upsample}_{driver_name}" if name.startswith("fcn") else f"{name}_{driver_name}"
-  return _row(label, opts, time.perf_counter() - start, compile_s, model=name,
-              upsample=upsample, driver=driver_name, devices=driver.num_devices,
-              device=jax.devices()[0].device_kind, fc_impl=opts.fc_impl)
+  return step, dict(name=label, model=name, upsample=upsample, driver=driver_name,
+                    devices=driver.num_devices, device=jax.devices()[0].device_kind,
+                    fc_impl=opts.fc_impl)
 
 
 def has_torch_reference(name, upsample, opts):
@@ -105,39 +105,59 @@ def backbone_sizes(backbone):
               fc_width=sizes["fc_width"], fc6_kernel=VGGBackbone.fc6_kernel)
 
 
-def bench_torch(name, opts):
-  """Times the PyTorch reference's training step on the same batch: a row dict."""
+def torch_step(name, opts):
+  """The PyTorch reference's training step on the same batch: (step, info)."""
   import torch
   model = torch_reference.build(opts.num_classes, name[3:], **backbone_sizes(opts.backbone))
-  step = torch_reference.train_step_fn(model)
+  train = torch_reference.train_step_fn(model)
   batch = synthetic_batch(opts)
   images = torch.from_numpy(batch["image"].transpose(0, 3, 1, 2).copy())
   labels = torch.from_numpy(batch["label"].astype(np.int64))
-  start = time.perf_counter()
-  step(images, labels)
-  compile_s = time.perf_counter() - start
-  start = time.perf_counter()
-  for _ in range(opts.steps):
-    step(images, labels)
-  return _row(f"torch_{name}", opts, time.perf_counter() - start, compile_s, model=name,
-              upsample="learned", driver="torch", device="cpu",
-              torch_version=torch.__version__, torch_threads=torch.get_num_threads())
+  return (lambda: train(images, labels)), dict(
+      name=f"torch_{name}", model=name, upsample="learned", driver="torch", device="cpu",
+      torch_version=torch.__version__, torch_threads=torch.get_num_threads())
+
+
+def time_interleaved(steps, n):
+  """Runs each step once (compile / warm-up), then n rounds that time every
+  step once in turn, so steps compared in one case see the same machine load.
+  Returns (first-call seconds, total timed seconds), one pair per step."""
+  first = []
+  for step in steps:
+    start = time.perf_counter()
+    step()
+    first.append(time.perf_counter() - start)
+  totals = [0.0] * len(steps)
+  for _ in range(n):
+    for i, step in enumerate(steps):
+      start = time.perf_counter()
+      step()
+      totals[i] += time.perf_counter() - start
+  return list(zip(first, totals))
+
+
+def bench_case(name, upsample, drivers, opts):
+  """Rows for one (model, upsample): each driver, then the PyTorch reference
+  where it has one; fcnjax rows get vs_torch (fcnjax img/s / PyTorch img/s)."""
+  cases = [jax_step(name, upsample, d, opts) for d in drivers]
+  if has_torch_reference(name, upsample, opts):
+    cases.append(torch_step(name, opts))
+  times = time_interleaved([step for step, _ in cases], opts.steps)
+  rows = [_row(info.pop("name"), opts, total, first, **info)
+          for (_, info), (first, total) in zip(cases, times)]
+  if rows[-1]["driver"] == "torch":
+    for row in rows[:-1]:
+      row["vs_torch"] = row["train_images_per_s"] / rows[-1]["train_images_per_s"]
+  return rows
 
 
 def run(models, upsamplers, drivers, opts, emit=None):
-  """Benchmarks every (model, upsample, driver) case, then the PyTorch
-  reference of each (model, upsample) it has; fcnjax rows get `vs_torch`
-  (fcnjax img/s / PyTorch img/s). emit(row) is called as each row is done."""
+  """Benchmarks every (model, upsample) case with each driver and the PyTorch
+  reference side by side; emit(row) is called as each row is done."""
   rows = []
   for name in models:
     for upsample in (upsamplers if name.startswith("fcn") else ["-"]):
-      case = [bench_case(name, upsample, d, opts) for d in drivers]
-      if has_torch_reference(name, upsample, opts):
-        ref = bench_torch(name, opts)
-        for row in case:
-          row["vs_torch"] = row["train_images_per_s"] / ref["train_images_per_s"]
-        case.append(ref)
-      for row in case:
+      for row in bench_case(name, upsample, drivers, opts):
         rows.append(row)
         if emit:
           emit(row)

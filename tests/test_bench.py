@@ -11,7 +11,7 @@ from jax import lax
 
 from fcnjax import benchmark, cli, models
 from fcnjax.models.vgg import VGGBackbone
-from fcnjax.ops import fc
+from fcnjax.ops import fc, winograd
 from fcnjax.train.step import cross_entropy_sum
 
 # f32 tolerance, relative to the largest magnitude (summation order differs).
@@ -53,6 +53,23 @@ def test_conv_as_matmul_rejects_strides():
   x, k = jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2))
   with pytest.raises(ValueError, match="stride 1"):
     fc.conv_as_matmul(x, k, (2, 2), "SAME")
+
+
+@pytest.mark.parametrize("shape,padding", [
+    ((2, 7, 9, 5), "SAME"), ((1, 8, 8, 4), "SAME"), ((1, 7, 6, 3), "VALID"),
+    ((1, 1, 3, 2), "SAME"), ((1, 7, 6, 3), [(2, 0), (0, 1)])])
+def test_winograd_equals_lax_conv(shape, padding):
+  """F(2x2, 3x3) in f32: forward relative error a few 1e-7, gradients ~2e-6 (bound 1e-5)."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(3, 3, shape[-1], 6)), jnp.float32)
+  close(winograd.conv_general_dilated(x, k, (1, 1), padding), conv(x, k, padding), 1e-6)
+  loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b)))
+  got = jax.grad(loss(lambda a, b: winograd.conv_general_dilated(a, b, (1, 1), padding)),
+                 (0, 1))(x, k)
+  want = jax.grad(loss(lambda a, b: conv(a, b, padding)), (0, 1))(x, k)
+  for g, w in zip(got, want):
+    close(g, w, 1e-5)
 
 
 @pytest.mark.parametrize("geometry", ["same", "paper"])

@@ -30,19 +30,30 @@ def patches(x, kh, kw, pads):
                          axis=-1)
 
 
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def is_nhwc(lhs, rhs, dimension_numbers):
+  """Whether conv dimension_numbers (None, strings or ConvDimensionNumbers) mean
+  NHWC input, HWIO kernel, NHWC output; None is lax's default, NCHW."""
+  if dimension_numbers is None:
+    return False
+  want = lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC)
+  return lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == want
+
+
 def conv_as_matmul(lhs, rhs, window_strides=(1, 1), padding="SAME", lhs_dilation=None,
-                   rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                   rhs_dilation=None, dimension_numbers=NHWC, feature_group_count=1,
                    precision=None, preferred_element_type=None):
   """`lax.conv_general_dilated` for NHWC input, HWIO kernel, stride 1, no
   dilation or groups: lhs (N, H, W, Cin), rhs (kh, kw, Cin, Cout) ->
   (N, H', W', Cout). Equal to the convolution up to float summation order."""
-  del dimension_numbers  # flax passes NHWC / HWIO for 4-D inputs, the only layout here
   unit = lambda v: v is None or all(d == 1 for d in v)
   if not (unit(window_strides) and unit(lhs_dilation) and unit(rhs_dilation)
           and feature_group_count == 1):
     raise ValueError("conv_as_matmul: stride 1, no dilation, no feature groups only")
-  if lhs.ndim != 4:
-    raise ValueError(f"conv_as_matmul takes NHWC inputs, got shape {lhs.shape}")
+  if lhs.ndim != 4 or not is_nhwc(lhs, rhs, dimension_numbers):
+    raise ValueError(f"conv_as_matmul: NHWC / HWIO only, got {dimension_numbers}")
   kh, kw, cin, cout = rhs.shape
   cols = patches(lhs, kh, kw, _pads(padding, lhs.shape[1:3], (kh, kw)))
   return jnp.matmul(cols, rhs.reshape(kh * kw * cin, cout), precision=precision,

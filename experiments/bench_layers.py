@@ -1,0 +1,76 @@
+"""Per-layer timing of VGG16's convolutions (FCN-8s at 224x224) by implementation.
+
+    python experiments/bench_layers.py [--batch_size=2] [--layers=fc6,conv1_2] [--json]
+
+For each layer and implementation: forward, and forward + backward (gradients
+w.r.t. input and kernel, as in training), best of `--repeats`, jitted, on one
+process; fc6 / fc7: lax conv vs `ops.fc.conv_as_matmul`; the 3x3 convs: lax
+conv vs `ops.winograd`. Sets the project's XLA flags (cli.configure_xla) like
+the entry points; run with XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=
++individual_convolution to time XLA's YNNPACK convolutions instead.
+"""
+import argparse
+import json
+import time
+
+from fcnjax import cli
+
+cli.configure_xla()  # before JAX starts
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax import lax  # noqa: E402
+
+from fcnjax.ops import fc, winograd  # noqa: E402
+
+# name: (map size, Cin, Cout, kernel) of the FCN-8s 'same' geometry at 224x224.
+LAYERS = {"conv1_2": (224, 64, 64, 3), "conv2_2": (112, 128, 128, 3),
+          "conv3_3": (56, 256, 256, 3), "conv4_3": (28, 512, 512, 3),
+          "conv5_3": (14, 512, 512, 3), "fc6": (7, 512, 4096, 7), "fc7": (7, 4096, 4096, 1)}
+IMPLS = {"xla": lax.conv_general_dilated, "matmul": fc.conv_as_matmul,
+         "winograd": winograd.conv_general_dilated}
+
+
+def time_fn(fn, *args, repeats):
+  jax.block_until_ready(fn(*args))  # compile
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - start)
+  return 1e3 * best
+
+
+def bench_layer(name, impl, batch, repeats):
+  size, cin, cout, k = LAYERS[name]
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(batch, size, size, cin)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(k, k, cin, cout)) / np.sqrt(k * k * cin), jnp.float32)
+  conv = lambda a, b: IMPLS[impl](a, b, (1, 1), "SAME",
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  fwd = jax.jit(conv)
+  train = jax.jit(jax.grad(lambda a, b: jnp.sum(conv(a, b) * 1e-3), (0, 1)))
+  return dict(layer=name, impl=impl, input=f"{batch}x{size}x{size}x{cin}", cout=cout, kernel=k,
+              fwd_ms=time_fn(fwd, x, kernel, repeats=repeats),
+              fwd_bwd_ms=time_fn(train, x, kernel, repeats=repeats))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__)
+  parser.add_argument("--batch_size", type=int, default=2)
+  parser.add_argument("--layers", default=",".join(LAYERS))
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--json", action="store_true")
+  args = parser.parse_args()
+  for name in args.layers.split(","):
+    alt = "winograd" if LAYERS[name][3] == 3 else "matmul"
+    for impl in ("xla", alt):
+      row = bench_layer(name, impl, args.batch_size, args.repeats)
+      print(json.dumps(row) if args.json else
+            f"{row['layer']:8s} {row['impl']:9s} {row['input']:16s} fwd {row['fwd_ms']:8.1f} ms"
+            f"  fwd+bwd {row['fwd_bwd_ms']:8.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+  main()
