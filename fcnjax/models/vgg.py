@@ -12,6 +12,8 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fcnjax.ops.fc import FC_IMPLS
+
 GEOMETRIES = ("same", "paper", "torchvision")
 
 
@@ -37,6 +39,7 @@ class VGGBackbone(nn.Module):
   widths: Sequence[int] = (64, 128, 256, 512, 512)
   fc_width: int = 4096
   fc6_kernel: int = 7
+  fc_impl: str = "matmul"  # fc6 / fc7 as 'matmul' (im2col, fast on CPU) or 'xla' (lax conv)
   geometry: str = "same"
   dropout_rate: float = 0.5
   batch_norm: bool = False  # conv -> BatchNorm -> ReLU (the 'small' CPU backbone)
@@ -62,9 +65,10 @@ class VGGBackbone(nn.Module):
       x = max_pool_2x2(x, ceil_mode=self.geometry != "torchvision")
       pools[s] = x
     fc6_pad = "SAME" if self.geometry == "same" else "VALID"
-    x = nn.relu(conv(self.fc_width, (self.fc6_kernel,) * 2, padding=fc6_pad, name="fc6")(x))
+    fc = functools.partial(conv, conv_general_dilated=FC_IMPLS[self.fc_impl])
+    x = nn.relu(fc(self.fc_width, (self.fc6_kernel,) * 2, padding=fc6_pad, name="fc6")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    x = nn.relu(conv(self.fc_width, (1, 1), name="fc7")(x))
+    x = nn.relu(fc(self.fc_width, (1, 1), name="fc7")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     return {"stride8": pools[3], "stride16": pools[4], "stride32": x}
 
