@@ -109,6 +109,8 @@ def start():
   """Turns on the compilation cache and joins the multi-host runtime (TensorFlow, when a dataset needs it, is
   kept off accelerators where it is imported: `data.tfds_source`)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  from fcnjax import logs
+  logs.quiet_libraries()  # library INFO logs hidden unless -v 1
   import jax
   flag = lambda name, default=None: FLAGS[name].value if name in FLAGS else default
   enable_compilation_cache(flag("compilation_cache_dir"))
