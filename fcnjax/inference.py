@@ -4,14 +4,17 @@ import os
 
 import jax
 import numpy as np
+from absl import logging
 from PIL import Image
 
 from fcnjax import viz
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, loop, parallel
+from fcnjax.train import checkpoint, description, loop, parallel
 from fcnjax.train import step as step_lib
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# PIL modes of 16-bit (and 32-bit integer) grayscale images.
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def restore(config, workdir, which="best"):
@@ -25,7 +28,7 @@ def restore(config, workdir, which="best"):
   loop.validate_config(config, info)
   saved = checkpoint.saved_config(workdir)
   if saved:
-    checkpoint.check_matches(saved, checkpoint.describe(config, info), workdir)
+    description.check_matches(saved, description.describe(config, info), workdir)
   state, _ = loop.create_state(config, loop.build_model(config, info),
                                jax.random.key(config.seed))
   return checkpoint.restore_state(workdir, state, which=which), info
@@ -62,7 +65,7 @@ def evaluate_workdir(config, workdir, which="best", num_figure_images=6):
 
 
 def list_images(path):
-  """An image file, or the images of a folder (sorted)."""
+  """An image file, or the files of a folder with an image suffix (sorted)."""
   if os.path.isdir(path):
     files = sorted(os.path.join(path, f) for f in os.listdir(path)
                    if f.lower().endswith(IMAGE_SUFFIXES))
@@ -74,24 +77,59 @@ def list_images(path):
   return [path]
 
 
+def _scaled_to_8_bits(image):
+  """(H, W, 3) uint8 from a 16-bit (or 32-bit integer) grayscale image:
+  0..65535 maps linearly onto 0..255 (rounded), instead of clipping at 255."""
+  values = np.asarray(image, dtype=np.float64)
+  gray = np.clip(np.round(values * (255 / 65535)), 0, 255).astype(np.uint8)
+  return np.repeat(gray[..., None], 3, axis=-1)
+
+
+def read_rgb(path):
+  """The image file at `path` as (H, W, 3) uint8 RGB.
+
+  16-bit grayscale is scaled to 8 bits (`_scaled_to_8_bits`); palette images
+  are looked up in their palette; grayscale, bilevel and CMYK are converted to
+  RGB; an alpha channel is dropped. A file that is not a readable image raises
+  ValueError naming it.
+  """
+  try:
+    with Image.open(path) as image:
+      image.load()
+      if image.mode in SIXTEEN_BIT_MODES:
+        return _scaled_to_8_bits(image)
+      if image.mode == "P":  # palette: through RGBA, which keeps a transparency entry
+        image = image.convert("RGBA")
+      return np.asarray(image.convert("RGB"))
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def mask_path(path, out_dir):
+  """Where the mask of the image `path` is written: out_dir/<name>.png."""
+  return os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
+
+
 def predict_files(config, workdir, files, out_dir, which="best"):
   """Segments each image at its native size; writes <name>.png (palette PNG,
-  pixel value = class id) and <name>_overlay.png. Returns the mask paths."""
+  pixel value = class id) and <name>_overlay.png. Returns the mask paths. A
+  file that cannot be read is skipped with a warning naming it (it has no
+  mask path in the result)."""
   state, info = restore(config, workdir, which)
   predict = jax.jit(step_lib.predict_step)
   os.makedirs(out_dir, exist_ok=True)
   written = []
   for path in files:
     try:
-      image = np.asarray(Image.open(path).convert("RGB"))
-    except OSError as e:
-      raise ValueError(f"{path}: not a readable image ({e})") from None
+      image = read_rgb(path)
+    except ValueError as e:
+      logging.warning("Skipping %s", e)
+      continue
     preds, _ = predict(state, pipeline.normalize(image, config.data.normalization)[None])
     mask = np.asarray(preds[0]).astype(np.uint8)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    mask_path = os.path.join(out_dir, f"{stem}.png")
-    viz.save_palette_png(mask_path, mask, info.palette)
+    out = mask_path(path, out_dir)
+    viz.save_palette_png(out, mask, info.palette)
     Image.fromarray(viz.overlay(image, mask, info.palette)).save(
-        os.path.join(out_dir, f"{stem}_overlay.png"))
-    written.append(mask_path)
+        out[:-len(".png")] + "_overlay.png")
+    written.append(out)
   return written
