@@ -1,14 +1,18 @@
 """Two processes through the real command line: train (with eval and
-checkpoints), then evaluate; both finish and leave no unfinished checkpoint."""
+checkpoints), then evaluate; both finish and leave no unfinished checkpoint.
+A peer killed mid-training stops the survivor, with a message naming it."""
 import glob
 import json
 import os
+import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 
 from fcnjax.data import pipeline
-from test_multihost import run_two_processes
+from test_multihost import BIND_FAILURES, _free_port, run_two_processes
 from test_train import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,8 +23,9 @@ TINY = {"data.tfds_config": "tiny", "data.crop_size": 32, "batch_size": 8,
         "optimizer.schedule": "constant"}
 
 
-def _command(module, workdir, data_dir, extra=()):
-  overrides = [f"--config.{k}={v}" for k, v in {**TINY, "data.data_dir": data_dir}.items()]
+def _command(module, workdir, data_dir, extra=(), **fields):
+  fields = {**TINY, "data.data_dir": data_dir, **fields}
+  overrides = [f"--config.{k}={v}" for k, v in fields.items()]
   return lambda port, i: [
       sys.executable, "-m", module, f"--config={CONFIG}", f"--workdir={workdir}",
       f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
@@ -51,3 +56,60 @@ def test_two_process_train_then_evaluate(tmp_path):
     results = json.load(f)
   assert results["step"] == best_step
   np.testing.assert_allclose(results["mean_iou"], best_iou, rtol=1e-5)
+
+
+def _wait_for(path, text, process, timeout):
+  """Waits until the file at `path` contains `text` (False if `process` ends first)."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and process.poll() is None:
+    with open(path, errors="replace") as f:
+      if text in f.read():
+        return True
+    time.sleep(0.5)
+  return False
+
+
+def _start_pair(make_command, env, logs):
+  """Processes 0 and 1 on a free port (retried when the coordinator cannot bind)."""
+  for _ in range(3):
+    port = _free_port()
+    procs = [subprocess.Popen(make_command(port, i), env=env, stdout=open(logs[i], "w"),
+                              stderr=subprocess.STDOUT) for i in range(2)]
+    if not _wait_for(logs[1], " from step 0 to ", procs[1], timeout=300):
+      for p in procs:
+        p.kill()
+        p.wait()
+      with open(logs[0], errors="replace") as f:
+        if any(m in f.read() for m in BIND_FAILURES):
+          continue
+      pytest.fail("process 1 did not start training:\n" + open(logs[1]).read()[-3000:])
+    return procs
+  pytest.fail("the coordinator could not bind a free port in 3 tries")
+
+
+def test_killed_peer_stops_the_survivor_with_its_name(tmp_path):
+  data_dir, workdir = str(tmp_path / "tfds"), str(tmp_path / "run")
+  pipeline.get_info(tiny_config(data_dir).data)
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  endless = {"num_train_steps": 100000, "eval_every_steps": 100000,
+             "checkpoint_every_steps": 100000, "log_every_steps": 1000}
+  command = _command("fcnjax.main", workdir, data_dir, ["--peer_timeout=5"], **endless)
+  logs = [str(tmp_path / f"log{i}.txt") for i in range(2)]
+  procs = _start_pair(command, env, logs)
+  procs[1].kill()
+  procs[1].wait()
+  killed = time.time()
+  try:
+    code = procs[0].wait(timeout=120)
+  except subprocess.TimeoutExpired:
+    procs[0].kill()
+    procs[0].wait()
+    pytest.fail("the survivor still runs 120 s after its peer was killed:\n"
+                + open(logs[0]).read()[-3000:])
+  elapsed = time.time() - killed
+  with open(logs[0], errors="replace") as f:
+    log = f.read()
+  assert code == 1, log[-3000:]
+  assert "fcnjax: process 1 of 2 vanished (no heartbeat for 5 s); process 0 stops here" in log
+  assert elapsed < 60, elapsed
+  assert "Terminating process because the JAX distributed service" not in log
