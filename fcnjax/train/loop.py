@@ -146,9 +146,6 @@ def train_and_evaluate(config, workdir):
   os.makedirs(workdir, exist_ok=True)
   info = pipeline.get_info(config.data)
   validate_config(config, info)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
 
   model = build_model(config, info)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
@@ -158,6 +155,9 @@ def train_and_evaluate(config, workdir):
                                 description=checkpoint.describe(config, info))
   try:
     restored = ckpt.restore(state)
+    if jax.process_index() == 0:  # once W is ours and the config fits its checkpoints
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
     if restored is not None:
       state = restored
       logging.info("Resuming from step %d in %s", int(state.step), workdir)
