@@ -57,14 +57,12 @@ class _StepTimer:
 
   def __init__(self, config):
     from fcnjax.data import pipeline
-    from fcnjax.train import loop, parallel
+    from fcnjax.train import loop
     info = pipeline.get_info(config.data)
     self.model = loop.build_model(config, info)
     state, _ = loop.create_state(config, self.model, jax.random.key(config.seed))
     self.params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
-    self.driver = parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
-                                       num_classes=info.num_classes,
-                                       num_devices=config.get("num_devices"))
+    self.driver = loop.make_driver(config, info)
     self.size = size = config.data.crop_size
     rng = np.random.default_rng(0)
     self.batch = {

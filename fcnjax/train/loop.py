@@ -194,15 +194,27 @@ def _fetch(pending, ckpt):
   return values
 
 
+def make_driver(config, info):
+  """The config's parallel driver (`parallel.make_driver`) for this dataset."""
+  return parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
+                              num_classes=info.num_classes,
+                              boundary_width=config.boundary_width,
+                              num_devices=config.get("num_devices"),
+                              class_weights=class_weights(config, info))
+
+
+def _train_summary(window, learning_rate, images_per_s):
+  """Scalars logged for a window of per-step host metrics."""
+  summary = {f"train_{k}": float(np.mean([m[k] for m in window]))
+             for k in ("loss", "pixel_acc", "grad_norm")}
+  return dict(summary, learning_rate=learning_rate, train_images_per_s=images_per_s)
+
+
 def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
   """The loop: metrics stay on the device until a log, eval or save step, so
   the host prepares the next batch while the device runs this one."""
   start_step = int(state.step)
-  driver = parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
-                                num_classes=info.num_classes,
-                                boundary_width=config.boundary_width,
-                                num_devices=config.get("num_devices"),
-                                class_weights=class_weights(config, info))
+  driver = make_driver(config, info)
   state = driver.put_state(state)
   batches = pipeline.train_batches(config.data, config.batch_size, seed=config.seed,
                                    start_step=start_step, process_index=jax.process_index(),
@@ -228,10 +240,8 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
       window += _fetch(pending, ckpt)
       pending = []
     if logged:
-      summary = {f"train_{k}": float(np.mean([m[k] for m in window]))
-                 for k in ("loss", "pixel_acc", "grad_norm")}
-      summary["learning_rate"] = float(schedule(step - 1))
-      summary["train_images_per_s"] = config.batch_size * timed / max(time.time() - t0, 1e-9)
+      summary = _train_summary(window, float(schedule(step - 1)),
+                               config.batch_size * timed / max(time.time() - t0, 1e-9))
       writer.write_scalars(step, summary)
       history.setdefault("train_loss", []).append((step, summary["train_loss"]))
       window, timed, t0 = [], 0, time.time()
