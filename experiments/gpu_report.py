@@ -56,47 +56,6 @@ def bench_with_flops(opts, steps):
               device=jax.devices()[0].device_kind)
 
 
-def pipeline_throughput(data_config, batch_size, threads, workers, steps):
-  from fcnjax.data import pipeline
-  batches = pipeline.train_batches(data_config, batch_size, seed=0, num_threads=threads,
-                                   num_workers=workers)
-  for _ in range(max(2, 2 * workers)):  # workers started, buffers filling
-    next(batches)
-  t = time.perf_counter()
-  for _ in range(steps):
-    next(batches)
-  return batch_size * steps / (time.perf_counter() - t)
-
-
-def fed_vs_fixed(config, steps):
-  """img/s of the config's train step fed by the pipeline, and on one fixed batch."""
-  import jax
-  from fcnjax.data import pipeline
-  from fcnjax.train import loop, parallel
-  info = pipeline.get_info(config.data)
-  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
-  driver = parallel.make_driver("jit", loss_reduction=config.loss_reduction,
-                                num_classes=info.num_classes)
-  state = driver.put_state(state)
-  batches = pipeline.train_batches(config.data, config.batch_size, seed=0)
-  fixed = driver.put_batch(next(batches))
-  rates = {}
-  for name in ("fixed", "fed"):
-    state, m = driver.train(state, next(batches) if name == "fed" else fixed, jax.random.key(0))
-    jax.block_until_ready(m)
-    t, pending = time.perf_counter(), []
-    for i in range(steps):
-      state, m = driver.train(state, next(batches) if name == "fed" else fixed,
-                              jax.random.key(0))
-      pending.append(m)
-      if (i + 1) % 50 == 0:
-        jax.device_get(pending)
-        pending = []
-    jax.device_get(pending)
-    rates[name] = config.batch_size * steps / (time.perf_counter() - t)
-  return rates
-
-
 def main(argv):
   del argv
   import jax
@@ -113,13 +72,12 @@ def main(argv):
   config = importlib.import_module(f"fcnjax.configs.{FLAGS.train_config}").get_config()
   if FLAGS.data_dir:
     config.data.data_dir = FLAGS.data_dir
-  fed = fed_vs_fixed(config, FLAGS.fed_steps)
-  fed["busy_fraction"] = fed["fed"] / fed["fixed"]
+  fed = benchmark.fed_vs_fixed(config, FLAGS.fed_steps)
   report["fed_vs_fixed"] = fed
   print(json.dumps(fed), flush=True)
   report["pipeline"] = []
   for threads, workers in ((0, 0), (4, 0), (8, 0), (1, 4), (1, 8)):
-    rate = pipeline_throughput(config.data, config.batch_size, threads, workers,
+    rate = benchmark.pipeline_throughput(config.data, config.batch_size, threads, workers,
                                FLAGS.pipeline_steps)
     entry = dict(threads=threads, workers=workers, images_per_s=rate,
                  vs_step_demand=rate / fed["fixed"])

@@ -3,6 +3,7 @@
     python -m fcnjax.bench --models=fcn8s --backbone=vgg16 --size=224 --batch_size=2 --drivers=jit
     python -m fcnjax.bench --models=fcn32s,fcn16s,fcn8s --backbone=tiny --size=128 --json
     python -m fcnjax.bench --models=fcn8s --upsample=learned,bilinear,nearest --drivers=pmap,jit
+    python -m fcnjax.bench --models= --input_config=fcn8s_shapes  # input pipeline vs step
 
 One line per case: name, train_images_per_s, ratio vs the first case and vs
 the PyTorch reference (fcnjax img/s / PyTorch img/s; --torch, on when torch is
@@ -27,9 +28,18 @@ def main(argv):
                            num_classes=FLAGS.num_classes, steps=FLAGS.steps, dtype=FLAGS.dtype,
                            fc_impl=FLAGS.fc_impl, torch=use_torch)
   emit = (lambda row: print(json.dumps(row), flush=True)) if FLAGS.json else None
-  rows = benchmark.run(FLAGS.models, FLAGS.upsample, FLAGS.drivers, opts, emit=emit)
-  if not FLAGS.json:
-    print(benchmark.format_table(rows))
+  if FLAGS.input_config:
+    import importlib
+    config = importlib.import_module(f"fcnjax.configs.{FLAGS.input_config}").get_config()
+    rows = benchmark.input_rows(config, FLAGS.input_steps)
+    for row in rows if emit else ():
+      emit(row)
+    if not FLAGS.json:
+      print(benchmark.format_input_table(rows))
+  if FLAGS.models:
+    rows = benchmark.run(FLAGS.models, FLAGS.upsample, FLAGS.drivers, opts, emit=emit)
+    if not FLAGS.json:
+      print(benchmark.format_table(rows))
 
 
 def define_flags():
@@ -48,6 +58,10 @@ def define_flags():
   flags.DEFINE_bool("torch", None, "Also time the PyTorch reference (default: when "
                     "torch is installed).")
   flags.DEFINE_bool("json", False, "Print one JSON line per case.")
+  flags.DEFINE_string("input_config", None, "A packaged training config (fcn8s_shapes): "
+                      "also time its input pipeline per thread / worker count against "
+                      "its train step's demand (--models= to skip the model cases).")
+  flags.DEFINE_integer("input_steps", 100, "Batches / steps timed per input setting.")
 
 
 def run():

@@ -175,3 +175,70 @@ def format_table(rows):
                  f"{r['train_images_per_s'] / base:7.2f}x {vs_torch} {r['step_ms']:8.1f} "
                  f"{r['compile_s']:9.1f} {r['peak_rss_mb']:8.0f}")
   return "\n".join(lines)
+
+
+def pipeline_throughput(data_config, batch_size, threads, workers, steps):
+  """img/s of `data.pipeline.train_batches` alone (after a warm-up of
+  2 * workers batches, so every worker process runs)."""
+  from fcnjax.data import pipeline
+  batches = pipeline.train_batches(data_config, batch_size, seed=0, num_threads=threads,
+                                   num_workers=workers)
+  for _ in range(max(2, 2 * workers)):
+    next(batches)
+  start = time.perf_counter()
+  for _ in range(steps):
+    next(batches)
+  return batch_size * steps / (time.perf_counter() - start)
+
+
+def fed_vs_fixed(config, steps):
+  """{'fixed', 'fed', 'busy_fraction'}: img/s of a training config's step on
+  one batch kept on the device (the step's demand), fed by the pipeline
+  (metrics fetched every 50 steps, as the loop does), and their ratio."""
+  import jax
+  from fcnjax.data import pipeline
+  from fcnjax.train import loop
+  info = pipeline.get_info(config.data)
+  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+  driver = loop.make_driver(config, info)
+  state = driver.put_state(state)
+  batches = pipeline.train_batches(config.data, config.batch_size, seed=0)
+  fixed = driver.put_batch(next(batches))
+  rates = {}
+  for name in ("fixed", "fed"):
+    feed = (lambda: next(batches)) if name == "fed" else (lambda: fixed)
+    state, m = driver.train(state, feed(), jax.random.key(0))
+    jax.block_until_ready(m)
+    start, pending = time.perf_counter(), []
+    for i in range(steps):
+      state, m = driver.train(state, feed(), jax.random.key(0))
+      pending.append(m)
+      if (i + 1) % 50 == 0:
+        jax.device_get(pending)
+        pending = []
+    jax.device_get(pending)
+    rates[name] = config.batch_size * steps / (time.perf_counter() - start)
+  return dict(rates, busy_fraction=rates["fed"] / rates["fixed"])
+
+
+def input_rows(config, steps, settings=((0, 0), (1, 0), (4, 0), (1, 2), (1, 4))):
+  """The step's demand and the pipeline's img/s per (threads, workers) for a
+  training config: rows for `format_input_table`."""
+  demand = fed_vs_fixed(config, steps)
+  rows = [dict(name="step (fixed batch)", images_per_s=demand["fixed"]),
+          dict(name="step fed by the pipeline", images_per_s=demand["fed"],
+               busy_fraction=demand["busy_fraction"])]
+  for threads, workers in settings:
+    rate = pipeline_throughput(config.data, config.batch_size, threads, workers, steps)
+    rows.append(dict(name=f"pipeline threads={threads} workers={workers}",
+                     images_per_s=rate, vs_step_demand=rate / demand["fixed"]))
+  return rows
+
+
+def format_input_table(rows):
+  lines = [f"{'input':36s} {'img/s':>9s} {'x demand':>9s} {'busy':>6s}"]
+  for r in rows:
+    ratio = f"{r['vs_step_demand']:8.1f}x" if "vs_step_demand" in r else f"{'-':>9s}"
+    busy = f"{r['busy_fraction']:6.2f}" if "busy_fraction" in r else f"{'-':>6s}"
+    lines.append(f"{r['name']:36s} {r['images_per_s']:9.1f} {ratio} {busy}")
+  return "\n".join(lines)

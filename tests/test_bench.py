@@ -165,3 +165,19 @@ def test_bench_run_tiny():
   if opts.torch:
     assert rows[1]["name"] == "torch_fcn8s" and rows[0]["vs_torch"] > 0
   assert "vs torch" in benchmark.format_table(rows)
+
+
+def test_input_rows_time_the_pipeline_against_the_step(tmp_path):
+  from fcnjax.configs import fcn8s_shapes
+  config = fcn8s_shapes.get_config()
+  config.data.tfds_config, config.data.data_dir = "tiny", str(tmp_path)
+  config.data.crop_size, config.batch_size = 32, 8
+  rows = benchmark.input_rows(config, steps=3, settings=((0, 0), (2, 0)))
+  by_name = {r["name"]: r for r in rows}
+  fixed = by_name["step (fixed batch)"]["images_per_s"]
+  fed = by_name["step fed by the pipeline"]
+  assert fixed > 0 and fed["busy_fraction"] == pytest.approx(fed["images_per_s"] / fixed)
+  for name in ("pipeline threads=0 workers=0", "pipeline threads=2 workers=0"):
+    row = by_name[name]
+    assert row["vs_step_demand"] == pytest.approx(row["images_per_s"] / fixed)
+  assert "x demand" in benchmark.format_input_table(rows)
