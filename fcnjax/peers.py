@@ -6,10 +6,14 @@ key-value store twice a second and reads those of the others. A peer whose
 counter has not moved for `timeout` seconds, or a coordinator that can no
 longer be reached, stops this process at once with one line naming the
 process that vanished (exit status 1), instead of a hang in a collective or
-JAX's raw abort; JAX's own heartbeat timeout is set above ours. A process
-that ends normally marks itself done (its peers no longer watch it); one that
-ends with an uncaught error marks itself failed, which its peers report
-after `timeout` seconds unless they end first.
+JAX's raw abort; JAX's own heartbeat timeout is set above ours.
+
+At exit a process marks itself done (its peers stop watching it) or, after
+an uncaught error, failed: its peers report that `timeout` seconds later
+unless they end first. A failed process skips JAX's shutdown barrier, which
+would wait for peers stuck in a collective: process 1.. exit at once, process
+0 (whose service the peers read) once its peers have ended or `timeout` + 2 s.
+The watchdog keeps watching while its process exits.
 """
 import atexit
 import os
@@ -21,14 +25,18 @@ PREFIX = "fcnjax_alive/"
 EXIT_STATUS = 1
 
 
-def _say_and_exit(message):
-  """Writes one line to stderr and ends the process without clean-up: the
-  main thread may be blocked in a collective that can never complete."""
+def _flush():
   for stream in (sys.stdout, sys.stderr):
     try:
       stream.flush()
     except Exception:  # a closed stream: nothing to keep
       pass
+
+
+def _say_and_exit(message):
+  """Writes one line to stderr and ends the process without clean-up: the
+  main thread may be blocked in a collective that can never complete."""
+  _flush()
   os.write(2, f"\nfcnjax: {message}\n".encode())
   os._exit(EXIT_STATUS)
 
@@ -48,20 +56,24 @@ def _first_line(error):
   return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
 
 
-def watch(client, me, count, timeout, stop, interval=0.5):
-  """The watchdog loop: runs until `stop` is set or a peer vanishes."""
+def watch(client, me, count, timeout, exiting, lock, interval=0.5):
+  """The watchdog loop (a daemon thread). Beats until `exiting` is set and
+  reports the first peer that vanishes, also while this process exits."""
   last_value, done, beat = {}, set(), 0
   last_change = {p: time.monotonic() for p in range(count) if p != me}
-  while not stop.wait(interval):
+  while True:
+    time.sleep(interval)
     beat += 1
     try:
-      client.key_value_set(f"{PREFIX}{me}", str(beat), allow_overwrite=True)
+      with lock:  # never after `finish` wrote this process's final state
+        if not exiting.is_set():
+          client.key_value_set(f"{PREFIX}{me}", str(beat), allow_overwrite=True)
       values = dict(client.key_value_dir_get(PREFIX))
     except Exception as e:  # the key-value store lives in process 0
-      if not stop.is_set():
-        _say_and_exit(vanished_message(0, me, count, "its coordinator service cannot be "
-                                       f"reached: {_first_line(e)}"))
-      return
+      if exiting.is_set():
+        return  # process 0 ends its service once every process has shut down
+      _say_and_exit(vanished_message(0, me, count, "its coordinator service cannot be "
+                                     f"reached: {_first_line(e)}"))
     now = time.monotonic()
     for key, value in values.items():
       p = int(key.rsplit("/", 1)[1])
@@ -70,10 +82,26 @@ def watch(client, me, count, timeout, stop, interval=0.5):
       elif p != me and value != last_value.get(p):
         last_value[p], last_change[p] = value, now
     stale = stale_peers(last_change, now, timeout, done)
-    if stale and not stop.is_set():
+    if stale:
       reason = ("it ended with an error" if last_value.get(stale[0]) == "failed"
                 else f"no heartbeat for {timeout} s")
       _say_and_exit(vanished_message(stale[0], me, count, reason))
+
+
+def _leave_failed(client, me, count, timeout):
+  """Exit status 1 without JAX's shutdown barrier; process 0 first waits for
+  its peers to end (done / failed) or for `timeout` + 2 s."""
+  deadline = time.monotonic() + timeout + 2
+  while me == 0 and time.monotonic() < deadline:
+    try:
+      values = dict(client.key_value_dir_get(PREFIX))
+    except Exception:  # cannot tell: stop waiting
+      break
+    if all(values.get(f"{PREFIX}{p}") in ("done", "failed") for p in range(1, count)):
+      break
+    time.sleep(0.5)
+  _flush()
+  os._exit(EXIT_STATUS)
 
 
 def initialize(coordinator_address=None, num_processes=None, process_id=None,
@@ -88,17 +116,20 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
                              heartbeat_timeout_seconds=2 * peer_timeout + 10)
   client = distributed.global_state.client
   me, count = jax.process_index(), jax.process_count()
-  stop = threading.Event()
-  threading.Thread(target=watch, args=(client, me, count, peer_timeout, stop),
+  exiting, lock = threading.Event(), threading.Lock()
+  threading.Thread(target=watch, args=(client, me, count, peer_timeout, exiting, lock),
                    name="fcnjax-peer-watchdog", daemon=True).start()
 
   def finish():  # atexit: runs before JAX's own shutdown (registered earlier)
-    stop.set()
     failed = getattr(sys, "last_value", None) is not None  # an uncaught error
-    try:
-      client.key_value_set(f"{PREFIX}{me}", "failed" if failed else "done",
-                           allow_overwrite=True)
-    except Exception:  # the coordinator is already gone
-      pass
+    with lock:
+      exiting.set()
+      try:
+        client.key_value_set(f"{PREFIX}{me}", "failed" if failed else "done",
+                             allow_overwrite=True)
+      except Exception:  # the coordinator is already gone
+        pass
+    if failed:
+      _leave_failed(client, me, count, peer_timeout)
 
   atexit.register(finish)
