@@ -9,7 +9,7 @@ from PIL import Image
 
 from fcnjax import viz
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, description, loop, parallel
+from fcnjax.train import checkpoint, description, loop
 from fcnjax.train import step as step_lib
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -42,10 +42,7 @@ def evaluate_workdir(config, workdir, which="best", num_figure_images=6):
   a few eval images as files (e.g. --input for fcnjax.predict).
   """
   state, info = restore(config, workdir, which)
-  driver = parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
-                                num_classes=info.num_classes,
-                                boundary_width=config.boundary_width,
-                                num_devices=config.get("num_devices"))
+  driver = loop.make_driver(config, info)
   results = loop.evaluate(driver, driver.put_state(state), config, info)
   results["step"] = int(state.step)
   if jax.process_index() == 0:

@@ -194,13 +194,14 @@ def _fetch(pending, ckpt):
   return values
 
 
-def make_driver(config, info):
-  """The config's parallel driver (`parallel.make_driver`) for this dataset."""
+def make_driver(config, info, class_weights=None):
+  """The config's parallel driver (`parallel.make_driver`) for this dataset;
+  class_weights (C,) weight the training loss (`loop.class_weights`)."""
   return parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
                               num_classes=info.num_classes,
                               boundary_width=config.boundary_width,
                               num_devices=config.get("num_devices"),
-                              class_weights=class_weights(config, info))
+                              class_weights=class_weights)
 
 
 def _train_summary(window, learning_rate, images_per_s):
@@ -214,7 +215,7 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
   """The loop: metrics stay on the device until a log, eval or save step, so
   the host prepares the next batch while the device runs this one."""
   start_step = int(state.step)
-  driver = make_driver(config, info)
+  driver = make_driver(config, info, class_weights(config, info))
   state = driver.put_state(state)
   batches = pipeline.train_batches(config.data, config.batch_size, seed=config.seed,
                                    start_step=start_step, process_index=jax.process_index(),
