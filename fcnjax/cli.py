@@ -1,4 +1,5 @@
 """Flags and start-up shared by the entry points (main, evaluate, predict, bench, ...)."""
+import functools
 import os
 
 from absl import flags, logging
@@ -102,7 +103,16 @@ def run(main, module):
   for name in (module, __name__, config_flags.__name__, config_flags.config_flags.__name__):
     for flag in by_module.get(name, []):
       FLAGS.register_flag_by_module(sys.argv[0], flag)
-  app.run(main)
+  app.run(functools.partial(_config_errors_as_messages, main))
+
+
+def _config_errors_as_messages(main, argv):
+  """A bad config field ends the run with its one-line message, not a traceback."""
+  from fcnjax.train import validate
+  try:
+    return main(argv)
+  except validate.ConfigError as e:
+    raise SystemExit(f"error: {e}") from None
 
 
 def start():

@@ -30,7 +30,7 @@ DTYPES = validate.DTYPES
 def validate_config(config, info):
   """Clear errors for settings that cannot work, before anything is compiled."""
   if config.get("num_classes") and config.num_classes != info.num_classes:
-    raise ValueError(f"config.num_classes={config.num_classes} but dataset "
+    raise validate.ConfigError(f"config.num_classes={config.num_classes} but dataset "
                      f"{config.data.name!r} has {info.num_classes} classes")
   validate.check_fields(config)
 
@@ -143,9 +143,10 @@ def _scalars(scores):
 
 def train_and_evaluate(config, workdir):
   """Trains `config.model` on `config.data`, evaluating and checkpointing."""
-  os.makedirs(workdir, exist_ok=True)
+  validate.check_fields(config)  # before the workdir or the dataset is touched
   info = pipeline.get_info(config.data)
   validate_config(config, info)
+  os.makedirs(workdir, exist_ok=True)
 
   model = build_model(config, info)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))

@@ -13,6 +13,10 @@ from fcnjax import models
 from fcnjax.train import parallel
 from fcnjax.train import optim
 
+class ConfigError(ValueError):
+  """A config field out of its valid range; the entry points print the message alone."""
+
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 LOSS_REDUCTIONS = ("mean", "sum")
 CLASS_WEIGHTINGS = ("none", "median_frequency")
@@ -24,12 +28,12 @@ USES_UPSAMPLE = ("fcn", "decoder")
 
 def _choice(name, value, valid):
   if value not in valid:
-    raise ValueError(f"config.{name}={value!r}; valid: {tuple(valid)}")
+    raise ConfigError(f"config.{name}={value!r}; valid: {tuple(valid)}")
 
 
 def _at_least(name, value, low, kind=int):
   if not isinstance(value, kind) or isinstance(value, bool) or value < low:
-    raise ValueError(f"config.{name}={value!r}: must be {kind.__name__} >= {low}")
+    raise ConfigError(f"config.{name}={value!r}: must be {kind.__name__} >= {low}")
 
 
 def _check_numbers(config):
@@ -47,24 +51,24 @@ def _check_numbers(config):
   scale = config.data.scale_range
   if (len(scale) != 2 or not all(isinstance(s, (int, float)) and math.isfinite(s) for s in scale)
       or not 0 < scale[0] <= scale[1]):
-    raise ValueError(f"config.data.scale_range={tuple(scale)!r}: must be (low, high) "
+    raise ConfigError(f"config.data.scale_range={tuple(scale)!r}: must be (low, high) "
                      "with 0 < low <= high")
   opt = config.optimizer
   _choice("optimizer.name", opt.name, optim.OPTIMIZERS)
   _choice("optimizer.schedule", opt.schedule, optim.SCHEDULES)
   if not (isinstance(opt.learning_rate, (int, float)) and opt.learning_rate > 0
           and math.isfinite(opt.learning_rate)):
-    raise ValueError(f"config.optimizer.learning_rate={opt.learning_rate!r}: must be > 0")
+    raise ConfigError(f"config.optimizer.learning_rate={opt.learning_rate!r}: must be > 0")
   for name in ("warmup_steps", "step_every"):
     _at_least(f"optimizer.{name}", opt.get(name, 0), 0)
   if opt.warmup_steps >= config.num_train_steps:
-    raise ValueError(f"config.optimizer.warmup_steps={opt.warmup_steps}: must be below "
+    raise ConfigError(f"config.optimizer.warmup_steps={opt.warmup_steps}: must be below "
                      f"config.num_train_steps={config.num_train_steps}")
   for name in ("momentum", "weight_decay", "grad_clip"):
     if not opt.get(name, 0) >= 0:
-      raise ValueError(f"config.optimizer.{name}={opt.get(name)!r}: must be >= 0")
+      raise ConfigError(f"config.optimizer.{name}={opt.get(name)!r}: must be >= 0")
   if not 0 <= config.model.get("dropout_rate", 0.0) < 1:
-    raise ValueError(f"config.model.dropout_rate={config.model.dropout_rate!r}: "
+    raise ConfigError(f"config.model.dropout_rate={config.model.dropout_rate!r}: "
                      "must be in [0, 1)")
 
 
@@ -79,11 +83,11 @@ def _check_model(config):
     changed = [f"model.{k}={model[k]!r}" for k, v in ignored.items()
                if k in model and model[k] != v]
     if changed:
-      raise ValueError(f"config.model.name={model.name!r} ignores {', '.join(changed)}: "
+      raise ConfigError(f"config.model.name={model.name!r} ignores {', '.join(changed)}: "
                        f"leave {sorted(ignored)} at their defaults "
                        f"{ {k: ignored[k] for k in sorted(ignored)} }")
   if model.name != "fcn" and config.data.crop_size < 32:
-    raise ValueError(f"config.data.crop_size={config.data.crop_size}: "
+    raise ConfigError(f"config.data.crop_size={config.data.crop_size}: "
                      f"{model.name} pools up to 5 times and needs at least 32x32 inputs")
 
 
@@ -98,5 +102,5 @@ def check_fields(config):
   devices = config.get("num_devices") or jax.device_count()
   for name in ("batch_size", "eval_batch_size"):
     if config[name] % devices:
-      raise ValueError(f"config.{name}={config[name]} is not divisible by the "
+      raise ConfigError(f"config.{name}={config[name]} is not divisible by the "
                        f"{devices} devices in use")
