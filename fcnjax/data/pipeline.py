@@ -12,6 +12,7 @@ makes the batches ahead of the training step, in threads or processes.
 import dataclasses
 import functools
 import importlib
+import os
 from typing import Optional, Sequence
 
 from absl import flags
@@ -189,7 +190,6 @@ def train_dataset(data_config, batch_size, *, seed, start_step=0, process_index=
 def default_num_workers():
   """Input worker processes when config.data.num_workers is None: none where
   JAX computes on this CPU (workers would take its cores), else up to 8."""
-  import os
   import jax
   if jax.default_backend() == "cpu":
     return 0
