@@ -4,13 +4,16 @@ import numpy as np
 from fcnjax.data import shapes
 
 
-def test_deterministic_by_seed_and_index():
+def test_examples_depend_on_seed_and_index_only():
   a_img, a_mask = shapes.render_example(0, 5, 64)
+  np.random.seed(123)  # global state and call order must not matter
+  for i in range(3):
+    shapes.render_example(0, i, 64)
   b_img, b_mask = shapes.render_example(0, 5, 64)
   np.testing.assert_array_equal(a_img, b_img)
   np.testing.assert_array_equal(a_mask, b_mask)
-  c_img, _ = shapes.render_example(1, 5, 64)
-  assert not np.array_equal(a_img, c_img)
+  assert not np.array_equal(a_img, shapes.render_example(1, 5, 64)[0])  # other seed
+  assert not np.array_equal(a_img, shapes.render_example(0, 6, 64)[0])  # other index
 
 
 def test_classes_sizes_and_thin_parts():
