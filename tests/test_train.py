@@ -178,6 +178,26 @@ def test_nonfinite_loss_stops_with_step_and_keeps_checkpoint(data_dir, tmp_path)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
 
 
+@pytest.mark.parametrize("driver_name", ["jit", "pmap"])
+def test_a_nonfinite_step_leaves_the_whole_state_unchanged(data_dir, driver_name):
+  config = tiny_config(data_dir)
+  info = pipeline.get_info(config.data)
+  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+  driver = parallel.make_driver(driver_name, loss_reduction="mean",
+                                num_classes=info.num_classes)
+  batch = next(pipeline.train_batches(config.data, 8, seed=0))
+  before = driver.to_host(driver.put_state(state))
+  poisoned = dict(batch, image=batch["image"].copy())
+  poisoned["image"][3, 5, 7, 1] = np.nan
+  after, metrics = driver.train(driver.put_state(state), poisoned, jax.random.key(0))
+  assert not bool(np.asarray(metrics["finite"]).ravel()[0])
+  after = driver.to_host(after)
+  for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(after)):  # params, momenta,
+    np.testing.assert_array_equal(x, y)                               # BN stats, step
+  changed, _ = driver.train(driver.put_state(state), batch, jax.random.key(0))
+  assert int(np.asarray(driver.to_host(changed).step)) == 1
+
+
 def test_config_errors(data_dir, tmp_path):
   with pytest.raises(ValueError, match="num_classes"):
     loop.train_and_evaluate(tiny_config(data_dir, num_classes=3), str(tmp_path / "a"))

@@ -66,8 +66,10 @@ def train_step(state, batch, rng, *, axis_name, loss_reduction="mean",
   new_stats = lax.pmean(new_stats, axis_name)
   grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  new_state = state.apply_gradients(grads=grads, batch_stats=new_stats)
-  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+  # A branch, not a select over the whole state: the update stays in place
+  # (a select keeps old and new state alive, ~3x the update's memory traffic).
+  new_state = lax.cond(finite, lambda s: s.apply_gradients(grads=grads, batch_stats=new_stats),
+                       lambda s: s, state)
   preds = jnp.argmax(logits, axis=-1)
   correct = lax.psum(jnp.sum((preds == batch["label"]) & (batch["label"] != ignore_index)),
                      axis_name)
