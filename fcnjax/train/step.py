@@ -66,8 +66,9 @@ def train_step(state, batch, rng, *, axis_name, loss_reduction="mean",
   new_stats = lax.pmean(new_stats, axis_name)
   grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  # A branch, not a select over the whole state: the update stays in place
-  # (a select keeps old and new state alive, ~3x the update's memory traffic).
+  # A branch rather than a select over the whole state, so no copy of the
+  # state has to be kept (on VGG16's parameters alone: 83 ms vs ~290 ms per
+  # update; the full FCN-8s step measured the same either way).
   new_state = lax.cond(finite, lambda s: s.apply_gradients(grads=grads, batch_stats=new_stats),
                        lambda s: s, state)
   preds = jnp.argmax(logits, axis=-1)
