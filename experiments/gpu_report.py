@@ -21,7 +21,8 @@ FLAGS = flags.FLAGS
 
 
 def bench_with_flops(opts, steps):
-  """(row, flops per step) for FCN-8s under `opts` (benchmark.Options)."""
+  """The bench row of FCN-8s under `opts` (benchmark.Options), with FLOPs per
+  step, TFLOP/s and MFU."""
   import jax
   import optax
   from fcnjax import benchmark
@@ -59,8 +60,8 @@ def bench_with_flops(opts, steps):
 
 def main(argv):
   del argv
-  import jax
   import importlib
+  import jax
   from fcnjax import benchmark
   report = dict(jax=jax.__version__, devices=[d.device_kind for d in jax.devices()])
   print(report, flush=True)

@@ -116,8 +116,9 @@ def _config_errors_as_messages(main, argv):
 
 
 def start():
-  """Turns on the compilation cache and joins the multi-host runtime (TensorFlow, when a dataset needs it, is
-  kept off accelerators where it is imported: `data.tfds_source`)."""
+  """Quiets library logs, turns on the compilation cache and joins the
+  multi-host runtime (TensorFlow, when a dataset needs it, is kept off
+  accelerators where it is imported: `data.tfds_source`)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   from fcnjax import logs
   logs.quiet_libraries()  # library INFO logs hidden unless -v 1

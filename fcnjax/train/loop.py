@@ -27,11 +27,16 @@ from fcnjax.train import state as state_lib
 DTYPES = validate.DTYPES
 
 
-def validate_config(config, info):
-  """Clear errors for settings that cannot work, before anything is compiled."""
+def check_num_classes(config, info):
+  """config.num_classes, when set, must be the dataset's class count."""
   if config.get("num_classes") and config.num_classes != info.num_classes:
     raise validate.ConfigError(f"config.num_classes={config.num_classes} but dataset "
-                     f"{config.data.name!r} has {info.num_classes} classes")
+                               f"{config.data.name!r} has {info.num_classes} classes")
+
+
+def validate_config(config, info):
+  """Clear errors for settings that cannot work, before anything is compiled."""
+  check_num_classes(config, info)
   validate.check_fields(config)
 
 
@@ -145,7 +150,7 @@ def train_and_evaluate(config, workdir):
   """Trains `config.model` on `config.data`, evaluating and checkpointing."""
   validate.check_fields(config)  # before the workdir or the dataset is touched
   info = pipeline.get_info(config.data)
-  validate_config(config, info)
+  check_num_classes(config, info)
   os.makedirs(workdir, exist_ok=True)
 
   model = build_model(config, info)
