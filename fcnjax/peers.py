@@ -13,7 +13,10 @@ an uncaught error, failed: its peers report that `timeout` seconds later
 unless they end first. A failed process skips JAX's shutdown barrier, which
 would wait for peers stuck in a collective: process 1.. exit at once, process
 0 (whose service the peers read) once its peers have ended or `timeout` + 2 s.
-The watchdog keeps watching while its process exits.
+The watchdog keeps watching while its process exits: a process that ends
+normally runs JAX's distributed shutdown (its barrier) under the watchdog,
+then stops the thread and waits for it, so that no daemon thread is inside
+the runtime's C++ client when the interpreter finalises (which aborts).
 """
 import atexit
 import os
@@ -56,13 +59,13 @@ def _first_line(error):
   return (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
 
 
-def watch(client, me, count, timeout, exiting, lock, interval=0.5):
+def watch(client, me, count, timeout, exiting, lock, stop, interval=0.5):
   """The watchdog loop (a daemon thread). Beats until `exiting` is set and
-  reports the first peer that vanishes, also while this process exits."""
+  reports the first peer that vanishes, also while this process exits; ends
+  when `stop` is set."""
   last_value, done, beat = {}, set(), 0
   last_change = {p: time.monotonic() for p in range(count) if p != me}
-  while True:
-    time.sleep(interval)
+  while not stop.wait(interval):
     beat += 1
     try:
       with lock:  # never after `finish` wrote this process's final state
@@ -105,8 +108,9 @@ def _leave_failed(client, me, count, timeout):
 
 
 def initialize(coordinator_address=None, num_processes=None, process_id=None,
-               peer_timeout=60):
-  """jax.distributed.initialize + the peer watchdog (see the module doc)."""
+               peer_timeout=60, heartbeat_interval=0.5):
+  """jax.distributed.initialize + the peer watchdog (see the module doc),
+  which beats every `heartbeat_interval` seconds."""
   import jax
   from jax._src import distributed
   if peer_timeout < 1:
@@ -116,9 +120,12 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
                              heartbeat_timeout_seconds=2 * peer_timeout + 10)
   client = distributed.global_state.client
   me, count = jax.process_index(), jax.process_count()
-  exiting, lock = threading.Event(), threading.Lock()
-  threading.Thread(target=watch, args=(client, me, count, peer_timeout, exiting, lock),
-                   name="fcnjax-peer-watchdog", daemon=True).start()
+  exiting, stop, lock = threading.Event(), threading.Event(), threading.Lock()
+  watchdog = threading.Thread(
+      target=watch,
+      args=(client, me, count, peer_timeout, exiting, lock, stop, heartbeat_interval),
+      name="fcnjax-peer-watchdog", daemon=True)
+  watchdog.start()
 
   def finish():  # atexit: runs before JAX's own shutdown (registered earlier)
     failed = getattr(sys, "last_value", None) is not None  # an uncaught error
@@ -131,5 +138,8 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
         pass
     if failed:
       _leave_failed(client, me, count, peer_timeout)
+    jax.distributed.shutdown()  # JAX's own exit hook then has nothing left to do
+    stop.set()
+    watchdog.join(timeout=peer_timeout)
 
   atexit.register(finish)

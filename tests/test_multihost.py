@@ -78,3 +78,28 @@ def test_two_processes_match_single_process(tmp_path, sgd_reference, driver_name
             for k, v in jax.tree_util.tree_flatten_with_path(sgd_reference[1])[0]}
     for key, value in flat.items():
       np.testing.assert_allclose(f[key], value, rtol=2e-4, atol=1e-5)
+
+
+# Joins 2 processes with a heartbeat every millisecond and exits: the watchdog
+# is then nearly always inside the runtime's client when the process ends.
+EXIT_WORKER = """
+import sys
+from fcnjax import peers
+peers.initialize(f"127.0.0.1:{sys.argv[1]}", 2, int(sys.argv[2]), peer_timeout=5,
+                 heartbeat_interval=0.001)
+import jax
+print("sum", float(jax.numpy.ones(3).sum()), flush=True)
+"""
+
+
+def test_processes_exit_cleanly_while_the_watchdog_beats():
+  """A normal exit stops the watchdog before the interpreter finalises; a
+  daemon thread left inside the C++ client aborts the process there
+  ("terminate called ... exception not rethrown", status -6)."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  for _ in range(4):
+    codes, logs = run_two_processes(
+        lambda port, i: [sys.executable, "-c", EXIT_WORKER, str(port), str(i)], env,
+        timeout=120)
+    assert codes == [0, 0], "\n".join(log[-2000:] for log in logs)
+    assert all("sum 3.0" in log and "terminate called" not in log for log in logs)
