@@ -6,7 +6,10 @@ key-value store twice a second and reads those of the others. A peer whose
 counter has not moved for `timeout` seconds, or a coordinator that can no
 longer be reached, stops this process at once with one line naming the
 process that vanished (exit status 1), instead of a hang in a collective or
-JAX's raw abort; JAX's own heartbeat timeout is set above ours.
+JAX's raw abort; JAX's own heartbeat timeout is set above ours. The one case
+it cannot speak for: when process 0 (which holds the coordination service)
+dies, JAX's client in each survivor aborts at once with its own message
+naming the leader task (its error callback is not usable from Python).
 
 At exit a process marks itself done (its peers stop watching it) or, after
 an uncaught error, failed: its peers report that `timeout` seconds later

@@ -87,7 +87,9 @@ def _start_pair(make_command, env, logs):
   pytest.fail("the coordinator could not bind a free port in 3 tries")
 
 
-def test_killed_peer_stops_the_survivor_with_its_name(tmp_path):
+def _kill_one(tmp_path, killed):
+  """Starts an endless 2-process training, kills process `killed` once both
+  train, and returns the survivor's (exit status, seconds to exit, log)."""
   data_dir, workdir = str(tmp_path / "tfds"), str(tmp_path / "run")
   pipeline.get_info(tiny_config(data_dir).data)
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
@@ -96,20 +98,35 @@ def test_killed_peer_stops_the_survivor_with_its_name(tmp_path):
   command = _command("fcnjax.main", workdir, data_dir, ["--peer_timeout=5"], **endless)
   logs = [str(tmp_path / f"log{i}.txt") for i in range(2)]
   procs = _start_pair(command, env, logs)
-  procs[1].kill()
-  procs[1].wait()
-  killed = time.time()
+  survivor = 1 - killed
+  procs[killed].kill()
+  procs[killed].wait()
+  killed_at = time.time()
   try:
-    code = procs[0].wait(timeout=120)
+    code = procs[survivor].wait(timeout=120)
   except subprocess.TimeoutExpired:
-    procs[0].kill()
-    procs[0].wait()
+    procs[survivor].kill()
+    procs[survivor].wait()
     pytest.fail("the survivor still runs 120 s after its peer was killed:\n"
-                + open(logs[0]).read()[-3000:])
-  elapsed = time.time() - killed
-  with open(logs[0], errors="replace") as f:
-    log = f.read()
+                + open(logs[survivor]).read()[-3000:])
+  with open(logs[survivor], errors="replace") as f:
+    return code, time.time() - killed_at, f.read()
+
+
+def test_killed_peer_stops_the_survivor_with_its_name(tmp_path):
+  code, elapsed, log = _kill_one(tmp_path, killed=1)
   assert code == 1, log[-3000:]
   assert "fcnjax: process 1 of 2 vanished (no heartbeat for 5 s); process 0 stops here" in log
   assert elapsed < 60, elapsed
   assert "Terminating process because the JAX distributed service" not in log
+
+
+def test_killed_coordinator_stops_the_survivor_at_once(tmp_path):
+  """Process 0 holds the coordination service: when it dies, JAX's client in
+  the survivor ends the process itself (abort) before any watchdog can speak;
+  its message names the leader task. The exit is bounded and non-zero."""
+  code, elapsed, log = _kill_one(tmp_path, killed=0)
+  assert code != 0, log[-3000:]
+  assert elapsed < 60, elapsed
+  assert ("leader task was preempted/died" in log
+          or "fcnjax: process 0 of 2 vanished (" in log), log[-3000:]
