@@ -61,11 +61,14 @@ def main():
   parser.add_argument("--batch_size", type=int, default=2)
   parser.add_argument("--layers", default=",".join(LAYERS))
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--impls", default=None,
+                      help="comma-separated implementations to compare (default: xla and "
+                      "winograd for the 3x3 convs, xla and matmul for fc6 / fc7)")
   parser.add_argument("--json", action="store_true")
   args = parser.parse_args()
   for name in args.layers.split(","):
     alt = "winograd" if LAYERS[name][3] == 3 else "matmul"
-    for impl in ("xla", alt):
+    for impl in args.impls.split(",") if args.impls else ("xla", alt):
       row = bench_layer(name, impl, args.batch_size, args.repeats)
       print(json.dumps(row) if args.json else
             f"{row['layer']:8s} {row['impl']:9s} {row['input']:16s} fwd {row['fwd_ms']:8.1f} ms"

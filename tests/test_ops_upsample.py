@@ -71,6 +71,29 @@ def test_max_pool_switches_match_torch(shape, window):
   np.testing.assert_array_equal(np.asarray(unpooled), _from_torch(ref))
 
 
+@pytest.mark.parametrize("shape,window,ceil_mode", [
+    ((2, 6, 8, 3), 2, False), ((1, 7, 9, 2), 2, False), ((1, 7, 9, 2), 2, True),
+    ((2, 9, 12, 2), 3, True), ((1, 10, 11, 2), 3, False)])
+def test_max_pool_matches_torch_and_reduce_window_gradient(shape, window, ceil_mode):
+  x = RNG.normal(size=shape).astype(np.float32)
+  pooled = up.max_pool(jnp.asarray(x), window, ceil_mode=ceil_mode)
+  ref = F.max_pool2d(_to_torch(x), window, window, ceil_mode=ceil_mode)
+  np.testing.assert_array_equal(np.asarray(pooled), _from_torch(ref))
+  # Gradient (no ties in normal samples): equal to select-and-scatter's and torch's.
+  pads = ((0, -shape[1] % window), (0, -shape[2] % window)) if ceil_mode else "VALID"
+  windowed = lambda v: lax.reduce_window(v, -jnp.inf, lax.max, (1, window, window, 1),
+                                         (1, window, window, 1),
+                                         pads if pads == "VALID" else ((0, 0), *pads, (0, 0)))
+  cot = jnp.asarray(RNG.normal(size=pooled.shape).astype(np.float32))
+  grad = jax.grad(lambda v: jnp.sum(up.max_pool(v, window, ceil_mode) * cot))(jnp.asarray(x))
+  grad_rw = jax.grad(lambda v: jnp.sum(windowed(v) * cot))(jnp.asarray(x))
+  np.testing.assert_array_equal(np.asarray(grad), np.asarray(grad_rw))
+  xt = _to_torch(x).requires_grad_()
+  F.max_pool2d(xt, window, window, ceil_mode=ceil_mode).backward(
+      _to_torch(np.asarray(cot)))
+  np.testing.assert_array_equal(np.asarray(grad), _from_torch(xt.grad))
+
+
 def test_max_unpool_puts_value_at_switch_numpy_loop():
   x = RNG.normal(size=(1, 4, 4, 1)).astype(np.float32)
   pooled, switches = up.max_pool_with_switches(jnp.asarray(x))

@@ -13,16 +13,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fcnjax.ops.fc import FC_IMPLS
+from fcnjax.ops.upsample import max_pool
 
 GEOMETRIES = ("same", "paper", "torchvision")
-
-
-def max_pool_2x2(x, ceil_mode):
-  """2x2 / 2 max pooling; ceil_mode pads the bottom/right with -inf (Caffe)."""
-  if ceil_mode:
-    ph, pw = (-x.shape[1]) % 2, (-x.shape[2]) % 2
-    return nn.max_pool(x, (2, 2), (2, 2), padding=((0, ph), (0, pw)))
-  return nn.max_pool(x, (2, 2), (2, 2))
 
 
 class VGGBackbone(nn.Module):
@@ -62,7 +55,7 @@ class VGGBackbone(nn.Module):
                            axis_name=self.axis_name if train else None,
                            param_dtype=self.param_dtype, name=f"bn{s}_{i}")(x)
         x = nn.relu(x)
-      x = max_pool_2x2(x, ceil_mode=self.geometry != "torchvision")
+      x = max_pool(x, 2, ceil_mode=self.geometry != "torchvision")
       pools[s] = x
     fc6_pad = "SAME" if self.geometry == "same" else "VALID"
     fc = functools.partial(conv, conv_general_dilated=FC_IMPLS[self.fc_impl])

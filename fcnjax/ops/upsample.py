@@ -2,6 +2,7 @@
 
 * `nearest_upsample`: copy each value into its whole factor x factor block.
 * `bed_of_nails`: each value at the top-left of its block, zeros elsewhere.
+* `max_pool`: k x k / stride k max pooling as a reshape and a max.
 * `max_pool_with_switches` / `max_unpool`: the pooling switches (argmax offset
   inside each window, one byte per pooled element) put values back where the
   maximum came from.
@@ -41,6 +42,25 @@ def _windows(x, window):
   x = x[:, :hp * window, :wp * window]
   x = x.reshape(n, hp, window, wp, window, c).transpose(0, 1, 3, 5, 2, 4)
   return x.reshape(n, hp, wp, c, window * window)
+
+
+def max_pool(x, window=2, ceil_mode=False):
+  """k x k / stride k max pooling: (N, H, W, C) -> (N, H', W', C).
+
+  Floor mode drops a trailing row/column that does not fill a window; ceil_mode
+  pads the bottom/right with -inf instead (Caffe). Equal to `nn.max_pool` /
+  `lax.reduce_window`; written as a reshape and a max, its gradient is a mask
+  rather than XLA's select-and-scatter (about 8x faster on CPU). The one
+  difference: tied maxima share the gradient equally, where select-and-scatter
+  gives it all to the first.
+  """
+  k = window
+  n, h, w, c = x.shape
+  if ceil_mode:
+    x = jnp.pad(x, ((0, 0), (0, -h % k), (0, -w % k), (0, 0)), constant_values=-jnp.inf)
+  hp, wp = x.shape[1] // k, x.shape[2] // k
+  x = x[:, :hp * k, :wp * k]
+  return x.reshape(n, hp, k, wp, k, c).max(axis=(2, 4))
 
 
 def max_pool_with_switches(x, window=2):
