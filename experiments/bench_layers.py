@@ -5,8 +5,9 @@
 For each layer and implementation: forward, and forward + backward (gradients
 w.r.t. input and kernel, as in training), best of `--repeats`, jitted, on one
 process; fc6 / fc7: lax conv vs `ops.fc.conv_as_matmul`; the 3x3 convs: lax
-conv vs `ops.winograd`. Sets the project's XLA flags (cli.configure_xla) like
-the entry points; run with XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=
+conv vs `ops.winograd`; `--impls=xla,matmul,torch` picks others ('torch':
+PyTorch's conv2d, for scale). Sets the project's XLA flags
+(cli.configure_xla) like the entry points; run with XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=
 +individual_convolution to time XLA's YNNPACK convolutions instead.
 """
 import argparse
@@ -56,6 +57,36 @@ def bench_layer(name, impl, batch, repeats):
               fwd_bwd_ms=time_fn(train, x, kernel, repeats=repeats))
 
 
+def bench_torch_layer(name, batch, repeats):
+  """The same layer as torch.nn.functional.conv2d (NCHW, oneDNN), for scale."""
+  import torch
+  size, cin, cout, k = LAYERS[name]
+  rng = np.random.default_rng(0)
+  x = torch.tensor(rng.normal(size=(batch, cin, size, size)), dtype=torch.float32,
+                   requires_grad=True)
+  kernel = torch.tensor(rng.normal(size=(cout, cin, k, k)) / np.sqrt(k * k * cin),
+                        dtype=torch.float32, requires_grad=True)
+  conv = lambda: torch.nn.functional.conv2d(x, kernel, padding=k // 2)
+
+  def train():
+    x.grad = kernel.grad = None
+    (conv() * 1e-3).sum().backward()
+
+  def best(fn):
+    fn()
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - start)
+    return 1e3 * min(times)
+
+  with torch.no_grad():
+    fwd_ms = best(conv)
+  return dict(layer=name, impl="torch", input=f"{batch}x{size}x{size}x{cin}", cout=cout,
+              kernel=k, fwd_ms=fwd_ms, fwd_bwd_ms=best(train))
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--batch_size", type=int, default=2)
@@ -69,7 +100,8 @@ def main():
   for name in args.layers.split(","):
     alt = "winograd" if LAYERS[name][3] == 3 else "matmul"
     for impl in args.impls.split(",") if args.impls else ("xla", alt):
-      row = bench_layer(name, impl, args.batch_size, args.repeats)
+      row = (bench_torch_layer(name, args.batch_size, args.repeats) if impl == "torch"
+             else bench_layer(name, impl, args.batch_size, args.repeats))
       print(json.dumps(row) if args.json else
             f"{row['layer']:8s} {row['impl']:9s} {row['input']:16s} fwd {row['fwd_ms']:8.1f} ms"
             f"  fwd+bwd {row['fwd_bwd_ms']:8.1f} ms", flush=True)

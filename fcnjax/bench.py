@@ -9,9 +9,11 @@ One line per case: name, train_images_per_s, ratio vs the first case and vs
 the PyTorch reference (fcnjax img/s / PyTorch img/s; --torch, on when torch is
 installed, for FCNs with learned upsampling on the vgg16 / tiny backbones),
 step_ms, compile_s, peak_rss_mb (the process's peak resident memory so far).
-All cases run side by side in one process, so their ratios are comparable.
-The logic lives in `fcnjax.benchmark`; the XLA flags the project sets are in
-`fcnjax.cli.configure_xla` (docs/benchmarks.md).
+All cases run side by side in one run, taking turns step by step, so their
+ratios are comparable; PyTorch runs in a child process of its own
+(--torch_malloc). The logic lives in `fcnjax.benchmark`; the XLA flags and
+allocator settings the project sets are in `fcnjax.cli.configure_xla` and
+`configure_allocator` (docs/benchmarks.md).
 """
 import json
 
@@ -26,7 +28,8 @@ def main(argv):
   use_torch = torch_reference.torch_available() if FLAGS.torch is None else FLAGS.torch
   opts = benchmark.Options(backbone=FLAGS.backbone, size=FLAGS.size, batch_size=FLAGS.batch_size,
                            num_classes=FLAGS.num_classes, steps=FLAGS.steps, dtype=FLAGS.dtype,
-                           fc_impl=FLAGS.fc_impl, torch=use_torch)
+                           fc_impl=FLAGS.fc_impl, torch=use_torch,
+                           torch_malloc=FLAGS.torch_malloc)
   emit = (lambda row: print(json.dumps(row), flush=True)) if FLAGS.json else None
   if FLAGS.input_config:
     import importlib
@@ -57,6 +60,9 @@ def define_flags():
   flags.DEFINE_enum("fc_impl", "matmul", ["matmul", "xla"], "fc6 / fc7 implementation.")
   flags.DEFINE_bool("torch", None, "Also time the PyTorch reference (default: when "
                     "torch is installed).")
+  flags.DEFINE_enum("torch_malloc", "system", ["system", "tuned"],
+                    "The PyTorch process's allocator: glibc's default (as PyTorch users run "
+                    "it) or fcnjax's cli.configure_allocator settings.")
   flags.DEFINE_bool("json", False, "Print one JSON line per case.")
   flags.DEFINE_string("input_config", None, "A packaged training config (fcn8s_shapes): "
                       "also time its input pipeline per thread / worker count against "
