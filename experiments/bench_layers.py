@@ -7,8 +7,9 @@ w.r.t. input and kernel, as in training), best of `--repeats`, jitted, on one
 process; fc6 / fc7: lax conv vs `ops.fc.conv_as_matmul`; the 3x3 convs: lax
 conv vs `ops.winograd`; `--impls=xla,matmul,torch` picks others ('torch':
 PyTorch's conv2d, for scale). Sets the project's XLA flags
-(cli.configure_xla) like the entry points; run with XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=
-+individual_convolution to time XLA's YNNPACK convolutions instead.
+(cli.configure_xla) like the entry points; run with
+XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution
+to time XLA's YNNPACK convolutions instead.
 """
 import argparse
 import json
@@ -16,7 +17,7 @@ import time
 
 from fcnjax import cli
 
-cli.configure_xla()  # before JAX starts
+cli.configure_xla()  # before JAX starts (glibc's allocator left at its defaults)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -103,10 +103,10 @@ def _cpu_run(environ):
 
 def configure_allocator(environ=None):
   """Makes glibc malloc keep freed memory for reuse: one arena, no mmap for
-  large blocks, no trimming (-1: the largest size_t). XLA:CPU allocates each step's
-  temporary buffer afresh (about 1 GB for FCN-8s VGG16 at 224x224, batch 2);
-  by default glibc maps it anew and unmaps it at every step, so the step
-  page-faults on all of it (~263,000 faults, ~0.5 s of CPU per step here).
+  large blocks, no trimming (threshold -1: the largest size_t). XLA:CPU
+  allocates each step's temporary buffer afresh (about 1 GB for FCN-8s VGG16
+  at 224x224, batch 2); by default glibc maps it anew and unmaps it at every
+  step, so the step page-faults on all of it (~263,000 faults, ~0.5 s of CPU per step here).
   The price: the process keeps its peak memory. Applied on glibc for a CPU
   run (`_cpu_run`); environ['FCNJAX_MALLOC'] (default os.environ) 'system'
   turns it off, 'tuned' on. Call before JAX starts its threads. Returns
