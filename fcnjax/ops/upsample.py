@@ -37,15 +37,6 @@ def bed_of_nails(x, factor):
   return y.reshape(n, h * factor, w * factor, c)
 
 
-def _windows(x, window):
-  """(N, H, W, C) -> (N, H//k, W//k, C, k*k), row-major inside each window."""
-  n, h, w, c = x.shape
-  hp, wp = h // window, w // window
-  x = x[:, :hp * window, :wp * window]
-  x = x.reshape(n, hp, window, wp, window, c).transpose(0, 1, 3, 5, 2, 4)
-  return x.reshape(n, hp, wp, c, window * window)
-
-
 def _pool_windows(x, k, ceil_mode):
   """(N, H, W, C) -> (N, H', k, W', k, C): -inf padded (ceil) or cropped (floor)."""
   n, h, w, c = x.shape
@@ -53,6 +44,13 @@ def _pool_windows(x, k, ceil_mode):
     x = jnp.pad(x, ((0, 0), (0, -h % k), (0, -w % k), (0, 0)), constant_values=-jnp.inf)
   hp, wp = x.shape[1] // k, x.shape[2] // k
   return x[:, :hp * k, :wp * k].reshape(n, hp, k, wp, k, c)
+
+
+def _windows(x, window):
+  """(N, H, W, C) -> (N, H//k, W//k, C, k*k), row-major inside each window."""
+  x = _pool_windows(x, window, ceil_mode=False)
+  n, hp, k, wp, _, c = x.shape
+  return x.transpose(0, 1, 3, 5, 2, 4).reshape(n, hp, wp, c, k * k)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
