@@ -14,6 +14,7 @@ import functools
 
 import jax.numpy as jnp
 
+from fcnjax.models.resnet import RESNET_SIZES, resnet
 from fcnjax.models.vgg import VGG_SIZES, VGGBackbone
 
 STRIDES = ("stride8", "stride16", "stride32")
@@ -30,4 +31,5 @@ BACKBONES = {
     "vgg16": functools.partial(vgg, "vgg16"),
     "small": functools.partial(vgg, "small"),
     "tiny": functools.partial(vgg, "tiny"),
+    **{name: functools.partial(resnet, name) for name in RESNET_SIZES},  # resnet18, resnet50
 }

@@ -1,0 +1,108 @@
+"""ResNet backbones (He et al. 2016) in torchvision's layout: ResNet-18 and ResNet-50.
+
+conv1 7x7/2 (pad 3) -> bn1 -> ReLU -> max pool 3x3/2 (pad 1) -> layer1..layer4;
+layer2..4 halve the resolution in their first block, on the 3x3 conv (the
+"v1.5" Bottleneck of torchvision), with a 1x1 conv + BN downsample shortcut.
+Convs have no bias. With torch's explicit padding every stride-s map has
+ceil(H / s) rows, as the backbone protocol's 'same' geometry asks.
+
+Parameter tree (batch_stats mirrors the bn* entries with mean / var):
+  conv1/kernel (7, 7, 3, 64), bn1/{scale, bias}
+  layer{i}_{j}/conv{1,2[,3]}/kernel, bn{1,2[,3]}/{scale, bias}
+  layer{i}_0/downsample_conv/kernel, downsample_bn/{scale, bias}   (where shapes change)
+Names follow torchvision's state dict (layer1.0.conv1 -> layer1_0/conv1), so
+`fcnjax.convert.resnet_from_torch` is a renaming and a transpose.
+"""
+import functools
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# torchvision's kaiming_normal_(mode='fan_out', nonlinearity='relu') for convs.
+CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+RESNET_SIZES = {
+    "resnet18": dict(stage_sizes=(2, 2, 2, 2), bottleneck=False),
+    "resnet50": dict(stage_sizes=(3, 4, 6, 3), bottleneck=True),
+}
+
+
+def _pad(kernel):
+  """torch's symmetric padding k // 2 on both spatial sides."""
+  return ((kernel // 2, kernel // 2),) * 2
+
+
+class ResidualBlock(nn.Module):
+  """BasicBlock (3x3, 3x3; expansion 1) or Bottleneck (1x1, 3x3, 1x1; expansion 4).
+
+  (N, H, W, C_in) -> (N, ceil(H/s), ceil(W/s), width * expansion); stride s on
+  the 3x3 conv that comes first (basic) or second (bottleneck).
+  """
+  width: int
+  stride: int = 1
+  bottleneck: bool = False
+  axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=CONV_INIT,
+                             dtype=self.dtype)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, axis_name=self.axis_name if train else None,
+                             dtype=self.dtype)
+    if self.bottleneck:  # (kernel, stride, out channels) per conv
+      convs = [(1, 1, self.width), (3, self.stride, self.width), (1, 1, 4 * self.width)]
+    else:
+      convs = [(3, self.stride, self.width), (3, 1, self.width)]
+    y = x
+    for i, (k, s, c) in enumerate(convs, start=1):
+      y = conv(c, (k, k), strides=s, padding=_pad(k), name=f"conv{i}")(y)
+      y = norm(name=f"bn{i}")(y)
+      if i < len(convs):
+        y = nn.relu(y)
+    out = convs[-1][2]
+    if self.stride != 1 or x.shape[-1] != out:
+      x = conv(out, (1, 1), strides=self.stride, padding=0, name="downsample_conv")(x)
+      x = norm(name="downsample_bn")(x)
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """ResNet feature extractor: (N, H, W, 3) NHWC -> features by stride.
+
+  Returns {'stride2': relu(bn1(conv1)), 'stride4': layer1, 'stride8': layer2,
+  'stride16': layer3, 'stride32': layer4}, stride-s maps (N, ceil(H/s),
+  ceil(W/s), C_s) with C_s = 64, 64e, 128e, 256e, 512e (e = 4 for Bottleneck).
+  """
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  bottleneck: bool = False
+  axis_name: Optional[str] = None  # BatchNorm statistics averaged over this device axis
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    x = nn.Conv(64, (7, 7), strides=2, padding=_pad(7), use_bias=False,
+                kernel_init=CONV_INIT, dtype=self.dtype, name="conv1")(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                     axis_name=self.axis_name if train else None, dtype=self.dtype,
+                     name="bn1")(x)
+    features = {"stride2": nn.relu(x)}
+    x = nn.max_pool(features["stride2"], (3, 3), strides=(2, 2), padding=_pad(3))
+    for i, n in enumerate(self.stage_sizes):
+      for j in range(n):
+        stride = 2 if (i > 0 and j == 0) else 1
+        x = ResidualBlock(64 * 2 ** i, stride, self.bottleneck, self.axis_name,
+                          self.dtype, name=f"layer{i + 1}_{j}")(x, train=train)
+      features[f"stride{4 * 2 ** i}"] = x
+    return features
+
+
+def resnet(size, model_config, axis_name=None, dtype=jnp.float32):
+  """ResNet of RESNET_SIZES[size]; it has one geometry (torchvision's) and no dropout."""
+  geometry = model_config.get("geometry", "same")
+  if geometry != "same":
+    raise ValueError(f"config.model.geometry={geometry!r}: the {size} backbone has "
+                     "torchvision's padding only; use geometry='same'")
+  return ResNet(axis_name=axis_name, dtype=dtype, **RESNET_SIZES[size])
