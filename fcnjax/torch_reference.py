@@ -105,3 +105,56 @@ def train_step_fn(model, lr=1e-3, momentum=0.9, ignore_index=255):
     return loss
 
   return step
+
+
+def build_resnet(stage_sizes=(2, 2, 2, 2), bottleneck=False):
+  """A PyTorch ResNet in torchvision's layout and state-dict names (conv1, bn1,
+  layer1.0.conv1, layer1.0.downsample.0, ...), without the classifier; written
+  here so that tests need not install torchvision. forward: (N, 3, H, W) ->
+  {'stride2', 'stride4', 'stride8', 'stride16', 'stride32'} maps, NCHW."""
+  import torch
+  from torch import nn
+
+  class Block(nn.Module):
+    def __init__(self, cin, width, stride):
+      super().__init__()
+      self.convs = ([(1, 1, width), (3, stride, width), (1, 1, 4 * width)] if bottleneck
+                    else [(3, stride, width), (3, 1, width)])
+      for i, (k, s, c) in enumerate(self.convs, start=1):
+        setattr(self, f"conv{i}", nn.Conv2d(cin, c, k, s, k // 2, bias=False))
+        setattr(self, f"bn{i}", nn.BatchNorm2d(c))
+        cin = c
+      self.downsample = None
+      if stride != 1 or cin != self.conv1.in_channels:
+        self.downsample = nn.Sequential(
+            nn.Conv2d(self.conv1.in_channels, cin, 1, stride, bias=False), nn.BatchNorm2d(cin))
+
+    def forward(self, x):
+      y = x
+      for i in range(1, len(self.convs) + 1):
+        y = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(y))
+        y = torch.relu(y) if i < len(self.convs) else y
+      return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+  class TorchResNet(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+      self.bn1 = nn.BatchNorm2d(64)
+      cin = 64
+      for i, n in enumerate(stage_sizes):
+        blocks = []
+        for j in range(n):
+          blocks.append(Block(cin, 64 * 2 ** i, 2 if (i > 0 and j == 0) else 1))
+          cin = blocks[-1].convs[-1][2]
+        setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+
+    def forward(self, x):
+      features = {"stride2": torch.relu(self.bn1(self.conv1(x)))}
+      x = nn.functional.max_pool2d(features["stride2"], 3, 2, 1)
+      for i in range(len(stage_sizes)):
+        x = getattr(self, f"layer{i + 1}")(x)
+        features[f"stride{4 * 2 ** i}"] = x
+      return features
+
+  return TorchResNet()
