@@ -11,7 +11,7 @@ from fcnjax import config as config_lib
 from fcnjax import convert, experiment, models
 from fcnjax.data import pipeline
 from fcnjax.models.resnet import RESNET_SIZES, ResNet
-from fcnjax.train import loop
+from fcnjax.train import checkpoint, loop
 
 # torchvision resnet18 / resnet50 without the classifier (fc: 512*1000+1000 and
 # 2048*1000+1000 parameters): 11,689,512 - 513,000 and 25,557,032 - 2,049,000.
@@ -126,10 +126,13 @@ def test_fcn8s_on_resnet18_trains_two_steps(monkeypatch, tmp_path):
   scores = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(scores["mean_iou"]) and len(scores["per_class_iou"]) == 2
   model = loop.build_model(config, pipeline.get_info(config.data))
-  variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
-  backbone = variables["params"]["backbone"]
-  assert _count(backbone) == TORCHVISION_COUNTS["resnet18"]
-  assert variables["batch_stats"]["backbone"]["layer4_1"]["bn2"]["var"].shape == (512,)
-  assert variables["params"]["score_pool3"]["kernel"].shape == (1, 1, 128, 2)  # layer2
-  assert variables["params"]["score_pool4"]["kernel"].shape == (1, 1, 256, 2)  # layer3
-  assert variables["params"]["score_fr"]["kernel"].shape == (1, 1, 512, 2)  # layer4
+  init, _ = loop.create_state(config, model, jax.random.key(0))
+  trained = checkpoint.restore_state(str(tmp_path), init, which="latest")
+  assert int(trained.step) == 2
+  assert _count(init.params["backbone"]) == TORCHVISION_COUNTS["resnet18"]
+  assert init.params["score_pool3"]["kernel"].shape == (1, 1, 128, 2)  # layer2
+  assert init.params["score_pool4"]["kernel"].shape == (1, 1, 256, 2)  # layer3
+  assert init.params["score_fr"]["kernel"].shape == (1, 1, 512, 2)  # layer4
+  bn = lambda tree: tree["backbone"]["layer4_1"]["bn2"]
+  assert not np.allclose(bn(init.params)["bias"], bn(trained.params)["bias"])  # trained
+  assert not np.allclose(bn(init.batch_stats)["var"], bn(trained.batch_stats)["var"])  # BN ran
