@@ -85,8 +85,13 @@ def test_converter_refuses_other_state_dicts():
   state = _torch_net("resnet18").state_dict()
   # torchvision checkpoints carry the classifier and counters: dropped
   state["fc.weight"], state["fc.bias"] = np.zeros((1000, 512)), np.zeros(1000)
-  params, _ = convert.resnet_from_torch(state)
+  params, batch_stats = convert.resnet_from_torch(state)
   assert "fc" not in params and _count(params) == TORCHVISION_COUNTS["resnet18"]
+  fcn = models.build_model(dict(name="fcn", variant="8s", backbone="resnet18"), 3)
+  target = jax.eval_shape(fcn.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+  shapes = lambda tree: jax.tree.map(np.shape, tree)  # what goes under the FCN's 'backbone'
+  assert shapes(params) == shapes(target["params"]["backbone"])
+  assert shapes(batch_stats) == shapes(target["batch_stats"]["backbone"])
   for broken, match in [
       ({k: v for k, v in state.items() if k != "layer3.0.downsample.1.running_var"},
        "missing.*layer3_0/downsample_bn/var"),
