@@ -3,6 +3,8 @@
 Conventions: labels (N, H, W) int with 255 = ignore; predictions (N, H, W)
 int; confusion matrices (C, C) with rows = truth, columns = prediction.
 """
+import math
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -201,3 +203,61 @@ def confusion_metric(num_classes, ignore_index=IGNORE_INDEX):
 
   BoundConfusionMatrix.__name__ = BoundConfusionMatrix.__qualname__ = f"ConfusionMatrix{num_classes}"
   return BoundConfusionMatrix
+
+
+def boundary_map(mask, valid=None):
+  """(H, W) bool -> its inner contour: mask pixels with a 4-neighbour outside
+  the mask (outside the image counts as inside, so the image edge is no
+  contour); `valid` (H, W) bool drops the pixels it marks False."""
+  mask = np.asarray(mask, bool)
+  padded = np.pad(mask, 1, mode="edge")
+  inside = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+  edge = mask & ~inside
+  return edge if valid is None else edge & valid
+
+
+def bf_tolerance(height, width, fraction=0.0075):
+  """SegNet's BF distance tolerance: 0.75 % of the image diagonal, in pixels."""
+  return fraction * math.hypot(height, width)
+
+
+def boundary_f1(label, pred, num_classes, tolerance=None, ignore_index=IGNORE_INDEX):
+  """Per-class boundary F1 (BF, Csurka et al. 2013; SegNet's boundary measure)
+  of one image: (C,) float64, NaN for a class absent from truth and prediction.
+
+  label, pred: (H, W) int. For class c, B_g / B_p are the contours
+  (`boundary_map`) of its truth / predicted mask, ignored pixels excluded;
+  precision = share of B_p within `tolerance` (Euclidean, pixels; default
+  `bf_tolerance`) of B_g, recall = share of B_g within it of B_p, F1 their
+  harmonic mean (0 when one contour is empty and the other is not).
+  """
+  from scipy import ndimage
+  label, pred = np.asarray(label), np.asarray(pred)
+  if label.ndim != 2 or label.shape != pred.shape:
+    raise ValueError(f"label {label.shape} and pred {pred.shape} must both be (H, W)")
+  tolerance = bf_tolerance(*label.shape) if tolerance is None else tolerance
+  valid = label != ignore_index
+  scores = np.full(num_classes, np.nan)
+  for c in range(num_classes):
+    truth, guess = (label == c) & valid, (pred == c) & valid
+    if not truth.any() and not guess.any():
+      continue
+    bg, bp = boundary_map(truth, valid), boundary_map(guess, valid)
+    if not bg.any() or not bp.any():
+      scores[c] = 1.0 if bg.any() == bp.any() else 0.0
+      continue
+    to_truth = ndimage.distance_transform_edt(~bg)  # distance of each pixel to B_g
+    to_pred = ndimage.distance_transform_edt(~bp)
+    precision = np.mean(to_truth[bp] <= tolerance)
+    recall = np.mean(to_pred[bg] <= tolerance)
+    total = precision + recall
+    scores[c] = 2 * precision * recall / total if total > 0 else 0.0
+  return scores
+
+
+def mean_boundary_f1(labels, preds, num_classes, tolerance=None, ignore_index=IGNORE_INDEX):
+  """BF of a set of images: per image the mean of `boundary_f1` over its
+  classes (NaNs skipped), then the mean over images. labels, preds (N, H, W)."""
+  per_image = [_nanmean(boundary_f1(l, p, num_classes, tolerance, ignore_index))
+               for l, p in zip(labels, preds)]
+  return _nanmean(np.asarray(per_image))
