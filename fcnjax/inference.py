@@ -1,4 +1,5 @@
 """Restore a trained model from a workdir; score it; segment image files."""
+import functools
 import json
 import os
 
@@ -7,7 +8,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from fcnjax import viz
+from fcnjax import tiles, viz
 from fcnjax.data import pipeline
 from fcnjax.train import checkpoint, description, loop
 from fcnjax.train import step as step_lib
@@ -107,26 +108,68 @@ def mask_path(path, out_dir):
   return os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
 
 
-def predict_files(config, workdir, files, out_dir, which="best"):
-  """Segments each image at its native size; writes <name>.png (palette PNG,
-  pixel value = class id) and <name>_overlay.png. Returns the mask paths. A
-  file that cannot be read is skipped with a warning naming it (it has no
-  mask path in the result)."""
+def tiling(state, tile=0):
+  """(core, halo) of the windows `predict_image` uses: halo from the model's
+  measured receptive field (`tiles.receptive_margin`); core `tile` (rounded
+  up to the stride), 0: the largest whose window fits tiles.DEFAULT_TILE_BYTES
+  of XLA memory, None: no tiling (one full-image pass)."""
+  if tile is None:
+    return None, None
+  if tile < 0:
+    raise ValueError(f"--tile={tile}: must be a positive number of pixels, or 0 (automatic)")
+  halo = tiles.receptive_margin(state)
+  core = tiles.round_up(tile) if tile else tiles.default_core(tiles.bytes_per_pixel(state), halo)
+  logging.info("Tiled inference: %d px tiles, %d px halo", core, halo)
+  return core, halo
+
+
+def predict_image(state, image, normalization, core, halo):
+  """(H, W) uint8 labels of an (H, W, 3) uint8 image: windows of core + 2 * halo
+  (one pass when it fits, or when core is None); see `fcnjax.tiles`."""
+  norm = functools.partial(pipeline.normalize, mode=normalization)
+  if core is None:
+    return np.asarray(tiles.window_labels(state, norm(image)[None]))
+  return tiles.predict_tiled(state, image, norm, core, halo)
+
+
+def save_outputs(path, image, mask, palette, out_dir, rows=512):
+  """Writes out_dir/<name>.png (palette mask) and <name>_overlay.png, the
+  overlay blended a band of rows at a time (float32 of one band, not of the image)."""
+  out = mask_path(path, out_dir)
+  viz.save_palette_png(out, mask, palette)
+  blend = np.empty_like(image)
+  for y in range(0, image.shape[0], rows):
+    blend[y:y + rows] = viz.overlay(image[y:y + rows], mask[y:y + rows], palette)
+  Image.fromarray(blend).save(out[:-len(".png")] + "_overlay.png")
+  return out
+
+
+def predict_each(config, workdir, files, out_dir, which="best", tile=0):
+  """Yields (path, mask path or None, error message or None) for each file,
+  segmented at its native size (tiled: `tiling`). A file that cannot be read,
+  or whose prediction fails, is logged and named, and the next one goes on."""
   state, info = restore(config, workdir, which)
-  predict = jax.jit(step_lib.predict_step)
+  core, halo = tiling(state, tile)
   os.makedirs(out_dir, exist_ok=True)
-  written = []
   for path in files:
     try:
       image = read_rgb(path)
     except ValueError as e:
       logging.warning("Skipping %s", e)
+      yield path, None, "unreadable"
       continue
-    preds, _ = predict(state, pipeline.normalize(image, config.data.normalization)[None])
-    mask = np.asarray(preds[0]).astype(np.uint8)
-    out = mask_path(path, out_dir)
-    viz.save_palette_png(out, mask, info.palette)
-    Image.fromarray(viz.overlay(image, mask, info.palette)).save(
-        out[:-len(".png")] + "_overlay.png")
-    written.append(out)
-  return written
+    try:
+      mask = predict_image(state, image, config.data.normalization, core, halo)
+      out = save_outputs(path, image, mask, info.palette, out_dir)
+    except Exception as e:  # noqa: BLE001  one image's failure must not stop the folder
+      logging.warning("Failed on %s: %s: %s", path, type(e).__name__, e)
+      yield path, None, f"{type(e).__name__}: {e}"
+      continue
+    yield path, out, None
+
+
+def predict_files(config, workdir, files, out_dir, which="best", tile=0):
+  """Segments each image (`predict_each`); writes <name>.png (palette PNG,
+  pixel value = class id) and <name>_overlay.png. Returns the mask paths of
+  the files that were predicted."""
+  return [out for _, out, _ in predict_each(config, workdir, files, out_dir, which, tile) if out]

@@ -1,0 +1,124 @@
+"""Tiled inference: segment an image of any size window by window, with the
+labels that one full-image pass would give.
+
+Why it is exact: every model here pools five times, so it is equivariant to
+shifts by a multiple of its total stride S = 32. A window whose top-left
+corner is a multiple of S sees the same pooling grid as the full image, and
+its labels equal the full image's at every pixel at least the receptive-field
+margin away from a window edge that is not an image edge (zero padding and
+truncated pooling windows at a cut only reach that far). So windows overlap
+by 2 * halo (halo >= margin), and each pixel's label is taken from the window
+whose kept core holds it: the sliding window done right, each window a whole
+convolutional pass rather than one patch per pixel.
+
+Images are (H, W, 3) uint8 NHWC; labels (H, W) uint8 class ids.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+STRIDE = 32  # the models' total stride: five 2x2 poolings (VGG stages)
+# XLA working memory a default tile (window incl. halo) may take: with the
+# runtime, the image and its labels, the default model stays near 1 GB RSS.
+DEFAULT_TILE_BYTES = 512 * 2 ** 20
+
+
+def round_up(n, multiple=STRIDE):
+  return -(-n // multiple) * multiple
+
+
+def windows(length, core, halo, stride=STRIDE):
+  """Windows along one axis of `length` pixels: [(start, end, keep_start,
+  keep_end)], starts multiples of `stride`, keep ranges tiling [0, length).
+
+  Windows are core + 2 * halo long (the last one up to stride - 1 longer, to
+  end at the image edge; one window when the image fits), consecutive ones
+  overlap by >= 2 * halo, and a kept pixel is >= halo from any cut edge.
+  """
+  if core % stride or halo % stride or core <= 0:
+    raise ValueError(f"tile core {core} and halo {halo} must be positive multiples of "
+                     f"{stride}")
+  size = core + 2 * halo
+  if length <= size:
+    return [(0, length, 0, length)]
+  starts = list(range(0, length - size, core))
+  last = (length - size) // stride * stride
+  starts = starts[:-1] if starts[-1] == last else starts
+  starts.append(last)
+  ends = [s + size for s in starts[:-1]] + [length]
+  cuts = [0] + [s + halo for s in starts[1:]] + [length]
+  return [(s, e, cuts[i], cuts[i + 1]) for i, (s, e) in enumerate(zip(starts, ends))]
+
+
+@jax.jit
+def window_labels(state, x):
+  """(1, h, w, 3) float32 -> (h, w) uint8 argmax labels in eval mode (only
+  the labels leave the device, not the (h, w, C) logits)."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  return jnp.argmax(state.apply_fn(variables, x, train=False), axis=-1)[0].astype(jnp.uint8)
+
+
+def predict_tiled(state, image, normalize, core, halo):
+  """(H, W) uint8 labels of the uint8 image, window by window; each window is
+  normalised (`normalize`: uint8 (h, w, 3) -> float32) on its own, so the
+  whole image is never held as float32."""
+  height, width = image.shape[:2]
+  out = np.empty((height, width), np.uint8)
+  for y0, y1, ky0, ky1 in windows(height, core, halo):
+    for x0, x1, kx0, kx1 in windows(width, core, halo):
+      window = window_labels(state, normalize(image[y0:y1, x0:x1])[None])
+      out[ky0:ky1, kx0:kx1] = np.asarray(window)[ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
+  return out
+
+
+def _probe_variables(variables):
+  """Every kernel 1 / (its spatial taps), biases and BN means 0, scales and
+  variances 1: all activations of a non-negative input are >= 0 and each
+  layer's output is non-zero wherever any of its inputs is (inf counts too)."""
+  def leaf(path, x):
+    name = str(getattr(path[-1], "key", path[-1]))
+    if name in ("bias", "mean"):
+      return jnp.zeros_like(x)
+    if name in ("scale", "var"):
+      return jnp.ones_like(x)
+    taps = math.prod(x.shape[:-2]) if x.ndim > 2 else 1
+    return jnp.full_like(x, 1.0 / taps)
+  return jax.tree_util.tree_map_with_path(leaf, variables)
+
+
+def receptive_margin(state, probe=768):
+  """Pixels an input can move a label by, in any direction, measured: the
+  output support of a one-pixel input under `_probe_variables`, at two
+  phases of the stride grid. Rounded up to the stride, + one stride for the
+  pooling grid at a cut edge."""
+  variables = _probe_variables({"params": state.params, "batch_stats": state.batch_stats})
+  c = probe // 2 // STRIDE * STRIDE
+  x = np.zeros((2, probe, probe, 3), np.float32)
+  x[0, c, c] = x[1, c + STRIDE - 1, c + STRIDE - 1] = 1.0
+  out = jax.jit(lambda v, x: state.apply_fn(v, x, train=False))(variables, x)
+  support = np.asarray(jnp.any(out != 0, axis=-1))
+  reach = 0
+  for k, centre in enumerate((c, c + STRIDE - 1)):
+    rows, cols = np.nonzero(support[k])
+    reach = max(reach, centre - rows.min(), rows.max() - centre,
+                centre - cols.min(), cols.max() - centre)
+  if reach >= c - STRIDE:
+    raise ValueError(f"receptive field reaches {reach} px, beyond the {probe} px probe")
+  return int(round_up(reach)) + STRIDE
+
+
+def bytes_per_pixel(state, size=256):
+  """XLA's working memory per input pixel of one window (temp + input + output)."""
+  x = jnp.zeros((1, size, size, 3), jnp.float32)
+  analysis = window_labels.lower(state, x).compile().memory_analysis()
+  used = analysis.temp_size_in_bytes + analysis.output_size_in_bytes + x.nbytes
+  return used / size ** 2
+
+
+def default_core(per_pixel, halo, budget=DEFAULT_TILE_BYTES):
+  """The largest core (a multiple of the stride, >= one stride) whose window
+  (core + 2 * halo)^2 takes at most `budget` bytes at `per_pixel`."""
+  side = math.isqrt(int(budget / per_pixel))
+  return max(STRIDE, (side - 2 * halo) // STRIDE * STRIDE)

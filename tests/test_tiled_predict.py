@@ -1,0 +1,130 @@
+"""Tiled inference (fcnjax.tiles): the windows cover the image with aligned
+starts and a halo, and the tiled labels of the default model (FCN-8s, small
+BN VGG, 'same' geometry) in eval mode equal one full-image pass exactly;
+predict writes the same masks tiled or not and goes on past a failing image."""
+import os
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from fcnjax import inference, predict, tiles
+from fcnjax.data import pipeline, shapes
+from fcnjax.train import checkpoint, loop
+from test_train import tiny_config
+
+
+@pytest.mark.parametrize("core, halo", [(32, 32), (64, 224), (128, 96)])
+def test_windows_cover_the_axis_with_aligned_starts_and_a_halo(core, halo):
+  for length in list(range(1, 700, 7)) + [8000]:
+    spans = tiles.windows(length, core, halo)
+    kept = np.zeros(length, int)
+    for start, end, keep0, keep1 in spans:
+      assert start % tiles.STRIDE == 0 and 0 <= start < end <= length
+      assert start <= keep0 < keep1 <= end
+      kept[keep0:keep1] += 1
+      # a kept pixel is >= halo from every edge of its window that is not the image's
+      assert start == 0 or keep0 - start >= halo
+      assert end == length or end - keep1 >= halo
+      assert end - start <= max(length, core + 2 * halo + tiles.STRIDE - 1)
+    assert (kept == 1).all(), length
+    assert len(spans) == 1 or length > core + 2 * halo
+
+
+def test_windows_refuse_unaligned_sizes():
+  with pytest.raises(ValueError, match="multiples of 32"):
+    tiles.windows(100, 48, 32)
+
+
+@pytest.fixture(scope="module")
+def default_model(tmp_path_factory):
+  """(config, state, workdir): the default model with random weights and BN
+  statistics (so eval-mode BN is not the identity), class logits centred on
+  shapes images so that the labels are mixed; saved as a checkpoint."""
+  root = tmp_path_factory.mktemp("tiled")
+  config = tiny_config(root / "tfds", **{"model.zero_init_score": False})
+  info = pipeline.get_info(config.data)
+  state = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))[0]
+  rng = np.random.default_rng(0)
+  stats = jax.tree_util.tree_map_with_path(
+      lambda p, x: (0.1 * rng.normal(size=x.shape) if p[-1].key == "mean"
+                    else rng.uniform(0.5, 1.5, x.shape)).astype(np.float32), state.batch_stats)
+  state = state.replace(batch_stats=stats)
+  mean = _logits(state, _image(256, 256)).mean((0, 1))
+  params = jax.tree.map(np.asarray, state.params)
+  params["score_pool3"]["bias"] = params["score_pool3"]["bias"] - mean
+  state = state.replace(params=params)
+  ckpt = checkpoint.Checkpoints(str(root / "w"))
+  ckpt.save(1, state)
+  ckpt.close()
+  return config, state, str(root / "w")
+
+
+def _image(height, width):
+  """Shapes examples (128x128) laid side by side, cut to (height, width, 3)."""
+  rows = -(-height // 128)
+  cols = -(-width // 128)
+  grid = [[shapes.render_example(7, r * cols + c, 128)[0] for c in range(cols)]
+          for r in range(rows)]
+  return np.concatenate([np.concatenate(row, 1) for row in grid], 0)[:height, :width]
+
+
+def _logits(state, image):
+  x = pipeline.normalize(image, "imagenet")[None]
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  return np.asarray(state.apply_fn(variables, x, train=False))[0]
+
+
+def test_tiled_labels_equal_one_full_image_pass(default_model):
+  _, state, _ = default_model
+  image = _image(700, 620)
+  full = _logits(state, image).argmax(-1)  # the reference: model.apply on the whole image
+  assert (np.bincount(full.ravel()) > 0.04 * full.size).sum() >= 4  # mixed labels
+  halo = tiles.receptive_margin(state)
+  # The convolutions alone reach 2 * (1 + 2 + 4 + 8 + 16) = 62 px and fc6 (7x7
+  # at stride 32) 96 px more: the measured margin covers at least that.
+  assert 62 + 96 <= halo <= 512 and halo % 32 == 0
+  norm = lambda x: pipeline.normalize(x, "imagenet")
+  assert len(tiles.windows(700, 64, halo)) > 2  # really tiled
+  tiled = tiles.predict_tiled(state, image, norm, 64, halo)
+  np.testing.assert_array_equal(tiled, full)  # exact: no tolerance
+  too_small = tiles.predict_tiled(state, image, norm, 128, 32)
+  assert (too_small != full).mean() > 0.01  # the halo is what makes it exact
+
+
+def test_default_core_fits_the_budget():
+  core = tiles.default_core(200.0, 224, budget=512 * 2 ** 20)
+  assert core % 32 == 0 and (core + 448) ** 2 * 200 <= 512 * 2 ** 20
+  assert (core + 32 + 448) ** 2 * 200 > 512 * 2 ** 20
+  assert tiles.default_core(1e6, 224) == 32  # never below one stride
+
+
+def test_predict_tiled_equals_untiled_and_names_a_failure(default_model, tmp_path,
+                                                          monkeypatch, capsys):
+  config, _, workdir = default_model
+  folder = tmp_path / "in"
+  folder.mkdir()
+  Image.fromarray(_image(560, 640)).save(folder / "a.png")
+  Image.fromarray(_image(100, 90)).save(folder / "c.png")
+  Image.fromarray(_image(64, 64)).save(folder / "b.png")
+  assert predict.predict(config, workdir, str(folder), str(tmp_path / "full"), "latest",
+                         tile=None) == 0
+  real = inference.predict_image
+
+  def fails_on_b(state, image, *args):
+    if image.shape[:2] == (64, 64):
+      raise MemoryError("out of memory (test)")
+    return real(state, image, *args)
+
+  monkeypatch.setattr(inference, "predict_image", fails_on_b)
+  status = predict.predict(config, workdir, str(folder), str(tmp_path / "tiled"), "latest",
+                           tile=64)
+  assert status == 1
+  assert "2 predicted, 1 skipped (failed: b.png (MemoryError: out of memory (test)))" in (
+      capsys.readouterr().err)
+  for name in ("a", "c"):  # c, after the failure, is predicted too
+    with Image.open(tmp_path / "full" / f"{name}.png") as f, \
+         Image.open(tmp_path / "tiled" / f"{name}.png") as g:
+      np.testing.assert_array_equal(np.asarray(f), np.asarray(g))
+  assert not os.path.exists(tmp_path / "tiled" / "b.png")
