@@ -16,20 +16,43 @@ from fcnjax.models.vgg import VGGBackbone
 from fcnjax.ops import fc, winograd
 from fcnjax.train.step import cross_entropy_sum
 
-# f32 tolerance, relative to the largest magnitude (summation order differs).
-RTOL = 1e-5
+EPS = np.finfo(np.float32).eps
 
 
-def close(a, b, rtol=RTOL):
+def f32_rtol(*lengths):
+  """Relative tolerance of a float32 result of a chain of sums of these
+  lengths against a float64 reference. A k-term sum's rounding errors walk at
+  random: ~sqrt(k) * eps/2 of its size when summed in sequence (the worst
+  common order; pairwise and blocked do better); a chain's steps add in
+  quadrature. 8 such deviations (4 eps) bound the largest of millions of
+  outputs on any CPU; k * eps/2 (all of one sign) is the strict worst case,
+  which random data does not approach. A wrong tap, padding or layout errs by O(1)."""
+  return 4 * np.sqrt(sum(lengths)) * EPS
+
+
+def close(a, b, rtol):
   a, b = np.asarray(a), np.asarray(b)
   assert a.shape == b.shape
-  err = np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
-  assert err <= rtol, f"relative error {err:.2e} > {rtol:.0e}"
+  err = np.abs(a.astype(np.float64) - b).max() / max(np.abs(b).max(), 1e-12)
+  assert err <= rtol, f"relative error {err:.2e} > {rtol:.2e}"
 
 
 def conv(x, k, padding):
   return lax.conv_general_dilated(x, k, (1, 1), padding,
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def conv_and_vjp(f, x, k, cotangent):
+  """f(x, k), and its gradients (w.r.t. x, k) of sum(f(x, k) * cotangent)."""
+  y, vjp = jax.vjp(f, x, k)
+  return (y,) + vjp(cotangent)
+
+
+def float64_conv_and_vjp(x, k, cotangent, padding):
+  """The exact-enough reference: lax's conv and its VJP in float64."""
+  with jax.enable_x64(True):
+    args = [jnp.asarray(a, jnp.float64) for a in (x, k, cotangent)]
+    return [np.asarray(r) for r in conv_and_vjp(lambda a, b: conv(a, b, padding), *args)]
 
 
 @pytest.mark.parametrize("shape,kernel,padding", [
@@ -40,15 +63,21 @@ def conv(x, k, padding):
     ((1, 6, 5, 3), (3, 3, 3, 4), [(2, 0), (1, 1)]),
 ])
 def test_conv_as_matmul_equals_lax_conv(shape, kernel, padding):
+  """Output and both gradients (a random cotangent) of the matmul form and of
+  lax's f32 conv, each against float64; each sum's length sets its tolerance:
+  kh*kw*Cin for the output, kh*kw*Cout for d/dx, N*H'*W' for d/dkernel."""
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
-  k = jnp.asarray(rng.normal(size=kernel), jnp.float32)
-  close(fc.conv_as_matmul(x, k, (1, 1), padding), conv(x, k, padding))
-  loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b, (1, 1), padding)))
-  got = jax.grad(loss(fc.conv_as_matmul), (0, 1))(x, k)
-  want = jax.grad(loss(lambda a, b, s, p: conv(a, b, p)), (0, 1))(x, k)
-  for g, w in zip(got, want):
-    close(g, w)
+  x = rng.normal(size=shape).astype(np.float32)
+  k = rng.normal(size=kernel).astype(np.float32)
+  out_shape = jax.eval_shape(lambda: conv(x, k, padding)).shape
+  cotangent = rng.normal(size=out_shape).astype(np.float32)
+  want = float64_conv_and_vjp(x, k, cotangent, padding)
+  kh, kw, cin, cout = kernel
+  tols = [f32_rtol(kh * kw * cin), f32_rtol(kh * kw * cout), f32_rtol(np.prod(out_shape[:3]))]
+  for f in (lambda a, b: fc.conv_as_matmul(a, b, (1, 1), padding),
+            lambda a, b: conv(a, b, padding)):
+    for got, ref, tol in zip(conv_and_vjp(f, x, k, cotangent), want, tols):
+      close(got, ref, tol)
 
 
 def test_conv_as_matmul_rejects_strides():
@@ -61,17 +90,19 @@ def test_conv_as_matmul_rejects_strides():
     ((2, 7, 9, 5), "SAME"), ((1, 8, 8, 4), "SAME"), ((1, 7, 6, 3), "VALID"),
     ((1, 1, 3, 2), "SAME"), ((1, 7, 6, 3), [(2, 0), (0, 1)])])
 def test_winograd_equals_lax_conv(shape, padding):
-  """F(2x2, 3x3) in f32: forward relative error a few 1e-7, gradients ~2e-6 (bound 1e-5)."""
+  """F(2x2, 3x3) in f32 against float64, output and gradients: the direct
+  conv's sum lengths plus those of its input (4 terms), kernel (9) and output
+  (9) transforms; measured errors ~1-3e-7, as lax's own f32 conv."""
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=shape), jnp.float32)
-  k = jnp.asarray(rng.normal(size=(3, 3, shape[-1], 6)), jnp.float32)
-  close(winograd.conv_general_dilated(x, k, (1, 1), padding), conv(x, k, padding), 1e-6)
-  loss = lambda f: lambda a, b: jnp.sum(jnp.sin(f(a, b)))
-  got = jax.grad(loss(lambda a, b: winograd.conv_general_dilated(a, b, (1, 1), padding)),
-                 (0, 1))(x, k)
-  want = jax.grad(loss(lambda a, b: conv(a, b, padding)), (0, 1))(x, k)
-  for g, w in zip(got, want):
-    close(g, w, 1e-5)
+  x = rng.normal(size=shape).astype(np.float32)
+  k = rng.normal(size=(3, 3, shape[-1], 6)).astype(np.float32)
+  out_shape = jax.eval_shape(lambda: conv(x, k, padding)).shape
+  cotangent = rng.normal(size=out_shape).astype(np.float32)
+  want = float64_conv_and_vjp(x, k, cotangent, padding)
+  lengths = (9 * shape[-1], 9 * 6, np.prod(out_shape[:3]))
+  f = lambda a, b: winograd.conv_general_dilated(a, b, (1, 1), padding)
+  for got, ref, n in zip(conv_and_vjp(f, x, k, cotangent), want, lengths):
+    close(got, ref, f32_rtol(n, 4 + 9 + 9))
 
 
 @pytest.mark.parametrize("geometry", ["same", "paper"])
@@ -87,13 +118,30 @@ def test_vgg_fc_impls_equal_loss_and_grads(geometry):
   def loss(impl):
     return lambda p: jnp.mean(jnp.square(make(impl).apply(p, x)["stride32"]))  # fc7
   (l_mm, g_mm), (l_xla, g_xla) = (jax.jit(jax.value_and_grad(loss(i)))(params) for i in ("matmul", "xla"))
-  close(l_mm, l_xla)
-  jax.tree.map(close, g_mm, g_xla)
+  # They differ in fc6 / fc7's summation order only: forward 7*7*16 then 24
+  # terms, backward 24 then 7*7*24 to fc6's input, which every earlier gradient inherits.
+  tol = f32_rtol(7 * 7 * 16, 24, 24, 7 * 7 * 24)
+  close(l_mm, l_xla, tol)
+  jax.tree.map(lambda a, b: close(a, b, tol), g_mm, g_xla)
+
+
+def _sum_lengths(params):
+  """(forward, backward) sum lengths of an FCN's convolutions, all added: a
+  kernel (kh, kw, C_in, C_out) sums kh*kw*C_in terms forward and kh*kw*C_out
+  backward; a stride-f upscore kernel (2f, 2f) puts 2x2 taps on each output."""
+  forward = backward = 0
+  for path, k in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if k.ndim == 4:
+      taps = 4 if "upscore" in jax.tree_util.keystr(path) else k.shape[0] * k.shape[1]
+      forward, backward = forward + taps * k.shape[2], backward + taps * k.shape[3]
+  return forward, backward
 
 
 @pytest.mark.parametrize("variant", ["8s", "32s"])
 def test_torch_reference_equals_fcn(variant):
-  """Forward, loss and gradients of the PyTorch FCN == fcnjax's on the same weights."""
+  """Forward, loss and gradients of fcnjax's FCN (f32) == the PyTorch FCN's in
+  float64 on the same weights, within the net's sum lengths (`_sum_lengths`,
+  and the loss's mean and the kernel gradients' sum over the pixels)."""
   torch = pytest.importorskip("torch")
   from fcnjax import torch_reference
   num_classes, x_shape = 5, (2, 37, 30, 3)
@@ -115,21 +163,24 @@ def test_torch_reference_equals_fcn(variant):
   (loss, logits), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
 
   ref = torch_reference.build(num_classes, variant, **benchmark.backbone_sizes("tiny"))
-  torch_reference.load_params(ref, jax.tree.map(np.asarray, params))
-  t_logits = ref(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+  ref = torch_reference.load_params(ref, jax.tree.map(np.asarray, params)).double()
+  t_logits = ref(torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float64)))
   t_loss = torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(labels).long(),
                                              ignore_index=255)
   t_loss.backward()
-  close(t_logits.detach().numpy().transpose(0, 2, 3, 1), logits, 1e-4)
-  close(t_loss.item(), loss, 1e-5)
+  forward, backward = _sum_lengths(params)
+  pixels = np.prod(x_shape[:3])
+  close(logits, t_logits.detach().numpy().transpose(0, 2, 3, 1), f32_rtol(forward))
+  close(loss, t_loss.item(), f32_rtol(forward, pixels))
   for name, p in ref.named_parameters():
     path = name.split(".")
     leaf = (grads["backbone"] if path[0] == "backbone" else grads)[path[1]]
+    tol = f32_rtol(forward, pixels, backward, pixels)
     if path[2] == "bias":
-      close(p.grad.numpy(), leaf["bias"], 1e-4)
+      close(leaf["bias"], p.grad.numpy(), tol)
     else:
       order = (2, 3, 0, 1) if p.dim() == 4 and "upscore" in path[1] else (3, 2, 0, 1)
-      close(p.grad.numpy(), np.asarray(leaf["kernel"]).transpose(order), 1e-4)
+      close(np.asarray(leaf["kernel"]).transpose(order), p.grad.numpy(), tol)
 
 
 def test_configure_xla_appends():
