@@ -40,9 +40,14 @@ def windows(length, core, halo, stride=STRIDE):
   if core % stride or halo % stride or core <= 0:
     raise ValueError(f"tile core {core} and halo {halo} must be positive multiples of "
                      f"{stride}")
-  size = core + 2 * halo
-  if length <= size:
+  if length <= core + 2 * halo:
     return [(0, length, 0, length)]
+  # As many windows as `core` needs, with the core shrunk to share the length
+  # evenly (an image just over one window gets two half-size windows, not two
+  # full ones).
+  count = -(-(length - 2 * halo) // core)
+  core = round_up(-(-(length - 2 * halo) // count), stride)
+  size = core + 2 * halo
   starts = list(range(0, length - size, core))
   last = (length - size) // stride * stride
   starts = starts[:-1] if starts[-1] == last else starts
@@ -88,25 +93,30 @@ def _probe_variables(variables):
   return jax.tree_util.tree_map_with_path(leaf, variables)
 
 
-def receptive_margin(state, probe=768):
+def receptive_margin(state, probe=512, largest=4096):
   """Pixels an input can move a label by, in any direction, measured: the
   output support of a one-pixel input under `_probe_variables`, at two
-  phases of the stride grid. Rounded up to the stride, + one stride for the
-  pooling grid at a cut edge."""
+  phases of the stride grid (the probe image grows until the support fits).
+  Rounded up to the stride, + one stride for the pooling grid at a cut edge."""
   variables = _probe_variables({"params": state.params, "batch_stats": state.batch_stats})
-  c = probe // 2 // STRIDE * STRIDE
-  x = np.zeros((2, probe, probe, 3), np.float32)
-  x[0, c, c] = x[1, c + STRIDE - 1, c + STRIDE - 1] = 1.0
-  out = jax.jit(lambda v, x: state.apply_fn(v, x, train=False))(variables, x)
-  support = np.asarray(jnp.any(out != 0, axis=-1))
-  reach = 0
-  for k, centre in enumerate((c, c + STRIDE - 1)):
-    rows, cols = np.nonzero(support[k])
-    reach = max(reach, centre - rows.min(), rows.max() - centre,
-                centre - cols.min(), cols.max() - centre)
-  if reach >= c - STRIDE:
-    raise ValueError(f"receptive field reaches {reach} px, beyond the {probe} px probe")
-  return int(round_up(reach)) + STRIDE
+  apply = jax.jit(lambda v, x: jnp.any(state.apply_fn(v, x, train=False) != 0, axis=-1))
+  while True:
+    c = probe // 2 // STRIDE * STRIDE
+    centres = (c, c + STRIDE - 1)
+    x = np.zeros((2, probe, probe, 3), np.float32)
+    for k, centre in enumerate(centres):
+      x[k, centre, centre] = 1.0
+    support = np.asarray(apply(variables, x))
+    reach = 0
+    for k, centre in enumerate(centres):
+      rows, cols = np.nonzero(support[k])
+      reach = max(reach, centre - rows.min(), rows.max() - centre,
+                  centre - cols.min(), cols.max() - centre)
+    if reach < c - STRIDE:
+      return int(round_up(reach)) + STRIDE
+    if probe >= largest:
+      raise ValueError(f"the receptive field reaches beyond a {probe} px probe")
+    probe *= 2
 
 
 def bytes_per_pixel(state, size=256):
