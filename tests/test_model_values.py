@@ -1,6 +1,7 @@
 """Model values against independent references: the paper FCN's crops (Caffe
-coordinate maps, torch recomputation), the dropout path, and the max-unpooling
-inside SegNet / DeconvNet (numpy unpool + torch convolutions)."""
+coordinate maps, torch recomputation), the dropout path, the max-unpooling
+inside SegNet / DeconvNet (numpy unpool + torch convolutions), and FCN-32s
+with each fixed upsampler written from its definition."""
 from fractions import Fraction
 
 import jax
@@ -70,10 +71,11 @@ def _score(features, p):
   return np.asarray(features) @ np.asarray(p["kernel"])[0, 0] + np.asarray(p["bias"])
 
 
-def _up(x, kernel, stride):
+def _up(x, kernel, stride, padding=0):
   """Transpose conv in torch: kernel (k, k, in, out) -> weight (in, out, k, k)."""
   w = torch.from_numpy(np.asarray(kernel).transpose(2, 3, 0, 1).copy())
-  y = F.conv_transpose2d(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), w, stride=stride)
+  y = F.conv_transpose2d(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), w, stride=stride,
+                         padding=padding)
   return y.numpy().transpose(0, 2, 3, 1)
 
 
@@ -171,3 +173,42 @@ def test_deconvnet_unpools_then_deconvolves_by_value():
                                 padding=1).numpy().transpose(0, 2, 3, 1)
   got = inter["deconv1_1"]["TransposeConv_0"]["__call__"][0]
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def _upsample_filt(size):
+  """The reference FCN's surgery.upsample_filt: a (size, size) bilinear filter."""
+  factor = (size + 1) // 2
+  center = factor - 1 if size % 2 == 1 else factor - 0.5
+  og = np.ogrid[:size, :size]
+  return (1 - abs(og[0] - center) / factor) * (1 - abs(og[1] - center) / factor)
+
+
+def _fixed_up(x, name, f):
+  """x (N, h, w, C) -> (N, h*f, w*f, C), written from each operator's definition."""
+  if name == "nearest":  # the value copied into its whole f x f block
+    return x.repeat(f, 1).repeat(f, 2)
+  if name == "bed_of_nails":  # the value at the block's top-left, zeros elsewhere
+    y = np.zeros((x.shape[0], x.shape[1] * f, x.shape[2] * f, x.shape[3]), x.dtype)
+    y[:, ::f, ::f] = x
+    return y
+  # bilinear: kernel 2f, stride f, padding f/2, the filter on the channel diagonal
+  kernel = np.einsum("ab,ij->abij", _upsample_filt(2 * f), np.eye(x.shape[-1]))
+  return _up(x, kernel.astype(np.float32), f, f // 2)
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "nearest", "bed_of_nails"])
+def test_fcn32s_with_a_fixed_upsampler_by_value(upsample):
+  """FCN-32s ('same' geometry) == the 1x1 score conv on the backbone's stride32
+  map, upsampled x32 by the operator's definition and cropped to the input."""
+  config = dict(name="fcn", variant="32s", backbone="tiny", upsample=upsample,
+                zero_init_score=False)
+  model = models.build_model(config, 3)
+  x = np.random.default_rng(0).normal(size=(2, 70, 45, 3)).astype(np.float32)
+  params = _random_variables(model, x)["params"]
+  got = np.asarray(jax.jit(model.apply)({"params": params}, x))
+  feats = jax.jit(models.BACKBONES["tiny"](config).apply)({"params": params["backbone"]}, x)
+  assert feats["stride32"].shape[1:3] == (3, 2)  # ceil(70 / 32), ceil(45 / 32)
+  score = _score(feats["stride32"], params["score_fr"]).astype(np.float32)
+  expected = _fixed_up(score, upsample, 32)[:, :70, :45]
+  # f32: the bilinear taps are 2x2 sums of a 32-channel score conv (4 sqrt(36) eps)
+  np.testing.assert_allclose(got, expected, rtol=0, atol=3e-6 * np.abs(expected).max())
