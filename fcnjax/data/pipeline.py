@@ -272,3 +272,10 @@ def eval_batches(data_config, batch_size, *, process_index=0, process_count=1):
 def _is_local(k, batch_size, process_index):
   """Whether position k of a global batch belongs to this process's slice."""
   return k // batch_size == process_index
+
+
+def check_files(data_config):
+  """Reads and checks every file of the train and eval splits once, before
+  training (file-backed datasets; cached per dataset version): data/check.py."""
+  from fcnjax.data import check
+  return check.check_splits(data_config)

@@ -34,6 +34,14 @@ def read_ids(path):
     ids = [line.split()[0] for line in f if line.strip()]
   if not ids:
     raise ValueError(f"split file {path} is empty: list one image id per line")
+  seen, repeated = set(), []
+  for i in ids:  # a repeated id would silently weigh that image twice
+    if i in seen and i not in repeated:
+      repeated.append(i)
+    seen.add(i)
+  if repeated:
+    raise ValueError(f"split file {path} lists {len(repeated)} ids more than once: "
+                     f"{', '.join(repeated[:10])}{' ...' if len(repeated) > 10 else ''}")
   return ids
 
 

@@ -151,6 +151,7 @@ def train_and_evaluate(config, workdir):
   validate.check_fields(config)  # before the workdir or the dataset is touched
   info = pipeline.get_info(config.data)
   check_num_classes(config, info)
+  pipeline.check_files(config.data)  # every data file read once before step 1 (cached)
   os.makedirs(workdir, exist_ok=True)
 
   model = build_model(config, info)
