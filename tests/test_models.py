@@ -48,6 +48,13 @@ def test_encoder_decoder_shapes(name):
     y, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
     assert y.shape == shape[:3] + (4,) and np.isfinite(np.asarray(y)).all()
     assert model.apply(variables, x).shape == y.shape
+    # Training normalises by the batch's statistics after every conv, and ReLU and
+    # max pooling commute with a positive scale: the net ignores the input's scale
+    # (x4 is exact in float), but for BatchNorm's epsilon 1e-5 next to the first
+    # layer's batch variance (~1). Evaluation uses the running statistics.
+    y4, _ = model.apply(variables, 4 * x, train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(y4, y, rtol=0, atol=2e-5 * np.abs(y).max())
+    assert not np.allclose(model.apply(variables, 4 * x), model.apply(variables, x))
   with pytest.raises(ValueError, match="smaller"):
     model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
 
@@ -80,13 +87,19 @@ def test_vgg16_fcn_parameter_counts_match_reference_nets(variant):
 
 
 def test_bf16_compute_runs():
-  model = models.build_model(dict(name="fcn", variant="8s", backbone="tiny"), 3,
-                             dtype=jnp.bfloat16)
+  config = dict(name="fcn", variant="8s", backbone="tiny", zero_init_score=False)
+  model = models.build_model(config, 3, dtype=jnp.bfloat16)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 40, 40, 3)), jnp.float32)
   variables = model.init(jax.random.key(0), x)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
-  y = model.apply(variables, x)
-  assert y.shape == (1, 40, 40, 3) and np.isfinite(np.asarray(y)).all()
+  y = np.asarray(model.apply(variables, x))
+  assert y.shape == (1, 40, 40, 3) and y.dtype == np.float32
+  # Against the float32 model on the same weights: each of its ~12 layers rounds
+  # its inputs and weights to bfloat16 (eps 2^-7, XLA sums in float32), errors of
+  # random sign adding in quadrature: 4 sqrt(12) eps/2 of the largest score.
+  want = np.asarray(models.build_model(config, 3).apply(variables, x))
+  err = np.abs(y - want).max() / np.abs(want).max()
+  assert 0 < err <= 4 * np.sqrt(12) * 2.0 ** -8, err
 
 
 def test_learned_upsample_starts_bilinear_and_reproduces_a_ramp():
