@@ -143,11 +143,18 @@ def run(main, module):
   except ValueError as e:
     raise SystemExit(f"error: {e}") from None
   sys.modules["__main__"].__doc__ = sys.modules[module].__doc__
+  if "traceback" not in FLAGS:
+    flags.DEFINE_bool("traceback", False, "Show the traceback of a known error (a missing "
+                      "file, a bad field, ...) instead of its one 'error: ...' line; -v 1 too.")
   by_module = FLAGS.flags_by_module_dict()
   for name in (module, __name__, config_flags.__name__, config_flags.config_flags.__name__):
     for flag in by_module.get(name, []):
       FLAGS.register_flag_by_module(sys.argv[0], flag)
-  app.run(functools.partial(_config_errors_as_messages, main))
+  show_frames = lambda: FLAGS.traceback or logging.get_verbosity() >= 1
+  from fcnjax import errors
+  app.run(functools.partial(errors.as_messages,
+                            functools.partial(_config_errors_as_messages, main),
+                            show_frames=show_frames))
 
 
 def _config_errors_as_messages(main, argv):

@@ -150,14 +150,40 @@ def load_npz(path):
 
 
 
-def main(argv):
-  del argv
+def load_torch_state_dict(path):
+  """torch.load of a .pth on the CPU; errors name --torch_weights and the file."""
+  import os
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"--torch_weights={path}: no such file (a torchvision "
+                            "vgg16 .pth, e.g. vgg16-397923af.pth)")
   try:
     import torch
   except ImportError:
-    raise SystemExit("reading a .pth needs PyTorch: pip install torch") from None
-  state_dict = torch.load(flags.FLAGS.torch_weights, map_location="cpu")
-  save_npz(vgg16_from_torch(state_dict), flags.FLAGS.out)
+    raise ImportError("reading a .pth needs PyTorch: pip install torch") from None
+  try:
+    return torch.load(path, map_location="cpu")
+  except Exception as e:  # noqa: BLE001  torch raises pickle, zip and runtime errors
+    first = (str(e).strip().splitlines() or [""])[0][:200]  # torch's messages run long
+    raise ValueError(f"--torch_weights={path}: not a readable PyTorch file "
+                     f"({type(e).__name__}: {first})") from None
+
+
+def convert_file(torch_weights, out):
+  """torchvision vgg16 .pth -> fcnjax .npz (`vgg16_from_torch`, `save_npz`)."""
+  state_dict = load_torch_state_dict(torch_weights)
+  if not isinstance(state_dict, dict):
+    raise ValueError(f"--torch_weights={torch_weights}: holds a {type(state_dict).__name__}, "
+                     "not a state_dict")
+  try:
+    params = vgg16_from_torch(state_dict)
+  except ValueError as e:
+    raise ValueError(f"--torch_weights={torch_weights}: {e}") from None
+  save_npz(params, out)
+
+
+def main(argv):
+  del argv
+  convert_file(flags.FLAGS.torch_weights, flags.FLAGS.out)
   print(f"wrote {flags.FLAGS.out}")
 
 

@@ -60,11 +60,14 @@ def check_source(source, split, num_threads=4, progress=True):
     results = pool.map(lambda i: _read(source, i), range(n))
     errors = [e for e in tqdm(results, total=n, desc=f"checking {split} files",
                               disable=not progress or n < PROGRESS_MIN, leave=False) if e]
-  if errors:
+  if errors:  # one error: one line; more: one line each below the count
+    head = f"{len(errors)} of {n} examples of split {split!r} fail the data checks"
+    if len(errors) == 1:
+      raise DataCheckError(f"{head}: {errors[0]}")
     listed = "\n  ".join(errors[:MAX_LISTED])
     more = f"\n  ... and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else ""
-    raise DataCheckError(f"{len(errors)} of {n} examples of split {split!r} fail the data "
-                         f"checks (fix or remove them from the split list):\n  {listed}{more}")
+    raise DataCheckError(f"{head} (fix them or remove them from the split list):\n  "
+                         f"{listed}{more}")
 
 
 def check_split(source, split, num_threads=4, progress=True, directory=None):

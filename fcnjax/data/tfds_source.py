@@ -51,13 +51,37 @@ class RecordSource:
     return record[self.image_key], record[self.label_key]
 
 
+def check_builder_config(builder_name):
+  """ValueError naming config.data.tfds_config unless the config part of
+  'name/config' is one of the registered builder's configs (before tfds is asked)."""
+  import tensorflow_datasets as tfds
+  name, _, config = builder_name.partition("/")
+  if not config:
+    return
+  try:
+    configs = [c.name for c in tfds.builder_cls(name).BUILDER_CONFIGS]
+  except Exception:  # noqa: BLE001  not registered here: let tfds name it
+    return
+  if configs and config not in configs:
+    raise ValueError(f"config.data.tfds_config={config!r}: the {name!r} dataset has the "
+                     f"configs {configs}")
+
+
 @functools.lru_cache(maxsize=8)
 def data_source(builder_name, data_dir, split, limit):
   """A RecordSource over the first `limit` (None: all) examples of an
-  array_record builder's split, prepared on first use."""
+  array_record builder's split, prepared on first use. builder_name:
+  'name' or 'name/config' (checked by `check_builder_config`)."""
   import tensorflow_datasets as tfds
+  check_builder_config(builder_name)
   split = f"{split}[:{limit}]" if limit else split
-  return RecordSource(tfds.data_source(builder_name, split=split, data_dir=data_dir))
+  try:
+    return RecordSource(tfds.data_source(builder_name, split=split, data_dir=data_dir))
+  except ValueError as e:
+    if "split" not in str(e).lower():
+      raise
+    raise ValueError(f"{builder_name}: split {split!r} (config.data.train_split / "
+                     f"eval_split): {e}") from None
 
 
 def _import_tensorflow(builder_name):
