@@ -35,6 +35,23 @@ def test_parameter_count_and_feature_shapes(name):
   assert {k: v.shape for k, v in features.items()} == want
 
 
+def test_bottleneck_strides_on_its_3x3_conv():
+  """torchvision's ResNet v1.5: the first block of layer2..4 halves the map in
+  conv2 (3x3), not conv1 (1x1) as in the original paper; the shortcut's 1x1
+  conv strides too."""
+  net = models.BACKBONES["resnet50"]({})
+  x = jnp.zeros((1, 64, 64, 3))
+  variables = jax.eval_shape(net.init, jax.random.key(0), x)
+  _, state = jax.eval_shape(lambda v: net.apply(v, x, capture_intermediates=True,
+                                                mutable=["intermediates"]), variables)
+  block = state["intermediates"]["layer2_0"]
+  out = {k: block[k]["__call__"][0].shape[1:] for k in
+         ("conv1", "conv2", "conv3", "downsample_conv")}
+  assert out == {"conv1": (16, 16, 128), "conv2": (8, 8, 128), "conv3": (8, 8, 512),
+                 "downsample_conv": (8, 8, 512)}
+  assert variables["params"]["layer2_0"]["conv2"]["kernel"].shape == (3, 3, 128, 128)
+
+
 def _torch_net(name, seed=0):
   """The hand-written torch ResNet, eval mode, with BatchNorm statistics and
   affine parameters away from their (identity) init so they are exercised."""
