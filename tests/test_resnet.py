@@ -120,9 +120,11 @@ def test_converter_refuses_other_state_dicts():
       convert.resnet_from_torch(broken)
 
 
-def test_paper_geometry_is_refused():
+def test_vgg_fields_it_does_not_have_are_refused():
   with pytest.raises(ValueError, match="geometry"):
     models.build_model(dict(name="fcn", backbone="resnet18", geometry="paper"), 3)
+  with pytest.raises(ValueError, match="dropout_rate"):
+    models.build_model(dict(name="fcn", backbone="resnet50", dropout_rate=0.5), 3)
 
 
 def _disc_source(data_config, split, limit=None):

@@ -100,9 +100,13 @@ class ResNet(nn.Module):
 
 
 def resnet(size, model_config, axis_name=None, dtype=jnp.float32):
-  """ResNet of RESNET_SIZES[size]; it has one geometry (torchvision's) and no dropout."""
+  """ResNet of RESNET_SIZES[size]; it has one geometry (torchvision's) and no
+  dropout, so it refuses the VGG fields set otherwise rather than ignore them."""
   geometry = model_config.get("geometry", "same")
   if geometry != "same":
     raise ValueError(f"config.model.geometry={geometry!r}: the {size} backbone has "
                      "torchvision's padding only; use geometry='same'")
+  if model_config.get("dropout_rate", 0.0):
+    raise ValueError(f"config.model.dropout_rate={model_config['dropout_rate']!r}: the "
+                     f"{size} backbone has no dropout; leave it at 0.0")
   return ResNet(axis_name=axis_name, dtype=dtype, **RESNET_SIZES[size])
