@@ -280,3 +280,57 @@ def test_read_rgb_names_a_truncated_png(untouched, tmp_path):
   (tmp_path / "t.png").write_bytes(data[:len(data) // 2])
   _refused(ValueError, r"t\.png: not a readable image", inference.read_rgb,
            str(tmp_path / "t.png"))
+
+
+# --- what the entry points print: one 'error: ...' line (fcnjax.errors) ----------
+
+def _bad_weights(tmp_path):
+  (tmp_path / "bad.pth").write_text("not torch")
+  return str(tmp_path / "bad.pth")
+
+
+ONE_LINE_CASES = {
+    "config/checkpoint mismatch": (
+        lambda d, w, t: inference.evaluate_workdir(
+            tiny_config(d, **{"model.variant": "16s"}), w),
+        r"model\.variant: checkpoint '8s', config '16s'"),
+    "tfds_config": (
+        lambda d, w, t: loop.train_and_evaluate(
+            tiny_config(d, **{"data.tfds_config": "huge"}), w),
+        r"config\.data\.tfds_config='huge': the 'shapes' dataset has the configs"),
+    "eval split": (
+        lambda d, w, t: loop.train_and_evaluate(
+            tiny_config(d, **{"data.eval_split": "selectoin"}), w),
+        r"split 'selectoin' \(config\.data\.train_split / eval_split\): Unknown split"),
+    "missing input": (
+        lambda d, w, t: predict.predict(tiny_config(d), w, str(t / "nope.jpg")),
+        r"--input=.*nope\.jpg: no such file or folder"),
+    "sweep syntax": (
+        lambda d, w, t: experiment.parse_sweep("seed:1,2", tiny_config(d)),
+        r"--sweep='seed:1,2': expected field=value1,value2"),
+    "unwritable checkpoints": (
+        lambda d, w, t: _train_read_only(d, w),
+        r"checkpoints failed \(PermissionError"),
+    "missing torch weights": (
+        lambda d, w, t: convert.convert_file(str(t / "missing.pth"), str(t / "o.npz")),
+        r"--torch_weights=.*missing\.pth: no such file"),
+    "unreadable torch weights": (
+        lambda d, w, t: convert.convert_file(_bad_weights(t), str(t / "o.npz")),
+        r"--torch_weights=.*bad\.pth: not a readable PyTorch file"),
+}
+
+
+def _train_read_only(data_dir, workdir):
+  with read_only(os.path.join(workdir, "checkpoints")):
+    loop.train_and_evaluate(tiny_config(data_dir, num_train_steps=9), workdir)
+
+
+@pytest.mark.parametrize("case", sorted(ONE_LINE_CASES))
+def test_entry_point_errors_are_one_line(data_dir, untouched, tmp_path, case):
+  from fcnjax import errors
+  call, match = ONE_LINE_CASES[case]
+  with pytest.raises(SystemExit) as e:
+    errors.as_messages(lambda argv: call(data_dir, untouched, tmp_path), [])
+  line = str(e.value.code)
+  assert line.startswith("error: ") and "\n" not in line and re.search(match, line), line
+  assert not os.path.exists(tmp_path / "o.npz")
