@@ -159,11 +159,14 @@ def run(main, module):
 
 def _config_errors_as_messages(main, argv):
   """A bad config field ends the run with its one-line message, not a traceback."""
-  from fcnjax.train import validate
+  from fcnjax.train import preemption, validate
   try:
     return main(argv)
   except validate.ConfigError as e:
     raise SystemExit(f"error: {e}") from None
+  except preemption.Stopped as e:  # a stop signal; the checkpoint of e.step is saved
+    print(f"fcnjax: {e}", flush=True)
+    raise SystemExit(preemption.EXIT_STATUS) from None
 
 
 def start():

@@ -40,6 +40,11 @@ def default_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
   config.boundary_width = 2
   config.init_from = ""  # a workdir (previous stage) or a .npz of params
+  # Signals that stop a training at the next step with a checkpoint of it (exit status
+  # 75; README "Stopping and resuming"); "" keeps their default actions.
+  config.stop_signals = "SIGTERM,SIGINT,SIGUSR1"
+  config.checkpoint_timeout_s = 60  # a save not committed by then stops the run
+  config.change_schedule = False  # True: a resume may change num_train_steps / the schedule
   return config
 
 

@@ -9,9 +9,12 @@ Each step carries its scores (orbax metrics) and a description of its run
 (custom metadata: `description.describe`), so a checkpoint says what it holds. Saves are asynchronous; `close()` waits for
 them. States are saved from the host (one copy) and restored as host arrays
 shaped like a fresh state, so a run resumes on any number of devices and
-hosts. A step that cannot be read is skipped, with a warning, for the newest
-readable one. A save that cannot be written stops the run at once with an
-error naming the directory. Workdirs of the older layout with a separate `best/` folder
+hosts. A step that cannot be read is skipped, with one warning, for the newest
+readable one. A save that cannot be written (unwritable directory, full or
+failing disk) stops the run with an error naming the directory, at once or
+within `timeout_s` seconds (the bound on orbax's wait for a save's commit
+and its barriers); the steps already committed stay intact (orbax writes a
+step into a temporary folder and renames it when complete). Workdirs of the older layout with a separate `best/` folder
 restore from their `checkpoints/`; `best/` is no longer read.
 """
 import math
@@ -25,11 +28,12 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
-from fcnjax.train import lock
+from fcnjax.train import lock, quiet
 from fcnjax.train.description import check_matches, describe  # noqa: F401 (loop)
 from fcnjax.train.state import TrainState
 
 BEST_METRIC = "mean_iou"
+DEFAULT_TIMEOUT_S = 60
 
 
 def _tree(state: TrainState):
@@ -48,9 +52,11 @@ def _best_value(metrics):
   return float(value) if value is not None and math.isfinite(value) else -math.inf
 
 
-def _manager(directory, keep, read_only):
-  """One manager: latest `keep` steps + the best by mIoU (or read-only)."""
+def _manager(directory, keep, read_only, timeout_s=DEFAULT_TIMEOUT_S):
+  """One manager: latest `keep` steps + the best by mIoU (or read-only);
+  a save not committed within `timeout_s` seconds fails."""
   if read_only:
+    quiet.silence_read_only_warning()
     options = ocp.CheckpointManagerOptions(read_only=True, create=False,
                                            save_interval_steps=0)
   else:
@@ -59,8 +65,9 @@ def _manager(directory, keep, read_only):
         checkpoint_managers.BestN(get_metric_fn=_best_value, reverse=False, n=1,
                                   keep_checkpoints_without_metrics=False)])
     # best_fn only makes the manager write each step's metrics.
-    options = ocp.CheckpointManagerOptions(create=True, best_fn=_best_value,
-                                           preservation_policy=policy)
+    options = ocp.CheckpointManagerOptions(
+        create=True, best_fn=_best_value, preservation_policy=policy,
+        async_options=ocp.AsyncOptions(timeout_secs=int(timeout_s)))
   return ocp.CheckpointManager(directory, options=options,
                                item_handlers=ocp.StandardCheckpointHandler())
 
@@ -95,7 +102,8 @@ class Checkpoints:
   (see `describe`) is saved with every step and checked on restore.
   """
 
-  def __init__(self, workdir, keep=3, description=None, read_only=False):
+  def __init__(self, workdir, keep=3, description=None, read_only=False,
+               timeout_s=DEFAULT_TIMEOUT_S):
     if keep < 1:
       raise ValueError(f"config.keep_checkpoints={keep}: must be at least 1 (the "
                        "newest checkpoint is what a run resumes from)")
@@ -105,7 +113,7 @@ class Checkpoints:
     self.read_only = read_only
     self.lock_path = None if read_only else lock.lock_all_processes(self.workdir)
     try:
-      self.manager = _manager(self.directory, keep, read_only)
+      self.manager = _manager(self.directory, keep, read_only, timeout_s)
       if not read_only:
         check_writable(self.directory)
     except OSError as e:  # W/checkpoints cannot be created or listed
@@ -121,14 +129,16 @@ class Checkpoints:
   def step_path(self, step):
     return os.path.join(self.directory, str(step))
 
-  def save(self, step, state, scores=None):
-    """Saves the host state at `step` with the finite scalars of `scores`."""
+  def save(self, step, state, scores=None, window=None):
+    """Saves the host state at `step` with the finite scalars of `scores`
+    (and `window`, JSON: the open averaging window of a stopped run)."""
     metrics = {k: float(v) for k, v in (scores or {}).items()
                if isinstance(v, (int, float)) and math.isfinite(v)}
+    meta = dict(self.description or {}, **({"window": window} if window else {}))
     check_writable(self.directory, step)
     try:  # also raises the error of an earlier asynchronous save
       self.manager.save(step, args=ocp.args.StandardSave(_tree(state)), metrics=metrics,
-                        custom_metadata=self.description)
+                        custom_metadata=meta or None)
     except Exception as e:
       raise RuntimeError(_stopped(f"saving step {step}", self.directory, e)) from e
 
@@ -149,6 +159,13 @@ class Checkpoints:
       return newest
     value = {s: _best_value(self.metrics(s)) for s in newest}
     return sorted(newest, key=lambda s: -value[s])  # stable: newer first on ties
+
+  def saved_window(self, step):
+    """The averaging window saved with `step` (None if none)."""
+    try:
+      return (self.manager.metadata(step).custom_metadata or {}).get("window")
+    except Exception:  # unreadable metadata: the restore itself has succeeded
+      return None
 
   def saved_description(self):
     """The description saved with the newest step that has one, or None."""
@@ -187,26 +204,31 @@ class Checkpoints:
 
   def _first_readable(self, steps, target, set_aside):
     """The tree of the first of `steps` that restores onto `target(step)`."""
-    failed = []
+    failed = {}
     for step in steps:
       try:
         tree = self.manager.restore(step, args=ocp.args.StandardRestore(target(step)))
       except Exception as e:  # truncated / missing files: tensorstore and orbax errors
-        logging.warning("Checkpoint %s cannot be read (%s); trying an older one",
-                        self.step_path(step), _first_line(e))
-        failed.append(step)
-        error = e
+        quiet.silence_closed_loop_errors()  # the other arrays' reads, still in flight
+        failed[step] = error = e
         continue
-      if failed and set_aside and not self.read_only:
-        self._set_aside(failed)
+      set_aside = bool(failed) and set_aside and not self.read_only
+      moved = self._set_aside(failed) if set_aside else {}
+      for s, e in failed.items():
+        where = (f"moved it to {moved[s]}" if s in moved else "process 0 set it aside"
+                 if set_aside else "left it in place")
+        logging.warning("Checkpoint %s cannot be read (%s); %s, using step %d",
+                        self.step_path(s), _first_line(e), where, step)
       return tree
     if failed:
       raise RuntimeError(f"no readable checkpoint in {self.directory} (tried steps "
-                         f"{failed}): {_first_line(error)}") from error
+                         f"{list(failed)}): {_first_line(error)}") from error
     return None
 
   def _set_aside(self, steps):
-    """Moves unreadable steps to W/corrupt_checkpoints/ (process 0 does it)."""
+    """Moves unreadable steps to W/corrupt_checkpoints/ (process 0 does it);
+    returns {step: where it went}."""
+    moved = {}
     if jax.process_index() == 0:
       target = os.path.join(self.workdir, "corrupt_checkpoints")
       os.makedirs(target, exist_ok=True)
@@ -215,11 +237,12 @@ class Checkpoints:
         while os.path.exists(dest):
           dest += "_"
         shutil.move(self.step_path(s), dest)
-        logging.warning("Moved the unreadable checkpoint %s to %s", self.step_path(s), dest)
+        moved[s] = dest
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices("fcnjax_set_aside_checkpoints")
     self.manager.reload()
+    return moved
 
   def close(self):
     """Waits for pending saves, then releases the workdir's lock."""

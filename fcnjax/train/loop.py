@@ -4,9 +4,10 @@ Everything a run writes lives in `workdir`: TensorBoard events, checkpoints
 (`checkpoints/`), `config.json`, `curves.png`, `eval/`. Re-running
 the same command resumes from the newest checkpoint; the data order depends
 only on (seed, step), so the resumed run sees the batches an uninterrupted
-run would have seen.
+run would have seen. A resume that would change the run is refused
+(`resume.check_resume`); SIGTERM, SIGINT and SIGUSR1 stop a run at a step
+boundary with a checkpoint of that step (`preemption`).
 """
-import json
 import math
 import os
 import time
@@ -21,8 +22,9 @@ from clu import parameter_overview, periodic_actions  # noqa: I100
 from fcnjax import metrics as seg_metrics
 from fcnjax import models
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, optim, parallel, validate
+from fcnjax.train import checkpoint, optim, parallel, preemption, resume, validate
 from fcnjax.train import state as state_lib
+from fcnjax.train.history import load_history, save_history  # noqa: F401
 
 DTYPES = validate.DTYPES
 
@@ -123,32 +125,18 @@ def evaluate(driver, state, config, info, progress=True):
   return scores
 
 
-def load_history(workdir, start_step):
-  """W/history.json ({name: [[step, value], ...]}) up to start_step: what a
-  resumed run continues, so curves cover the whole run."""
-  path = os.path.join(workdir, "history.json")
-  if not start_step or not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    history = json.load(f)
-  return {k: [tuple(p) for p in v if p[0] <= start_step] for k, v in history.items()}
-
-
-def save_history(workdir, history):
-  if jax.process_index() == 0:
-    tmp = os.path.join(workdir, "history.json.tmp")
-    with open(tmp, "w") as f:
-      json.dump(history, f)
-    os.replace(tmp, os.path.join(workdir, "history.json"))
-
-
 def _scalars(scores):
   return {k: v for k, v in scores.items() if isinstance(v, float)}
 
 
 def train_and_evaluate(config, workdir):
-  """Trains `config.model` on `config.data`, evaluating and checkpointing."""
+  """Trains `config.model` on `config.data`, evaluating and checkpointing.
+
+  Raises `preemption.Stopped` after saving the step at which a stop signal
+  ended the run.
+  """
   validate.check_fields(config)  # before the workdir or the dataset is touched
+  stop = preemption.stop_request(config)
   info = pipeline.get_info(config.data)
   check_num_classes(config, info)
   pipeline.check_files(config.data)  # every data file read once before step 1 (cached)
@@ -158,27 +146,55 @@ def train_and_evaluate(config, workdir):
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
   state, schedule = create_state(config, model, init_rng)
   parameter_overview.log_parameter_overview(state.params)
-  ckpt = checkpoint.Checkpoints(workdir, keep=config.keep_checkpoints,
-                                description=checkpoint.describe(config, info))
-  try:
-    restored = ckpt.restore(state)
-    if jax.process_index() == 0:  # once W is ours and the config fits its checkpoints
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    if restored is not None:
-      state = restored
-      logging.info("Resuming from step %d in %s", int(state.step), workdir)
-    elif config.get("init_from"):
-      state = load_init(state, config.init_from)
-    # A resumed run's first step replaces whatever an interrupted run logged from there on.
-    writer = tensorboard.create_writer(workdir, purge_step=int(state.step) + 1,
-                                       just_logging=jax.process_index() > 0)
+  with stop:  # until the last save is committed: a signal never interrupts it
+    ckpt = checkpoint.Checkpoints(
+        workdir, keep=config.keep_checkpoints, description=checkpoint.describe(config, info),
+        timeout_s=config.get("checkpoint_timeout_s", checkpoint.DEFAULT_TIMEOUT_S))
     try:
-      return _train(config, workdir, info, state, dropout_rng, schedule, ckpt, writer)
+      state, window = _resume(config, workdir, ckpt, state)
+      # A resumed run's first step replaces whatever an interrupted run logged from there on.
+      writer = tensorboard.create_writer(workdir, purge_step=int(state.step) + 1,
+                                         just_logging=jax.process_index() > 0)
+      try:
+        return _train(config, workdir, info, state, dropout_rng, schedule, ckpt, writer,
+                      stop, window)
+      finally:
+        writer.close()
     finally:
-      writer.close()
-  finally:
-    ckpt.close()
+      ckpt.close()
+
+
+def _resume(config, workdir, ckpt, state):
+  """(state, open averaging window) from W's newest readable checkpoint, or
+  the fresh / init_from state and []. Refuses a resume that would change the
+  run before W/config.json is written (`resume.check_resume`)."""
+  saved = ckpt.saved_description()
+  restored = ckpt.restore(state)
+  window = []
+  if restored is not None:
+    step = int(restored.step)
+    changed = resume.check_resume((saved or {}).get("config"), config, step, workdir)
+    if changed:
+      logging.warning("config.change_schedule=True: following the new learning-rate "
+                      "schedule from step %d (%s)", step, "; ".join(changed))
+    window = resume.window_from_json(ckpt.saved_window(step))
+  if jax.process_index() == 0:  # once W is ours and the config fits its checkpoints
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  if restored is not None:
+    logging.info("Resuming from step %d in %s", int(restored.step), workdir)
+    return restored, window
+  if config.get("init_from"):
+    state = load_init(state, config.init_from)
+  return state, window
+
+
+def _stop(stop, step, state, ckpt, window, workdir, history):
+  """Saves `step` (unless already saved) with its open window and raises Stopped."""
+  if ckpt.latest_step() != step:
+    ckpt.save(step, state, window=resume.window_to_json(window))
+  save_history(workdir, history)
+  raise preemption.Stopped(stop.signal_name, step, ckpt.directory)
 
 
 def _newest_checkpoint(ckpt):
@@ -218,10 +234,13 @@ def _train_summary(window, learning_rate, images_per_s):
   return dict(summary, learning_rate=learning_rate, train_images_per_s=images_per_s)
 
 
-def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
+def _train(config, workdir, info, state, rng, schedule, ckpt, writer, stop, window):
   """The loop: metrics stay on the device until a log, eval or save step, so
-  the host prepares the next batch while the device runs this one."""
+  the host prepares the next batch while the device runs this one. `window`:
+  the per-step metrics since the last log (saved by a stopped run)."""
   start_step = int(state.step)
+  if start_step == config.num_train_steps and jax.process_index() == 0:
+    print(resume.saved_scores_line(workdir, start_step, ckpt.metrics(start_step)))
   driver = make_driver(config, info, class_weights(config, info))
   state = driver.put_state(state)
   batches = pipeline.train_batches(config.data, config.batch_size, seed=config.seed,
@@ -229,11 +248,13 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
                                    process_count=jax.process_count())
   report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                            writer=writer)
-  history, window, scores = load_history(workdir, start_step), [], None
+  history, window, scores = load_history(workdir, start_step), list(window), None
   logging.info("Training %s from step %d to %d on %d devices (%s driver)",
                config.model.name, start_step, config.num_train_steps, driver.num_devices,
                config.parallel)
   pending, timed, t0 = [], 0, time.time()
+  if start_step < config.num_train_steps and stop.should_stop(start_step):
+    _stop(stop, start_step, driver.to_host(state), ckpt, window, workdir, history)
   for step in range(start_step + 1, config.num_train_steps + 1):
     state, metrics = driver.train(state, next(batches), rng)
     pending.append((step, metrics))
@@ -262,6 +283,9 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer):
       save_history(workdir, history)
     if saved:
       ckpt.save(step, driver.to_host(state), scores if evaluated else None)
+    if stop.should_stop(step) and step < config.num_train_steps:
+      window += _fetch(pending, ckpt)
+      _stop(stop, step, driver.to_host(state), ckpt, window, workdir, history)
     if step == start_step + 1 or evaluated:
       timed, t0 = 0, time.time()  # throughput excludes compilation and eval
   save_history(workdir, history)
