@@ -4,7 +4,9 @@
 
 Writes W/eval/results.json (pixel_acc, mean_acc, mean_iou, fw_iou,
 per_class_iou, boundary IoU, step), W/eval/predictions.png and a few
-validation images in W/eval/images/.
+validation images in W/eval/images/. With --tile (e.g. --tile=0 and
+--config.eval_batch_size=1 for native sizes) each image is segmented tile by
+tile on the host, in bounded memory, with the labels of one full-image pass.
 """
 import json
 
@@ -18,14 +20,19 @@ def main(argv):
   del argv
   cli.start()
   from fcnjax import inference
+  tile = cli.FLAGS.tile if cli.FLAGS.tile >= 0 else None
   results = inference.evaluate_workdir(cli.FLAGS.config, cli.FLAGS.workdir,
-                                       cli.FLAGS.checkpoint, cli.FLAGS.num_figure_images)
+                                       cli.FLAGS.checkpoint, cli.FLAGS.num_figure_images, tile)
   print(json.dumps({k: v for k, v in results.items() if not isinstance(v, list)}))
 
 
 def run():
   cli.define_flags(checkpoint_choice=True)
   flags.DEFINE_integer("num_figure_images", 6, "Validation images in predictions.png.")
+  flags.DEFINE_integer("tile", -1, "-1: score batches on the devices; else segment each "
+                       "image on the host tile by tile (native-size evaluation of large "
+                       "images in bounded memory, same labels): the tile core in pixels, "
+                       "0: from the model's memory per pixel.")
   cli.run(main, __name__)
 
 

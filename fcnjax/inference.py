@@ -8,6 +8,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from fcnjax import metrics as seg_metrics
 from fcnjax import tiles, viz
 from fcnjax.data import pipeline
 from fcnjax.train import checkpoint, description, loop
@@ -35,15 +36,50 @@ def restore(config, workdir, which="best"):
   return checkpoint.restore_state(workdir, state, which=which), info
 
 
-def evaluate_workdir(config, workdir, which="best", num_figure_images=6):
+class TiledEvaluation:
+  """A stand-in for the training driver in `loop.evaluate`: each image of an
+  eval batch is segmented on the host window by window (`predict_image`), so
+  native-size evaluation of large images stays in bounded memory; the labels,
+  hence the counts, are those of one full-image pass."""
+
+  def __init__(self, config, info, core, halo):
+    self.core, self.halo = core, halo
+    self.counts = jax.jit(functools.partial(
+        _counts, num_classes=info.num_classes, width=config.get("boundary_width", 2)))
+
+  def put_state(self, state):
+    return state
+
+  def evaluate(self, state, batch):
+    """{'hist', 'boundary_inter', 'boundary_union'} of a normalised batch (N, H, W, 3)."""
+    total = None
+    for image, label in zip(batch["image"], batch["label"]):
+      preds = tiles.predict_tiled(state, image, lambda x: x, self.core, self.halo)
+      out = self.counts(label[None], preds[None].astype(np.int32))
+      total = out if total is None else jax.tree.map(np.add, total, out)
+    return total
+
+
+def _counts(labels, preds, num_classes, width):
+  hist = seg_metrics.confusion_matrix(labels, preds, num_classes)
+  inter, union = seg_metrics.boundary_counts(labels, preds, num_classes, width=width)
+  return {"hist": hist, "boundary_inter": inter, "boundary_union": union}
+
+
+def evaluate_workdir(config, workdir, which="best", num_figure_images=6, tile=None):
   """Scores the checkpoint on the eval split and writes W/eval/.
 
   W/eval/results.json: the `segmentation_scores` keys, boundary IoU and step;
   W/eval/predictions.png: image | truth | prediction rows; W/eval/images/:
-  a few eval images as files (e.g. --input for fcnjax.predict).
+  a few eval images as files (e.g. --input for fcnjax.predict). tile: None
+  scores batches on the devices; a number (0: automatic, see `tiling`)
+  segments each image tile by tile on this host (`TiledEvaluation`).
   """
   state, info = restore(config, workdir, which)
-  driver = loop.make_driver(config, info)
+  if tile is None:
+    driver = loop.make_driver(config, info)
+  else:
+    driver = TiledEvaluation(config, info, *tiling(state, tile))
   results = loop.evaluate(driver, driver.put_state(state), config, info)
   results["step"] = int(state.step)
   if jax.process_index() == 0:

@@ -128,3 +128,13 @@ def test_predict_tiled_equals_untiled_and_names_a_failure(default_model, tmp_pat
          Image.open(tmp_path / "tiled" / f"{name}.png") as g:
       np.testing.assert_array_equal(np.asarray(f), np.asarray(g))
   assert not os.path.exists(tmp_path / "tiled" / "b.png")
+
+
+def test_tiled_evaluation_scores_like_the_devices(default_model):
+  config, _, workdir = default_model
+  on_devices = inference.evaluate_workdir(config, workdir, "latest", num_figure_images=2)
+  tiled = inference.evaluate_workdir(config, workdir, "latest", num_figure_images=2, tile=32)
+  assert on_devices["num_pixels"] == tiled["num_pixels"] > 0
+  assert 0 < on_devices["mean_iou"] < 1
+  for key, value in on_devices.items():
+    np.testing.assert_allclose(tiled[key], value, rtol=1e-6, err_msg=key)
