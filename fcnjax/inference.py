@@ -159,6 +159,23 @@ def tiling(state, tile=0):
   return core, halo
 
 
+def check_fits(shape, per_pixel):
+  """MemoryError unless one pass over an image of `shape` (H, W) needs, at
+  `per_pixel` bytes, less than the memory available now: a pass that does not
+  fit aborts the whole process in XLA's allocator instead of raising."""
+  need = shape[0] * shape[1] * per_pixel
+  available = None
+  try:
+    with open("/proc/meminfo") as f:
+      available = 1024 * next(int(line.split()[1]) for line in f
+                              if line.startswith("MemAvailable:"))
+  except (OSError, StopIteration, ValueError):  # not Linux: cannot tell
+    return
+  if need > available:
+    raise MemoryError(f"{shape[0]}x{shape[1]} in one pass needs about {need / 2 ** 30:.1f} GB, "
+                      f"{available / 2 ** 30:.1f} GB available: use --tile=0")
+
+
 def predict_image(state, image, normalization, core, halo):
   """(H, W) uint8 labels of an (H, W, 3) uint8 image: windows of core + 2 * halo
   (one pass when it fits, or when core is None); see `fcnjax.tiles`."""
@@ -186,6 +203,7 @@ def predict_each(config, workdir, files, out_dir, which="best", tile=0):
   or whose prediction fails, is logged and named, and the next one goes on."""
   state, info = restore(config, workdir, which)
   core, halo = tiling(state, tile)
+  per_pixel = tiles.bytes_per_pixel(state) if core is None else None
   os.makedirs(out_dir, exist_ok=True)
   for path in files:
     try:
@@ -195,6 +213,8 @@ def predict_each(config, workdir, files, out_dir, which="best", tile=0):
       yield path, None, "unreadable"
       continue
     try:
+      if per_pixel:
+        check_fits(image.shape[:2], per_pixel)
       mask = predict_image(state, image, config.data.normalization, core, halo)
       out = save_outputs(path, image, mask, info.palette, out_dir)
     except Exception as e:  # noqa: BLE001  one image's failure must not stop the folder

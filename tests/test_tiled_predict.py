@@ -138,3 +138,9 @@ def test_tiled_evaluation_scores_like_the_devices(default_model):
   assert 0 < on_devices["mean_iou"] < 1
   for key, value in on_devices.items():
     np.testing.assert_allclose(tiled[key], value, rtol=1e-6, err_msg=key)
+
+
+def test_a_full_pass_that_cannot_fit_is_refused_not_aborted():
+  inference.check_fits((100, 100), 200.0)  # 2 MB: fits
+  with pytest.raises(MemoryError, match=r"100000x100000 in one pass needs about 1862\.6 GB"):
+    inference.check_fits((100_000, 100_000), 200.0)
