@@ -5,7 +5,8 @@ The reference the bench times fcnjax against, and the tests compare with:
 padding k//2 (SAME), fc7 1x1, 1x1 score layers, learned transpose-conv
 upsampling (kernel 2f, stride f, padding f/2, no bias) with top-left crops to
 the skip maps and to the input size. Dropout is left out (the bench runs
-with dropout_rate 0). Layout NCHW, as PyTorch users run it.
+with dropout_rate 0). Layout NCHW, as PyTorch users run it. `build_resnet`:
+torchvision's ResNet layout and state-dict names, for models/resnet.py's tests.
 
 Requires torch (not a dependency of fcnjax); import this module only when
 `torch_available()`.
