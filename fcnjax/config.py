@@ -19,7 +19,8 @@ def default_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict(dict(
       name="fcn", variant="8s", backbone="small", upsample="learned", geometry="same",
-      zero_init_score=True, dropout_rate=0.0))
+      zero_init_score=True, dropout_rate=0.0,
+      depth=config_dict.placeholder(int)))  # switch-pool encoders: pools used (None: all)
   config.dtype = "float32"  # or "bfloat16" (compute; params stay float32)
 
   config.optimizer = ml_collections.ConfigDict(dict(
@@ -49,13 +50,22 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def study_config(num_train_steps) -> ml_collections.ConfigDict:
-  """The studies' shared settings: 64x64 crops, batch 16, Adam + cosine,
-  evaluation every 300 steps, one checkpoint kept per run."""
+  """The studies' shared settings (the protocol: `fcnjax.study`).
+
+  shapes/study: 64x64 images, train 2000 / validation 300 (the selection
+  split: curves and budget) / test 1000 (scored once per run). Trained on the
+  whole 64x64 images (flips only, no rescaling) and scored at that size, so
+  BatchNorm statistics and receptive fields are used at the size they were
+  learned. Batch 16, Adam + cosine; the selection split is evaluated ten
+  times per run; one checkpoint kept (the final weights).
+  """
   config = default_config()
+  config.data.tfds_config = "study"
   config.data.crop_size = 64
+  config.data.scale_range = (1.0, 1.0)
   config.num_train_steps = num_train_steps
   config.log_every_steps = 50
-  config.eval_every_steps = 300
+  config.eval_every_steps = max(1, num_train_steps // 10)
   config.checkpoint_every_steps = num_train_steps
   config.keep_checkpoints = 1
   return config

@@ -13,7 +13,7 @@ import pytest
 from fcnjax import config as config_lib
 from fcnjax import experiment, models
 from fcnjax.data import pipeline
-from fcnjax.models import decoder
+from fcnjax.models import upsamplers
 from fcnjax.train import loop
 
 
@@ -30,12 +30,15 @@ def _toy_source(data_config, split, limit=None):
   return examples
 
 
-def pixel_shuffle(x, switches, size, **kw):
-  """x2 sub-pixel upsampling: 1x1 conv to 4C channels, then depth-to-space."""
-  n, h, w, c = x.shape
-  y = nn.Conv(4 * c, (1, 1), **kw)(x)
-  y = y.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, c)
-  return decoder.fit(y, size)
+class PixelShuffle(upsamplers.Upsample):
+  """x`factor` sub-pixel upsampling: 1x1 conv to f*f*C channels, then depth-to-space
+  (output pixel (f*i + a, f*j + b), channel c = conv channel (a*f + b)*C + c at (i, j))."""
+
+  def upsample(self, x, switches, size):
+    n, h, w, c = x.shape
+    f = self.factor
+    y = nn.Conv(f * f * c, (1, 1), dtype=self.dtype, name="conv")(x)
+    return y.reshape(n, h, w, f, f, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * f, w * f, c)
 
 
 class StridedNet(nn.Module):
@@ -62,7 +65,7 @@ def strided_net(model_config, axis_name=None, dtype=jnp.float32):
 def registered(monkeypatch):
   toy = types.SimpleNamespace(CLASS_NAMES=("background", "square"), source=_toy_source)
   monkeypatch.setitem(pipeline.DATASETS, "toy", toy)  # the one registry line each
-  monkeypatch.setitem(models.DECODER_UPSAMPLERS, "pixel_shuffle", pixel_shuffle)
+  monkeypatch.setitem(models.UPSAMPLERS, "pixel_shuffle", PixelShuffle)
   monkeypatch.setitem(models.BACKBONES, "strided", strided_net)
 
 
@@ -75,17 +78,27 @@ def _toy_config(**fields):
 
 
 def test_pixel_shuffle_is_depth_to_space():
-  x = np.arange(2 * 2 * 4, dtype=np.float32).reshape(1, 2, 2, 4)  # c = 1 after the conv
-  y = x.reshape(1, 2, 2, 2, 2, 1).transpose(0, 1, 3, 2, 4, 5).reshape(1, 4, 4, 1)
-  for i in range(2):
-    for j in range(2):
-      np.testing.assert_array_equal(y[0, 2 * i:2 * i + 2, 2 * j:2 * j + 2, 0],
-                                    x[0, i, j].reshape(2, 2))
+  """The module's output against a loop over the definition, with a known 1x1 kernel."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, 3, 4, 2)).astype(np.float32)
+  up = PixelShuffle(2)
+  variables = up.init(jax.random.key(0), x)
+  kernel = rng.normal(size=(1, 1, 2, 8)).astype(np.float32)
+  variables = {"params": {"conv": {"kernel": kernel, "bias": np.zeros(8, np.float32)}}}
+  y = np.asarray(up.apply(variables, x, size=(6, 7)))  # cropped to 6 x 7
+  conv = np.einsum("nhwc,cd->nhwd", x.astype(np.float64), kernel[0, 0].astype(np.float64))
+  expected = np.zeros((2, 6, 8, 2))
+  for i in range(3):
+    for j in range(4):
+      for a in range(2):
+        for b in range(2):
+          expected[:, 2 * i + a, 2 * j + b] = conv[:, i, j, (2 * a + b) * 2:(2 * a + b + 1) * 2]
+  np.testing.assert_allclose(y, expected[:, :, :7], rtol=1e-5, atol=1e-6)
 
 
 def test_toy_dataset_and_upsampler_train_two_steps(registered, tmp_path):
   config = _toy_config(**{"model.name": "decoder", "model.backbone": "tiny",
-                          "model.upsample": "pixel_shuffle"})
+                          "model.upsample": "pixel_shuffle", "model.depth": 4})
   info = pipeline.get_info(config.data)
   assert info.class_names == ("background", "square") and info.num_train == 16
   scores = loop.train_and_evaluate(config, str(tmp_path))

@@ -129,7 +129,7 @@ def test_errors_name_the_option():
   with pytest.raises(ValueError, match="backbone"):
     models.build_model(dict(name="fcn", backbone="resnet"), 3)
   with pytest.raises(ValueError, match="model.name"):
-    models.build_model(dict(name="unet"), 3)
+    models.build_model(dict(name="transformer"), 3)
   model = models.FCN(3, geometry="paper", upsample="nearest",
                      backbone=models.BACKBONES["tiny"](dict(geometry="paper")))
   with pytest.raises(ValueError, match="paper"):
@@ -161,13 +161,13 @@ def test_encoder_decoder_params_match_the_reference_layers(name):
 
 
 def _decoder(upsample, backbone="small"):
-  return models.build_model(dict(name="decoder", backbone=backbone, upsample=upsample), 5)
+  return models.build_model(dict(name="decoder", backbone=backbone, upsample=upsample, depth=4), 5)
 
 
 def test_decoder_variants_shapes_and_parameter_counts():
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 50, 66, 3)), jnp.float32)
   counts = {}
-  for name in models.DECODER_UPSAMPLERS:
+  for name in models.UPSAMPLERS:
     variables = _decoder(name).init(jax.random.key(0), x)
     y = _decoder(name).apply(variables, x)
     assert y.shape == (2, 50, 66, 5) and np.isfinite(np.asarray(y)).all()
@@ -184,7 +184,7 @@ def test_learned_decoder_starts_as_the_bilinear_decoder():
   x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 64, 64, 3)), jnp.float32)
   learned = _decoder("learned").init(jax.random.key(0), x)
   fixed = _decoder("bilinear").init(jax.random.key(0), x)
-  strip = lambda tree: {k: v for k, v in tree.items() if not k.startswith("TransposeConv")}
+  strip = lambda tree: {k: v for k, v in tree.items() if not k.startswith("up")}
   shared = {"params": strip(learned["params"]), "batch_stats": learned["batch_stats"]}
   assert jax.tree.structure(shared["params"]) == jax.tree.structure(fixed["params"])
   np.testing.assert_allclose(_decoder("learned").apply(learned, x),

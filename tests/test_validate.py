@@ -39,7 +39,7 @@ def test_every_default_field_is_valid_and_known():
     ("optimizer.warmup_steps", 1500), ("optimizer.name", "lbfgs"),
     ("optimizer.schedule", "cyclic"), ("optimizer.step_every", -1),
     ("optimizer.weight_decay", -1e-4), ("optimizer.grad_clip", -1.0),
-    ("model.dropout_rate", 1.0), ("model.name", "unet"), ("model.backbone", "resnet"),
+    ("model.dropout_rate", 1.0), ("model.name", "transformer"), ("model.backbone", "resnet"),
     ("dtype", "float16"), ("loss_reduction", "max"), ("class_weighting", "inverse"),
     ("parallel", "pjit"), ("num_devices", -1),
 ])

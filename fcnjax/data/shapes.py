@@ -19,7 +19,9 @@ import tensorflow_datasets as tfds
 from fcnjax.data.tfds_source import data_source
 
 CLASS_NAMES = ("background", "disc", "square", "triangle", "ring", "bar", "cross")
-SPLIT_SEEDS = {"train": 0, "validation": 1}
+# Three disjoint splits, each from its own seed: train; validation (the
+# selection split: budgets, early stopping, any choice); test (held out).
+SPLIT_SEEDS = {"train": 0, "validation": 1, "test": 2}
 
 
 def _texture(rng, size, scale):
@@ -89,22 +91,28 @@ class ShapesConfig(tfds.core.BuilderConfig):
   image_size: int = 128
   num_train: int = 2000
   num_validation: int = 200
+  num_test: int = 1000
 
 
 class Shapes(tfds.core.GeneratorBasedBuilder):
   """Procedural shapes segmentation: 6 object classes + background."""
 
-  VERSION = tfds.core.Version("2.0.0")
+  VERSION = tfds.core.Version("2.1.0")
   RELEASE_NOTES = {"1.0.0": "First version.",
                    "1.1.0": "Class names only in the metadata, not in every example.",
                    "2.0.0": "Raw uint8 tensors in array_record files (no TensorFlow "
-                            "needed); masks (H, W)."}
+                            "needed); masks (H, W).",
+                   "2.1.0": "A held-out test split (seed 2); the 'study' config."}
   BUILDER_CONFIGS = [
-      ShapesConfig(name="default", description="128x128, 2000 train / 200 validation"),
-      ShapesConfig(name="tiny", description="32x32, 64 train / 16 validation (tests)",
-                   image_size=32, num_train=64, num_validation=16),
-      ShapesConfig(name="small", description="64x64, 512 train / 64 validation",
-                   image_size=64, num_train=512, num_validation=64),
+      ShapesConfig(name="default", description="128x128, 2000 train / 200 validation / "
+                   "1000 test"),
+      ShapesConfig(name="tiny", description="32x32, 64 train / 16 validation / 16 test (tests)",
+                   image_size=32, num_train=64, num_validation=16, num_test=16),
+      ShapesConfig(name="small", description="64x64, 512 train / 64 validation / 64 test",
+                   image_size=64, num_train=512, num_validation=64, num_test=64),
+      ShapesConfig(name="study", description="64x64, 2000 train / 300 validation (selection) "
+                   "/ 1000 test: the studies' splits, trained and scored at one size",
+                   image_size=64, num_train=2000, num_validation=300, num_test=1000),
   ]
 
   def __init__(self, *, file_format="array_record", **kwargs):
@@ -127,7 +135,8 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # everything is generated
     cfg = self.builder_config
     return {"train": self._generate_examples("train", cfg.num_train),
-            "validation": self._generate_examples("validation", cfg.num_validation)}
+            "validation": self._generate_examples("validation", cfg.num_validation),
+            "test": self._generate_examples("test", cfg.num_test)}
 
   def _generate_examples(self, split, count):
     for i in range(count):

@@ -34,8 +34,9 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fcnjax.models.upsamplers import TransposeConv
-from fcnjax.ops.upsample import max_pool_with_switches, max_unpool
+from fcnjax.models import family
+from fcnjax.models.upsamplers import MaxUnpool, TransposeConv
+from fcnjax.ops.upsample import max_pool_with_switches
 
 
 class ConvBNReLU(nn.Module):
@@ -93,7 +94,7 @@ class _SwitchEncoderDecoder(nn.Module):
       x = block(self.widths[-1], kernel_size=7, transpose=True, name="deconv_fc6")(x, train=train)
     for s in range(depth, 0, -1):
       _, switches, size = pools[s - 1]
-      x = max_unpool(x, switches, output_size=size)
+      x = MaxUnpool(2, dtype=self.dtype, name=f"unpool{s}")(x, switches, size)
       n, width = self.stage_sizes[s - 1], self.widths[s - 1]
       out = self.widths[s - 2] if s > 1 else self.widths[0]
       last = 1 if self.deconv_decoder or s > 1 else 2  # SegNet: the score conv is conv1_1_D
@@ -108,3 +109,17 @@ class _SwitchEncoderDecoder(nn.Module):
 
 SegNet = functools.partial(_SwitchEncoderDecoder, deconv_decoder=False, fc_width=0)
 DeconvNet = functools.partial(_SwitchEncoderDecoder, deconv_decoder=True, fc_width=4096)
+
+
+def _family(name, net):
+  def from_config(model_config, num_classes, *, dtype=jnp.float32, axis_name=None):
+    stage_sizes, widths = family.vgg_stages(model_config)
+    fc = {"fc_width": 2 * widths[-1]} if name == "deconvnet" and model_config["backbone"] != "vgg16" else {}
+    return net(num_classes, stage_sizes=stage_sizes, widths=widths, axis_name=axis_name,
+               dtype=dtype, **fc)
+
+  return family.Family(from_config, ("depth",), family.vgg_stage_check)
+
+
+SEGNET = _family("segnet", SegNet)
+DECONVNET = _family("deconvnet", DeconvNet)

@@ -18,6 +18,7 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fcnjax.models import family
 from fcnjax.models.upsamplers import PAPER_UPSAMPLERS, UPSAMPLERS
 from fcnjax.models.vgg import VGGBackbone
 from fcnjax.ops.crop import crop
@@ -61,6 +62,10 @@ class FCN(nn.Module):
       raise ValueError(f"variant={self.variant!r}; valid: {VARIANTS}")
     if self.upsample not in UPSAMPLERS:
       raise ValueError(f"upsample={self.upsample!r}; valid: {tuple(UPSAMPLERS)}")
+    if UPSAMPLERS[self.upsample].needs_switches:
+      raise ValueError(f"upsample={self.upsample!r} needs the switches of a 2x2 max pool at "
+                       "every stage; FCN's final x8 / x16 / x32 upsampling inverts no "
+                       "single pool (use it in the decoder model)")
     if self.geometry not in ("same", "paper"):
       raise ValueError(f"geometry={self.geometry!r}; valid: ('same', 'paper')")
     if self.geometry == "paper" and self.upsample not in PAPER_UPSAMPLERS:
@@ -93,6 +98,7 @@ class FCN(nn.Module):
     for skip in STRIDES[self.variant][1:]:
       up_name, score_name = SKIP_NAMES[skip]
       score = up(2, name=up_name)(score)
+      self.sow("intermediates", f"kept_{skip}", features[skip])  # held for the skip
       skip_score = ScoreHead(self.num_classes, self.zero_init_score, name=score_name,
                              **kw)(features[skip])
       if paper:  # crop the skip scores to the upsampled map (Caffe offsets)
@@ -104,3 +110,28 @@ class FCN(nn.Module):
     score = up(factor, name=FINAL_NAMES[self.variant])(score)
     offset = PAPER_OFFSETS[self.variant]["final"] if paper else 0
     return crop(score, offset, (h, w)).astype(jnp.float32)
+
+
+FIELDS = ("variant", "upsample", "geometry", "zero_init_score", "dropout_rate")
+
+
+def check(model_config, input_size=None):
+  """The FCN fields' values (`FCN._check` at config time)."""
+  del input_size  # 'same' geometry: any size
+  cfg = {k: model_config[k] for k in FIELDS[:4] if k in model_config}
+  try:
+    FCN(1, **cfg)._check()
+  except ValueError as e:
+    raise ValueError(f"config.model.{e}") from None
+
+
+def from_config(model_config, num_classes, *, dtype=jnp.float32, axis_name=None):
+  """FCN over `BACKBONES[model_config['backbone']]` (the backbone reads its own
+  fields, e.g. geometry and dropout_rate)."""
+  from fcnjax.models.backbones import BACKBONES
+  backbone = BACKBONES[model_config["backbone"]](model_config, axis_name=axis_name, dtype=dtype)
+  cfg = {k: model_config[k] for k in FIELDS[:4] if k in model_config}
+  return FCN(num_classes, backbone=backbone, dtype=dtype, **cfg)
+
+
+FAMILY = family.Family(from_config, FIELDS, check)

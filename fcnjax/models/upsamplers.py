@@ -1,10 +1,22 @@
-"""Upsampling layers (thin Flax wrappers over `fcnjax.ops.upsample`): FCN's registry.
+"""The upsampling operators as Flax modules (thin wrappers over `fcnjax.ops.upsample`).
 
-Every upsampler maps (N, h, w, C) -> (N, h*f, w*f, C) with padding=None
-(block-aligned, the 'same' geometry). The transpose-conv ones take padding=0
-for the Caffe geometry: kernel 2f, output (h+1)*f, before the reference crop.
+One set, one signature, used by FCN, the skip-free decoder and the
+encoder-decoders alike:
+
+    up = UPSAMPLERS[name](factor, padding=None, dtype=..., name=...)
+    y = up(x, switches=None, size=None)
+
+x (N, h, w, C) -> y (N, h*f, w*f, C); `size` (H, W) crops or zero-pads the
+result at the bottom/right to the matching pre-pool map's size. An operator
+whose class sets `needs_switches` (max-unpooling) takes the (N, h, w, C)
+uint8 switches of the max pool it inverts (window = factor); a network
+records switches only for such an operator. padding=None is the
+block-aligned ('same') geometry; the transpose-conv operators take padding=0
+for the Caffe geometry (kernel 2f, output (h+1)*f, before the reference crop).
+A new operator is one class here plus one line in `UPSAMPLERS`; every model
+and study picks it up.
 """
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -17,6 +29,12 @@ def bilinear_init(key, shape, dtype=jnp.float32):
   del key
   k, _, cin, cout = shape
   return ops.bilinear_kernel(k, max(cin, cout))[:, :, :cin, :cout].astype(dtype)
+
+
+def fit(x, size):
+  """Zero-pads or crops (N, h, w, C) at the bottom/right to (N, *size, C)."""
+  x = x[:, :size[0], :size[1]]
+  return jnp.pad(x, ((0, 0), (0, size[0] - x.shape[1]), (0, size[1] - x.shape[2]), (0, 0)))
 
 
 class TransposeConv(nn.Module):
@@ -48,51 +66,78 @@ class TransposeConv(nn.Module):
     return y
 
 
-def TransposeConvUpsample(factor, features=None, padding=None, use_bias=False, **kwargs):  # noqa: N802
-  """Learnable x`factor` upsampling: kernel 2f, stride f, bilinear initialised,
-  no bias (as the reference upscore layers); padding None -> f//2."""
-  padding = factor // 2 if padding is None else padding
-  return TransposeConv(features, 2 * factor, factor, padding, use_bias,
-                       kernel_init=bilinear_init, **kwargs)
-
-
-class _FixedUpsample(nn.Module):
-  """An upsampler without parameters: (N, h, w, C) -> (N, h*f, w*f, C)."""
+class Upsample(nn.Module):
+  """Base of every operator: (x, switches=None, size=None) -> x upsampled x`factor`."""
   factor: int
-  padding: Optional[int] = None  # only the bilinear filter has a padding choice
+  padding: Optional[int] = None
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  needs_switches: ClassVar[bool] = False
 
-  def __call__(self, x):
-    return self.upsample(x.astype(self.dtype))
-
-
-class BilinearUpsample(_FixedUpsample):
-  """Fixed bilinear upsampling (kernel 2f, padding None -> f//2, 0 -> Caffe geometry)."""
-
-  def upsample(self, x):
-    return ops.bilinear_upsample(x, self.factor, self.padding)
+  @nn.compact
+  def __call__(self, x, switches=None, size=None):
+    if self.needs_switches and switches is None:
+      raise ValueError(f"{type(self).__name__} needs the switches of the max pool it inverts")
+    y = self.upsample(x.astype(self.dtype), switches, size)
+    return y if size is None else fit(y, size)
 
 
-class NearestUpsample(_FixedUpsample):
+class NearestUpsample(Upsample):
   """Nearest-neighbour unpooling: each value fills its f x f block."""
 
-  def upsample(self, x):
+  def upsample(self, x, switches, size):
     return ops.nearest_upsample(x, self.factor)
 
 
-class BedOfNailsUpsample(_FixedUpsample):
+class BedOfNailsUpsample(Upsample):
   """Bed of nails: each value at the top-left of its block, zeros elsewhere."""
 
-  def upsample(self, x):
+  def upsample(self, x, switches, size):
     return ops.bed_of_nails(x, self.factor)
 
 
+class MaxUnpool(Upsample):
+  """Max-unpooling: each value back at its window's argmax (the pool's switches)."""
+  needs_switches: ClassVar[bool] = True
+
+  def upsample(self, x, switches, size):
+    return ops.max_unpool(x, switches, window=self.factor, output_size=size)
+
+
+class BilinearUpsample(Upsample):
+  """Fixed bilinear upsampling (kernel 2f, padding None -> f//2, 0 -> Caffe geometry)."""
+
+  def upsample(self, x, switches, size):
+    return ops.bilinear_upsample(x, self.factor, self.padding)
+
+
+class TransposeConvUpsample(Upsample):
+  """Learnable transpose conv: kernel 2f, stride f, no bias (as the reference
+  upscore layers), padding None -> f//2; channels kept; initialised to the
+  bilinear filter, or LeCun-normal with random_init."""
+  random_init: bool = False
+
+  def upsample(self, x, switches, size):
+    f = self.factor
+    padding = f // 2 if self.padding is None else self.padding
+    init = nn.initializers.lecun_normal() if self.random_init else bilinear_init
+    c = x.shape[-1]
+    kernel = self.param("kernel", init, (2 * f, 2 * f, c, c), self.param_dtype)
+    return ops.transpose_conv(x, kernel.astype(self.dtype), f, padding)
+
+
+class RandomTransposeConvUpsample(TransposeConvUpsample):
+  """The learnable transpose conv, LeCun-normal initialised."""
+  random_init: bool = True
+
+
 UPSAMPLERS = {
-    "learned": TransposeConvUpsample,
-    "bilinear": BilinearUpsample,
     "nearest": NearestUpsample,
     "bed_of_nails": BedOfNailsUpsample,
+    "max_unpool": MaxUnpool,
+    "bilinear": BilinearUpsample,
+    "learned": TransposeConvUpsample,
+    "learned_random": RandomTransposeConvUpsample,
 }
 # Upsamplers with the kernel-2f transpose-conv geometry the Caffe crops assume.
-PAPER_UPSAMPLERS = ("learned", "bilinear")
+PAPER_UPSAMPLERS = ("learned", "learned_random", "bilinear")

@@ -26,7 +26,8 @@ class VGGBackbone(nn.Module):
       so any input size works.
     'paper': the Caffe FCN reference: conv1_1 padding 100, ceil pooling, fc6 VALID.
     'torchvision': conv padding 1, floor pooling, fc6 VALID (ImageNet classifier).
-  Returns {'stride8': pool3, 'stride16': pool4, 'stride32': fc7 (after dropout)}.
+  Returns {'stride2': pool1, 'stride4': pool2, 'stride8': pool3, 'stride16': pool4,
+  'stride32': fc7 (after dropout)}.
   """
   stage_sizes: Sequence[int] = (2, 2, 3, 3, 3)
   widths: Sequence[int] = (64, 128, 256, 512, 512)
@@ -63,7 +64,8 @@ class VGGBackbone(nn.Module):
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.relu(fc(self.fc_width, (1, 1), name="fc7")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return {"stride8": pools[3], "stride16": pools[4], "stride32": x}
+    return {"stride2": pools[1], "stride4": pools[2], "stride8": pools[3],
+            "stride16": pools[4], "stride32": x}
 
 
 # VGGBackbone sizes by backbone name; SegNet / DeconvNet reuse the stage sizes and widths.

@@ -20,12 +20,6 @@ class ConfigError(ValueError):
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 LOSS_REDUCTIONS = ("mean", "sum")
 CLASS_WEIGHTINGS = ("none", "median_frequency")
-# Fields of config.model that only FCN reads; other models refuse a value changed
-# from its default.
-FCN_ONLY = ("variant", "geometry", "zero_init_score", "dropout_rate")
-USES_UPSAMPLE = ("fcn", "decoder")
-
-
 def _choice(name, value, valid):
   if value not in valid:
     raise ConfigError(f"config.{name}={value!r}; valid: {tuple(valid)}")
@@ -73,22 +67,20 @@ def _check_numbers(config):
 
 
 def _check_model(config):
+  """The model family's own checks, and no field it ignores changed from its default."""
   model, defaults = config.model, config_lib.default_config().model
-  _choice("model.name", model.name, models.MODELS)
-  _choice("model.backbone", model.backbone, models.BACKBONES)
-  ignored = {k: defaults[k] for k in FCN_ONLY}
-  if model.name not in USES_UPSAMPLE:
-    ignored["upsample"] = defaults.upsample
-  if model.name != "fcn":
-    changed = [f"model.{k}={model[k]!r}" for k, v in ignored.items()
-               if k in model and model[k] != v]
-    if changed:
-      raise ConfigError(f"config.model.name={model.name!r} ignores {', '.join(changed)}: "
-                       f"leave {sorted(ignored)} at their defaults "
-                       f"{ {k: ignored[k] for k in sorted(ignored)} }")
-  if model.name != "fcn" and config.data.crop_size < 32:
-    raise ConfigError(f"config.data.crop_size={config.data.crop_size}: "
-                     f"{model.name} pools up to 5 times and needs at least 32x32 inputs")
+  try:
+    family = models.family_of(model)
+    models.check_model(model, config.data.crop_size)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  ignored = {k: defaults[k] for k in models.MODEL_FIELDS
+             if k not in family.fields and k in defaults}
+  changed = [f"model.{k}={model[k]!r}" for k, v in ignored.items() if k in model and model[k] != v]
+  if changed:
+    raise ConfigError(f"config.model.name={model.name!r} ignores {', '.join(changed)}: "
+                      f"leave {sorted(ignored)} at their defaults "
+                      f"{ {k: ignored[k] for k in sorted(ignored)} }")
 
 
 def check_fields(config):
