@@ -137,8 +137,12 @@ def _mount_tmpfs(directory, size):
     pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()})")
 
 
-def _fill(directory, keep_free=64 * 1024):
-  """Writes a file that leaves `keep_free` bytes free on `directory`'s filesystem."""
+def _fill(directory, after, keep_free=64 * 1024):
+  """Once the step `after` is committed, writes a file that leaves `keep_free`
+  bytes free on `directory`'s filesystem."""
+  deadline = time.time() + 60
+  while not os.path.isdir(os.path.join(directory, str(after))) and time.time() < deadline:
+    time.sleep(0.1)
   stat = os.statvfs(directory)
   free = stat.f_bavail * stat.f_frsize
   with open(os.path.join(directory, "filler"), "wb") as f:
@@ -153,7 +157,7 @@ def test_full_disk_stops_within_its_bound_and_the_rerun_resumes(data_dir, straig
   directory = os.path.join(workdir, "checkpoints")
   _mount_tmpfs(directory, "2m")
   try:
-    _at_step(monkeypatch, 4, lambda: _fill(directory))
+    _at_step(monkeypatch, 4, lambda: _fill(directory, after=3))
     start = time.time()
     with pytest.raises(RuntimeError) as error:
       loop.train_and_evaluate(_config(data_dir, checkpoint_timeout_s=20), workdir)

@@ -112,6 +112,7 @@ class Checkpoints:
     self.description = description
     self.read_only = read_only
     self.lock_path = None if read_only else lock.lock_all_processes(self.workdir)
+    quiet.silence_closed_loop_errors()  # after a failed read or write (see `quiet`)
     try:
       self.manager = _manager(self.directory, keep, read_only, timeout_s)
       if not read_only:
@@ -209,7 +210,6 @@ class Checkpoints:
       try:
         tree = self.manager.restore(step, args=ocp.args.StandardRestore(target(step)))
       except Exception as e:  # truncated / missing files: tensorstore and orbax errors
-        quiet.silence_closed_loop_errors()  # the other arrays' reads, still in flight
         failed[step] = error = e
         continue
       set_aside = bool(failed) and set_aside and not self.read_only
