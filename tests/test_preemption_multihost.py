@@ -1,0 +1,91 @@
+"""Two processes through the command line: SIGTERM to both mid-training ends
+both at the same step with a checkpoint of it (exit status 75), and the
+restarted pair ends bit-identical to an uninterrupted pair (params,
+history.json, TensorBoard)."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from fcnjax.data import pipeline
+from test_multihost import run_two_processes
+from test_multihost_cli import _command, _start_pair, _wait_for
+from test_preemption import _assert_same_run
+from test_train import tiny_config
+
+FIELDS = {"num_train_steps": 40, "log_every_steps": 3, "eval_every_steps": 20,
+          "checkpoint_every_steps": 20, "model.backbone": "tiny"}
+
+
+def _stop_mid_training(command, env, logs, signals):
+  """Starts the pair and, once a step is logged, sends signals[i] to process
+  i (None: none), process 1 first; returns (exit statuses, seconds from the
+  first signal to the last exit, logs)."""
+  procs = _start_pair(command, env, logs)
+  try:
+    assert _wait_for(logs[0], "] learning_rate=", procs[0], timeout=120), open(logs[0]).read()
+    sent = time.time()
+    for i in (1, 0):
+      if signals[i] is not None:
+        procs[i].send_signal(signals[i])
+        time.sleep(0.3)
+    codes = [p.wait(timeout=120) for p in procs]
+    elapsed = time.time() - sent
+  except subprocess.TimeoutExpired:
+    pytest.fail("a process still runs 120 s after SIGTERM:\n"
+                + "\n".join(open(log).read()[-3000:] for log in logs))
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  return codes, elapsed, [open(log, errors="replace").read() for log in logs]
+
+
+def _stopped_steps(logs, signal_text):
+  found = [re.search(rf"fcnjax: stopped by {signal_text}.* at step (\d+): saved the "
+                     "checkpoint", log) for log in logs]
+  assert all(found), "\n".join(log[-2000:] for log in logs)
+  return [int(m.group(1)) for m in found]
+
+
+def test_sigterm_stops_both_processes_and_the_restart_is_bit_exact(tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  pipeline.get_info(tiny_config(data_dir).data)  # prepared once, not by both processes
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  codes, logs = run_two_processes(_command("fcnjax.main", straight, data_dir, **FIELDS), env)
+  assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+
+  command = _command("fcnjax.main", resumed, data_dir, **FIELDS)
+  paths = [str(tmp_path / f"log{i}.txt") for i in range(2)]
+  codes, elapsed, logs = _stop_mid_training(command, env, paths, [signal.SIGTERM] * 2)
+  assert codes == [75, 75], "\n".join(log[-3000:] for log in logs)
+  assert elapsed < 60, elapsed
+  step, other = _stopped_steps(logs, "SIGTERM")
+  assert step == other and 0 < step < 40
+  assert str(step) in os.listdir(os.path.join(resumed, "checkpoints"))
+  assert not os.path.exists(os.path.join(resumed, ".lock"))
+
+  codes, logs = run_two_processes(command, env)
+  assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+  assert f"Resuming from step {step}" in logs[0] or f"from step {step} to 40" in logs[0]
+  _assert_same_run(resumed, straight)
+
+
+def test_sigusr1_to_one_process_stops_both_at_the_same_step(tmp_path):
+  """The signal reaches process 1 only (handed to JAX's preemption service)."""
+  data_dir = str(tmp_path / "tfds")
+  pipeline.get_info(tiny_config(data_dir).data)
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  command = _command("fcnjax.main", str(tmp_path / "run"), data_dir, **FIELDS)
+  paths = [str(tmp_path / f"log{i}.txt") for i in range(2)]
+  codes, elapsed, logs = _stop_mid_training(command, env, paths, [None, signal.SIGUSR1])
+  assert codes == [75, 75], "\n".join(log[-3000:] for log in logs)
+  assert elapsed < 60, elapsed
+  assert "fcnjax: SIGUSR1 received: stopping after the current step" in logs[1]
+  step, other = _stopped_steps(logs, "SIGUSR1")
+  assert step == other and 0 < step < 40
