@@ -72,9 +72,11 @@ def _manager(directory, keep, read_only, timeout_s=DEFAULT_TIMEOUT_S):
                                item_handlers=ocp.StandardCheckpointHandler())
 
 
-def _first_line(error):
+def _first_line(error, limit=300):
+  """'Type: first line', without tensorstore's JSON spec, at most ~`limit` characters."""
   lines = str(error).strip().splitlines()
-  return f"{type(error).__name__}: {lines[0] if lines else ''}"
+  text = (lines[0] if lines else "").split(" [tensorstore_spec", 1)[0]
+  return f"{type(error).__name__}: {text[:limit] + ' ...' if len(text) > limit else text}"
 
 
 def _stopped(what, directory, error):

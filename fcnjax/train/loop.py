@@ -253,7 +253,7 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer, stop, wind
                config.model.name, start_step, config.num_train_steps, driver.num_devices,
                config.parallel)
   pending, timed, t0 = [], 0, time.time()
-  if start_step < config.num_train_steps and stop.should_stop(start_step):
+  if start_step < config.num_train_steps and stop.should_stop_at_start(start_step):
     _stop(stop, start_step, driver.to_host(state), ckpt, window, workdir, history)
   for step in range(start_step + 1, config.num_train_steps + 1):
     state, metrics = driver.train(state, next(batches), rng)

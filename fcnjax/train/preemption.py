@@ -29,6 +29,7 @@ from fcnjax.train.validate import ConfigError
 EXIT_STATUS = 75
 DEFAULT_SIGNALS = "SIGTERM,SIGINT,SIGUSR1"
 KEY_PREFIX = "fcnjax_stop/"
+JAX_NOTICE_KEY = "RECEIVED_PREEMPTION_NOTICE"  # set by JAX's preemption service
 
 
 class Stopped(Exception):
@@ -113,6 +114,27 @@ class StopRequest:
           f"{KEY_PREFIX}{jax.process_index()}", name, allow_overwrite=True)
     except Exception:  # the name is only for the message
       pass
+
+  def should_stop_at_start(self, step):
+    """Whether every process stops before its first step, at `step` (a signal
+    during start-up). With JAX's service it also registers `step`: a notice
+    posted before that would set the sync point to step 1, which a resumed
+    run never reaches, so every process checks for one and they agree."""
+    if not self._jax_sync:
+      return self.should_stop(step)
+    import numpy as np
+    from jax._src import distributed
+    from jax.experimental import multihost_utils
+    reached = multihost_utils.reached_preemption_sync_point(step)
+    try:
+      distributed.global_state.client.key_value_try_get(JAX_NOTICE_KEY)
+      posted = True
+    except Exception:  # no such key: no notice yet
+      posted = False
+    stop = bool(np.any(multihost_utils.process_allgather(np.int32(reached or posted))))
+    if stop:
+      self.stopping_at = step
+    return stop
 
   def should_stop(self, step):
     """Whether every process stops after `step` (call it after every step)."""
