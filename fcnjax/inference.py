@@ -38,7 +38,7 @@ def restore(config, workdir, which="best"):
 
 class TiledEvaluation:
   """A stand-in for the training driver in `loop.evaluate`: each image of an
-  eval batch is segmented on the host window by window (`predict_image`), so
+  eval batch is segmented on the host window by window (`tiles.predict_tiled`), so
   native-size evaluation of large images stays in bounded memory; the labels,
   hence the counts, are those of one full-image pass."""
 
