@@ -1,8 +1,8 @@
 """Tiled inference: segment an image of any size window by window, with the
 labels that one full-image pass would give.
 
-Why it is exact: every model here pools five times, so it is equivariant to
-shifts by a multiple of its total stride S = 32. A window whose top-left
+Why it is exact: every model here pools at most five times, so it is
+equivariant to shifts by a multiple of S = 32 (its total stride or a multiple of it). A window whose top-left
 corner is a multiple of S sees the same pooling grid as the full image, and
 its labels equal the full image's at every pixel at least the receptive-field
 margin away from a window edge that is not an image edge (zero padding and
@@ -19,7 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-STRIDE = 32  # the models' total stride: five 2x2 poolings (VGG stages)
+# A multiple of every model's total stride: at most five 2x2 poolings (VGG stages,
+# config.model.depth <= 5), so 32-aligned windows see the full image's pooling grid.
+STRIDE = 32
 # XLA working memory a default tile (window incl. halo) may take: with the
 # runtime, the image and its labels, the default model stays near 1 GB RSS.
 DEFAULT_TILE_BYTES = 512 * 2 ** 20
