@@ -6,7 +6,6 @@ its bound with the older checkpoints intact, and the next run resumes from them.
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time

@@ -99,12 +99,14 @@ class StopRequest:
       _say(f"{name} received while saving step {self.stopping_at}: the save finishes "
            "first (SIGKILL would abandon it; the previous checkpoints stay intact)")
       return
-    if self.received is None:
-      self.received = name
-      _say(f"{name} received: stopping after the current step, with a checkpoint")
-      if self._jax_sync:
-        self._tell_peers(name)
-        signal.raise_signal(signal.SIGTERM)  # the notice JAX's service listens for
+    if self.received is not None:
+      _say(f"{name} received: already stopping (on {self.received})")
+      return
+    self.received = name
+    _say(f"{name} received: stopping after the current step, with a checkpoint")
+    if self._jax_sync:
+      self._tell_peers(name)
+      signal.raise_signal(signal.SIGTERM)  # the notice JAX's service listens for
 
   def _tell_peers(self, name):
     """Records which signal this process got, for every process's final line."""
