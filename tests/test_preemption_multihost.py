@@ -89,3 +89,42 @@ def test_sigusr1_to_one_process_stops_both_at_the_same_step(tmp_path):
   assert "fcnjax: SIGUSR1 received: stopping after the current step" in logs[1]
   step, other = _stopped_steps(logs, "SIGUSR1")
   assert step == other and 0 < step < 40
+
+
+def test_full_disk_during_a_two_process_save_ends_both_within_the_bound(tmp_path):
+  """W/checkpoints on a 4 MB tmpfs (root only), filled once step 20 is saved:
+  a later save fails; both processes end within checkpoint_timeout_s +
+  peer_timeout, step 20 stays readable and the rerun finishes from it."""
+  from test_preemption import _fill, _mount_tmpfs, _params
+  data_dir, workdir = str(tmp_path / "tfds"), str(tmp_path / "run")
+  directory = os.path.join(workdir, "checkpoints")
+  pipeline.get_info(tiny_config(data_dir).data)
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  fields = dict(FIELDS, num_train_steps=60, checkpoint_timeout_s=20)
+  command = _command("fcnjax.main", workdir, data_dir, ["--peer_timeout=10"], **fields)
+  _mount_tmpfs(directory, "4m")
+  try:
+    paths = [str(tmp_path / f"log{i}.txt") for i in range(2)]
+    procs = _start_pair(command, env, paths)
+    try:
+      _fill(directory, after=20)
+      filled = time.time()
+      codes = [p.wait(timeout=180) for p in procs]
+    finally:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+          p.wait()
+    elapsed = time.time() - filled
+    logs = [open(path, errors="replace").read() for path in paths]
+    assert all(c not in (0, 75) for c in codes), (codes, logs[0][-3000:])
+    assert elapsed < 20 + 10 + 30, elapsed
+    assert any(f"in {directory} failed (" in log for log in logs), logs[0][-3000:]
+    os.remove(os.path.join(directory, "filler"))
+    intact = int(_params(workdir)["step"])
+    assert intact in (20, 40)
+    codes, logs = run_two_processes(command, env)
+    assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert f"from step {intact} to 60" in logs[0]
+  finally:
+    subprocess.run(["umount", "-l", directory], capture_output=True)

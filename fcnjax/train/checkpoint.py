@@ -6,16 +6,16 @@
     W/.lock                     pid and host of the training that owns W
 
 Each step carries its scores (orbax metrics) and a description of its run
-(custom metadata: `description.describe`), so a checkpoint says what it holds. Saves are asynchronous; `close()` waits for
-them. States are saved from the host (one copy) and restored as host arrays
+(custom metadata: `description.describe`). Saves are asynchronous; `close()`
+waits for them. States are saved from the host and restored as host arrays
 shaped like a fresh state, so a run resumes on any number of devices and
-hosts. A step that cannot be read is skipped, with one warning, for the newest
+hosts. An unreadable step is skipped, with one warning, for the newest
 readable one. A save that cannot be written (unwritable directory, full or
 failing disk) stops the run with an error naming the directory, at once or
-within `timeout_s` seconds (the bound on orbax's wait for a save's commit
-and its barriers); the steps already committed stay intact (orbax writes a
-step into a temporary folder and renames it when complete). Workdirs of the older layout with a separate `best/` folder
-restore from their `checkpoints/`; `best/` is no longer read.
+within `timeout_s` (orbax's bound on a save's commit and its barriers); the
+steps already committed stay intact (orbax renames a step's folder when it
+is complete). Workdirs of the older layout with a `best/` folder restore
+from their `checkpoints/`.
 """
 import math
 import os
@@ -76,7 +76,12 @@ def _first_line(error, limit=300):
   """'Type: first line', without tensorstore's JSON spec, at most ~`limit` characters."""
   lines = str(error).strip().splitlines()
   text = (lines[0] if lines else "").split(" [tensorstore_spec", 1)[0]
-  return f"{type(error).__name__}: {text[:limit] + ' ...' if len(text) > limit else text}"
+  text = f"{type(error).__name__}: {text[:limit] + ' ...' if len(text) > limit else text}"
+  if isinstance(error, TimeoutError) or "DEADLINE_EXCEEDED" in text:
+    # Orbax reports a barrier, not the process whose write failed or hung.
+    return (f"not committed within config.checkpoint_timeout_s: a full or failing disk, "
+            f"or a process that did not reach the save; see each process's log; {text}")
+  return text
 
 
 def _stopped(what, directory, error):
