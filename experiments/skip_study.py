@@ -1,58 +1,66 @@
-"""The skip study: FCN-32s / 16s / 8s, FCN-8s's final upsampler, and FCN-8s vs
-SegNet vs DeconvNet, with the same seeds, in one command.
+"""The skip study: FCN-32s / 16s / 8s, FCN-8s's upsamplers, FCN-8s vs SegNet vs DeconvNet.
 
     python experiments/skip_study.py --workdir=runs/skip_study
 
-Runs (each with every seed):
-  fcn32s / fcn16s / fcn8s with the learned (bilinear-initialised) upsamplers:
+Arms (each with every seed, paired):
+  fcn32s / fcn16s / fcn8s with learned (bilinear-initialised) upsamplers:
     the analogue of the FCN paper's Table 2;
-  fcn8s with bilinear, nearest and bed_of_nails as its upsamplers: FCN's last
-    layer has nothing after it, so bed of nails leaves 63 of every 64 logits
-    at the bias and cannot learn there (compare the decoder study);
-  segnet and deconvnet (switch unpooling decoders) at the same budget.
-WORKDIR gets the same outputs as experiments/upsampling_study.py.
+  fcn8s with bilinear, nearest and bed_of_nails as its upsamplers (the same
+    operator code as the upsampling study's decoder): FCN's last layer has
+    nothing after it, so bed of nails leaves 63 of every 64 logits at the
+    bias and cannot learn there;
+  segnet and deconvnet (switch-unpooling decoders) on the same encoder widths.
+Pre-registered contrasts (test mIoU): 16s vs 32s, 8s vs 16s, learned vs
+fixed bilinear in FCN-8s, dense vs sparse in FCN-8s, FCN-8s vs SegNet and
+vs DeconvNet. Protocol, tables and figures: `fcnjax.study`.
 """
 import os
 
-from absl import app, flags
+from absl import flags
 
-from fcnjax import study
+from fcnjax import cli, study
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RUNS = {  # label: (model.name, model.variant, model.upsample)
-    "fcn32s": ("fcn", "32s", "learned"),
-    "fcn16s": ("fcn", "16s", "learned"),
-    "fcn8s": ("fcn", "8s", "learned"),
-    "fcn8s_bilinear": ("fcn", "8s", "bilinear"),
-    "fcn8s_nearest": ("fcn", "8s", "nearest"),
-    "fcn8s_bed_of_nails": ("fcn", "8s", "bed_of_nails"),
-    "segnet": ("segnet", "8s", "learned"),
-    "deconvnet": ("deconvnet", "8s", "learned"),
+ARMS = {
+    "fcn32s": {"model.name": "fcn", "model.variant": "32s"},
+    "fcn16s": {"model.name": "fcn", "model.variant": "16s"},
+    "fcn8s": {"model.name": "fcn", "model.variant": "8s"},
+    "fcn8s_bilinear": {"model.name": "fcn", "model.upsample": "bilinear"},
+    "fcn8s_nearest": {"model.name": "fcn", "model.upsample": "nearest"},
+    "fcn8s_bed_of_nails": {"model.name": "fcn", "model.upsample": "bed_of_nails"},
+    "segnet": {"model.name": "segnet", "model.depth": 4},
+    "deconvnet": {"model.name": "deconvnet", "model.depth": 4},
 }
-
-
-def label(point):
-  for name, fields in RUNS.items():
-    if fields == (point["model.name"], point["model.variant"], point["model.upsample"]):
-      return name
-  raise ValueError(f"no label for {point}")
+DENSE = ("fcn8s", "fcn8s_bilinear", "fcn8s_nearest")
+CONTRASTS = {
+    "fcn16s vs fcn32s": ({"fcn16s": 1.0, "fcn32s": -1.0}, "fcn16s", "fcn32s"),
+    "fcn8s vs fcn16s": ({"fcn8s": 1.0, "fcn16s": -1.0}, "fcn8s", "fcn16s"),
+    "fcn8s learned vs bilinear (fixed)": (
+        {"fcn8s": 1.0, "fcn8s_bilinear": -1.0}, "learned", "bilinear"),
+    "fcn8s dense vs sparse": ({**{a: 1 / len(DENSE) for a in DENSE},
+                               "fcn8s_bed_of_nails": -1.0}, "dense", "sparse"),
+    "fcn8s vs segnet": ({"fcn8s": 1.0, "segnet": -1.0}, "fcn8s", "segnet"),
+    "fcn8s vs deconvnet": ({"fcn8s": 1.0, "deconvnet": -1.0}, "fcn8s", "deconvnet"),
+}
 
 
 def main(argv):
   del argv
-  from fcnjax import cli
   cli.start()
   FLAGS = flags.FLAGS
-  unknown = set(FLAGS.runs or ()) - set(RUNS)
+  unknown = sorted(set(FLAGS.runs or ()) - set(ARMS))
   if unknown:
-    raise app.UsageError(f"--runs: unknown {sorted(unknown)}; valid: {list(RUNS)}")
-  points = [dict(zip(("model.name", "model.variant", "model.upsample"), RUNS[r]),
-                 seed=int(s)) for r in (FLAGS.runs or RUNS) for s in FLAGS.seeds]
-  _, _, table = study.run_study(FLAGS.config, FLAGS.workdir, points, label=label)
-  print(table)
+    raise SystemExit(f"error: --runs: unknown {unknown}; valid: {list(ARMS)}")
+  arms = {name: ARMS[name] for name in (FLAGS.runs or ARMS)}
+  contrasts = {k: v for k, v in CONTRASTS.items() if set(v[0]) <= set(arms)}
+  study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds, contrasts)
+
+
+def run():
+  study.define_flags(os.path.join(HERE, "configs/skip_study.py"), "runs/skip_study")
+  flags.DEFINE_list("runs", None, f"A subset of {list(ARMS)} (default: all).")
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":
-  study.define_flags(os.path.join(HERE, "configs/skip_study.py"), "runs/skip_study")
-  flags.DEFINE_list("runs", None, f"A subset of {list(RUNS)} (default: all).")
-  app.run(main)
+  run()

@@ -1,37 +1,59 @@
-"""The upsampling study: every decoder upsampling operator x seeds, in one command.
+"""The upsampling study: every upsampling operator in the skip-free decoder, paired seeds.
 
     python experiments/upsampling_study.py --workdir=runs/upsampling_study
 
-The model (`fcnjax.models.UpsamplingDecoderNet`) is an encoder with switch
+The model (`fcnjax.models.UpsamplingDecoderNet`) is an encoder with 2x2
 pools and a skip-free decoder of x2 stages, each *upsample -> conv-BN-ReLU*:
-the operator is the only variable. Every entry of
-`fcnjax.models.DECODER_UPSAMPLERS` is trained with each seed; WORKDIR gets
-results.md (mIoU, boundary IoU, pixel acc as mean ± std, parameters, step ms,
-compiled peak memory, bytes kept for unpooling), results.json, ablation.png,
-curves.png and predictions.png. Config fields can be overridden as in
-training (e.g. --config.num_train_steps=3000 on a GPU). Re-running resumes.
+the operator (an entry of `fcnjax.models.UPSAMPLERS`, the same code FCN's
+skip study uses) is the only variable. Protocol, tables and figures:
+`fcnjax.study`. Pre-registered contrasts (test mIoU, paired over seeds):
+dense (nearest, bilinear, learned, learned_random) vs sparse (bed of nails,
+max-unpool) operators; bilinear-init vs random-init transpose conv; learned
+vs fixed bilinear. Config fields can be overridden as in training; re-running
+resumes and rescores by the same rule.
 """
 import os
 
-from absl import app, flags
+from absl import flags
 
-from fcnjax import study
+from fcnjax import cli, study
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DENSE = ("nearest", "bilinear", "learned", "learned_random")
+SPARSE = ("bed_of_nails", "max_unpool")
+CONTRASTS = {
+    "dense vs sparse": ({**{a: 1 / len(DENSE) for a in DENSE},
+                         **{a: -1 / len(SPARSE) for a in SPARSE}}, "dense", "sparse"),
+    "learned (bilinear init) vs learned_random": (
+        {"learned": 1.0, "learned_random": -1.0}, "learned", "learned_random"),
+    "learned vs bilinear (fixed)": ({"learned": 1.0, "bilinear": -1.0}, "learned", "bilinear"),
+}
+
+
+def contrasts_within(arms, contrasts):
+  """The contrasts whose arms all ran."""
+  return {k: v for k, v in contrasts.items() if set(v[0]) <= set(arms)}
 
 
 def main(argv):
   del argv
-  from fcnjax import cli, models
+  from fcnjax import models
   cli.start()
   FLAGS = flags.FLAGS
-  variants = FLAGS.variants or list(models.DECODER_UPSAMPLERS)
-  points = [{"model.upsample": v, "seed": int(s)} for v in variants for s in FLAGS.seeds]
-  _, _, table = study.run_study(FLAGS.config, FLAGS.workdir, points)
-  print(table)
+  names = FLAGS.variants or list(models.UPSAMPLERS)
+  unknown = sorted(set(names) - set(models.UPSAMPLERS))
+  if unknown:
+    raise SystemExit(f"error: --variants: unknown {unknown}; valid: {list(models.UPSAMPLERS)}")
+  arms = {name: {"model.upsample": name} for name in names}
+  study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds,
+                  contrasts_within(arms, CONTRASTS))
+
+
+def run():
+  study.define_flags(os.path.join(HERE, "configs/upsampling_study.py"), "runs/upsampling_study")
+  flags.DEFINE_list("variants", None, "Upsampling operators (default: all registered).")
+  cli.run(main, __name__)
 
 
 if __name__ == "__main__":
-  study.define_flags(os.path.join(HERE, "configs/upsampling_study.py"), "runs/upsampling_study")
-  flags.DEFINE_list("variants", None, "Decoder upsamplers (default: all registered).")
-  app.run(main)
+  run()

@@ -1,63 +1,82 @@
-"""Studies: a grid of runs plus what each model costs, curves and a shared prediction grid.
+"""Studies: arms x paired seeds, trained by one protocol, scored once on a held-out split.
 
-`run_study(config, workdir, points)` trains every point (a {field: value} dict;
-seeds included), then writes to WORKDIR:
-  results.json  runs, summary (mean ± std over seeds, per-seed values), costs
-  results.md    the table: scores (mean ± std), parameters, train step ms, peak
-                memory of the compiled train step, bytes kept for unpooling
-  ablation.png  bars with error bars (std over seeds)
-  curves.png    eval mIoU / boundary IoU / train loss per variant (mean over seeds)
-  predictions.png  the same validation images segmented by every variant
+The protocol (every study follows it; `experiments/results/*/README.md` repeat it):
+* Three disjoint splits: train; selection (`config.data.eval_split`, the
+  curves, the budget and any choice); test (`TEST_SPLIT`), scored once per
+  run with its final weights, nothing chosen on it.
+* The budget is `config.num_train_steps`, fixed in advance by a pilot on
+  the selection split; every run reports how much its selection mIoU still
+  gained over its last 20 % of steps (`plateau_gain`), so a run caught while
+  escaping a plateau shows.
+* One scoring rule: the final weights (the checkpoint at num_train_steps),
+  the same for a fresh and a resumed study; scores are cached per run.
+* Paired seeds: seed s is the same data order (and init, where shapes
+  allow) in every arm; contrasts are tested on per-seed differences
+  (`fcnjax.stats`).
+
+`run_study(config, workdir, arms, seeds, contrasts)` trains every (arm,
+seed), scores it on the test and train splits, and writes results.json,
+results.md and the figures (`fcnjax.study_report`).
 """
 import json
 import os
+import platform
+import subprocess
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcnjax import experiment, viz
+from fcnjax import experiment, metrics, stats
+from fcnjax import study_report as report
 
 SEED = "seed"
+TEST_SPLIT = "test"
+SCORED_SPLITS = ("test", "train")
+METRICS = ("pixel_acc", "mean_acc", "mean_iou", "bf", "boundary_iou")
 
 
-def define_flags(default_config, default_workdir):
+def define_flags(default_config, default_workdir, seeds=5):
   """The flags of a study script: --config (+ overrides), --workdir, --seeds."""
   from absl import flags
   from ml_collections import config_flags
   config_flags.DEFINE_config_file("config", default_config, "Base config of every run.",
                                   lock_config=True)
   flags.DEFINE_string("workdir", default_workdir, "Where the runs and results go.")
-  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every variant.")
+  flags.DEFINE_list("seeds", [str(s) for s in range(seeds)], "Seeds of every arm (paired).")
 
 
-def unpool_bytes(model, input_shape):
-  """Bytes per image that unpooling keeps, from the model's sown switches.
-
-  Returns {'switches_uint8', 'indices_int64', 'prepool_f32'}: the switches
-  as stored (1 byte per pooled element), the same as int64 indices (8 bytes),
-  and the pre-pool activation (window 2x2: 4 float32 values per pooled
-  element) that an unpool without switches would have to keep. Zeros for a
-  model without switch pools.
-  """
+def kept_bytes(model, input_shape):
+  """Bytes per image a model keeps for its decoder: the leaves it sows into
+  'intermediates' (switches: 1 byte per pooled element; FCN skip maps: their
+  float32 features), and the float32 bytes of its first layer's feature map
+  (the reference for SegNet's storage multiplier)."""
   def apply(x):
-    variables = model.init(jax.random.key(0), x)
-    return model.apply(variables, x, mutable=["intermediates"])[1]
+    variables = {k: v for k, v in model.init(jax.random.key(0), x).items()
+                 if k != "intermediates"}
+    _, state = model.apply(variables, x, mutable=["intermediates"],
+                           capture_intermediates=lambda m, _: m.name == "conv1_1")
+    return state["intermediates"]
   sown = jax.eval_shape(apply, jax.ShapeDtypeStruct(input_shape, jnp.float32))
-  leaves = jax.tree.leaves(sown)
-  pooled = sum(int(np.prod(s.shape[1:])) for s in leaves)
-  if leaves and any(s.dtype.itemsize != 1 for s in leaves):
-    raise ValueError("switches must be stored in one byte")
-  return {"switches_uint8": pooled, "indices_int64": 8 * pooled, "prepool_f32": 16 * pooled}
+  first, kept = 0, 0
+  for path, leaf in jax.tree_util.tree_flatten_with_path(sown)[0]:
+    size = int(np.prod(leaf.shape[1:])) * leaf.dtype.itemsize
+    if "__call__" in jax.tree_util.keystr(path):
+      first = first or int(np.prod(leaf.shape[1:])) * 4
+    else:
+      kept += size
+  return {"kept_bytes": kept, "first_layer_bytes": first,
+          "storage_multiplier": kept / first if first else float("nan")}
 
 
-class _StepTimer:
-  """One config's compiled train step on a fixed random batch, ready to time."""
+class _Timer:
+  """One config's compiled train step and eval forward on fixed random batches."""
 
   def __init__(self, config):
     from fcnjax.data import pipeline
     from fcnjax.train import loop
+    from fcnjax.train import step as step_lib
     info = pipeline.get_info(config.data)
     self.model = loop.build_model(config, info)
     state, _ = loop.create_state(config, self.model, jax.random.key(config.seed))
@@ -65,54 +84,106 @@ class _StepTimer:
     self.driver = loop.make_driver(config, info)
     self.size = size = config.data.crop_size
     rng = np.random.default_rng(0)
-    self.batch = {
-        "image": rng.normal(size=(config.batch_size, size, size, 3)).astype(np.float32),
-        "label": rng.integers(0, info.num_classes, (config.batch_size, size, size),
-                              dtype=np.int32)}
+    images = lambda n: rng.normal(size=(n, size, size, 3)).astype(np.float32)
+    self.batch = {"image": images(config.batch_size),
+                  "label": rng.integers(0, info.num_classes, (config.batch_size, size, size),
+                                        dtype=np.int32)}
+    self.eval_images = jnp.asarray(images(config.eval_batch_size))
+    self.predict = jax.jit(step_lib.predict_step)
+    self.host_state = jax.tree.map(jnp.copy, state)  # the train step donates `state`
     self.state, self.key = self.driver.put_state(state), jax.random.key(0)
     mem = self.driver.train_step.lower(self.state, self.driver.put_batch(self.batch),
                                        self.key).compile().memory_analysis()
     self.peak_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes -
                        mem.alias_size_in_bytes + mem.temp_size_in_bytes
                        ) if mem is not None else float("nan")
-    self.time(1)  # warm-up
+    self.time_step(1), self.time_inference(1)  # warm-up
 
-  def time(self, steps):
-    """Mean ms per step over `steps` steps."""
+  def time_step(self, steps):
     start = time.perf_counter()
     for _ in range(steps):
       self.state, out = self.driver.train(self.state, self.batch, self.key)
     jax.block_until_ready(out)
     return (time.perf_counter() - start) / steps * 1e3
 
+  def time_inference(self, steps):
+    """ms per image of the eval forward (argmax included)."""
+    start = time.perf_counter()
+    for _ in range(steps):
+      out = self.predict(self.host_state, self.eval_images)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / steps / len(self.eval_images) * 1e3
+
 
 def model_costs(configs, steps=5, repeats=3):
-  """{name: config} -> {name: parameters, step ms, compiled peak MB, unpooling bytes}.
+  """{arm: config} -> {arm: params, step ms, inference ms / image, compiled
+  peak MB, kept bytes, first-layer bytes, storage multiplier}.
 
-  The step is the real driver's `train_step` on a batch of config.batch_size
-  random crops of config.data.crop_size. The models are timed in interleaved
-  rounds of `steps` steps and each keeps its fastest round, so load from other
-  processes falls on all of them alike. Peak bytes: XLA's memory analysis of
-  the compiled step (arguments + outputs - aliased + temporaries).
+  Train step: the real driver on config.batch_size random crops; inference:
+  the eval forward on config.eval_batch_size images of the crop size. The
+  arms are timed in interleaved rounds of `steps` and keep their fastest,
+  so load from other processes falls on all alike. Peak: XLA's memory
+  analysis of the compiled train step (arguments + outputs - aliased + temps).
   """
-  timers = {name: _StepTimer(config) for name, config in configs.items()}
-  best = {name: float("inf") for name in configs}
+  timers = {name: _Timer(config) for name, config in configs.items()}
+  step_ms = {name: float("inf") for name in configs}
+  infer_ms = dict(step_ms)
   for _ in range(repeats):
     for name, timer in timers.items():
-      best[name] = min(best[name], timer.time(steps))
-  costs = {}
-  for name, timer in timers.items():
-    config = configs[name]
-    unpool = unpool_bytes(timer.model, (1, timer.size, timer.size, 3))
-    uses_switches = config.model.name != "decoder" or config.model.upsample == "max_unpool"
-    costs[name] = {"params": timer.params, "step_ms": best[name],
-                   "peak_mb": timer.peak_bytes / 2 ** 20,
-                   "unpool_bytes": unpool["switches_uint8"] if uses_switches else 0,
-                   **{f"{k}_if_switches": v for k, v in unpool.items()}}
-  return costs
+      step_ms[name] = min(step_ms[name], timer.time_step(steps))
+      infer_ms[name] = min(infer_ms[name], timer.time_inference(steps))
+  return {name: {"params": t.params, "step_ms": step_ms[name], "infer_ms": infer_ms[name],
+                 "peak_mb": t.peak_bytes / 2 ** 20,
+                 **kept_bytes(t.model, (1, t.size, t.size, 3))}
+          for name, t in timers.items()}
+
+
+def score_split(config, state, info, split):
+  """The final weights on one split: `segmentation_scores` (G = pixel_acc,
+  C = mean_acc, mIoU, per-class IoU), boundary IoU and BF (`metrics`)."""
+  from fcnjax.data import pipeline
+  from fcnjax.train import step as step_lib
+  data = experiment.with_fields(config, {"data.eval_split": split, "data.num_eval": None}).data
+  predict = jax.jit(step_lib.predict_step)
+  c = info.num_classes
+  hist, inter, union, bf = np.zeros((c, c), np.int64), 0, 0, []
+  for batch in pipeline.eval_batches(data, config.eval_batch_size):
+    preds, labels = np.asarray(predict(state, batch["image"])[0]), batch["label"]
+    hist += np.asarray(metrics.confusion_matrix(labels, preds, c))
+    i, u = metrics.boundary_counts(labels, preds, c, config.boundary_width)
+    inter, union = inter + np.asarray(i), union + np.asarray(u)
+    bf += [np.nanmean(s) for s in (metrics.boundary_f1(l, p, c) for l, p in zip(labels, preds))
+           if np.isfinite(s).any()]
+  scores = metrics.segmentation_scores(hist)
+  scores["boundary_iou"] = metrics.mean_boundary_iou(inter, union)
+  scores["bf"] = float(np.mean(bf)) if bf else float("nan")
+  scores["num_images"] = len(bf)
+  return scores
+
+
+def score_run(config, run_dir):
+  """{split: scores} of the run's final checkpoint, cached in RUN/scores.json
+  (recomputed if the checkpoint's step changed). Refuses an unfinished run."""
+  from fcnjax.inference import restore
+  path = os.path.join(run_dir, "scores.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      cached = json.load(f)
+    if cached.get("step") == config.num_train_steps:
+      return cached
+  state, info = restore(config, run_dir, which="latest")
+  if int(state.step) != config.num_train_steps:
+    raise ValueError(f"{run_dir}: the newest checkpoint is step {int(state.step)}, not the "
+                     f"budget's {config.num_train_steps}; re-run the study to finish it")
+  scores = {"step": int(state.step),
+            **{split: score_split(config, state, info, split) for split in SCORED_SPLITS}}
+  with open(path, "w") as f:
+    json.dump(scores, f, indent=2)
+  return scores
 
 
 def load_history(run_dir):
+  """RUN/history.json: {curve: [[step, value], ...]} ({} if absent)."""
   path = os.path.join(run_dir, "history.json")
   if not os.path.exists(path):
     return {}
@@ -120,86 +191,101 @@ def load_history(run_dir):
     return json.load(f)
 
 
-def mean_curves(workdir, runs, label):
-  """{curve name: {variant: [(step, mean over seeds), ...]}} from each run's history."""
-  curves = {}
-  for run in runs:
-    for name, points in load_history(os.path.join(workdir, run["name"])).items():
-      per_step = curves.setdefault(name, {}).setdefault(label(run), {})
-      for step, value in points:
-        per_step.setdefault(step, []).append(value)
-  return {name: {v: sorted((s, float(np.mean(x))) for s, x in steps.items())
-                 for v, steps in by_variant.items()} for name, by_variant in curves.items()}
+def plateau_gain(points, fraction=0.2):
+  """Gain of a curve [(step, value), ...] over its last `fraction` of steps:
+  the last value minus the value at the last point at or before
+  (1 - fraction) * final step (NaN with fewer than two points)."""
+  if len(points) < 2:
+    return float("nan")
+  final = points[-1][0]
+  before = [v for s, v in points if s <= (1 - fraction) * final]
+  return float(points[-1][1] - before[-1]) if before else float("nan")
 
 
-def predictions_by_variant(config, workdir, runs, label, num_images=4):
-  """Images, labels and {variant: preds} on the first validation images (seed of the first run)."""
-  from fcnjax.data import pipeline
-  from fcnjax.inference import restore
-  from fcnjax.train import step as step_lib
-  batch = next(iter(pipeline.eval_batches(config.data, num_images)))
-  first_seed = runs[0].get(SEED)
-  preds, info = {}, None
-  for run in runs:
-    if run.get(SEED) != first_seed:
-      continue
-    cfg = experiment.with_fields(config, {k: run[k] for k in run["fields"]})
-    state, info = restore(cfg, os.path.join(workdir, run["name"]))
-    preds[label(run)] = np.asarray(jax.jit(step_lib.predict_step)(state, batch["image"])[0])
-  images = pipeline.denormalize(batch["image"], config.data.normalization)
-  return images, batch["label"], preds, info
+def train_run(config, run_dir):
+  """Trains (or resumes) one run to its budget, then `score_run`."""
+  from fcnjax.train import loop
+  loop.train_and_evaluate(config, run_dir)
+  return score_run(config, run_dir)
 
 
-def study_table(summary, costs, label, metrics):
-  rows = []
-  for row in summary:
-    cost = costs[label(row)]
-    rows.append({"variant": label(row), "seeds": row["n"],
-                 **{m: experiment.mean_std(row, m) for m in metrics},
-                 f"{metrics[0]} per seed": " / ".join(f"{v:.3f}"
-                                                     for v in row[f"{metrics[0]}_values"]),
-                 "params": f"{cost['params']:,}", "step ms": f"{cost['step_ms']:.0f}",
-                 "peak MB": f"{cost['peak_mb']:.1f}",
-                 "unpool bytes/img": f"{cost['unpool_bytes']:,}"})
-  return viz.markdown_table(rows, list(rows[0]))
+def run_arms(config, workdir, arms, seeds, log=print):
+  """Trains every (arm, seed) in WORKDIR/<arm>,seed=<s>/ -> one dict per run."""
+  configs = {(a, s): experiment.with_fields(config, {**fields, SEED: int(s)})
+             for a, fields in arms.items() for s in seeds}
+  experiment.check_configs({f"{a},seed={s}": c for (a, s), c in configs.items()})
+  runs = []
+  for k, ((arm, seed), cfg) in enumerate(configs.items(), start=1):
+    name = f"{arm},seed={seed}"
+    log(f"[{k}/{len(configs)}] {name}")
+    start = time.time()
+    run_dir = os.path.join(workdir, name)
+    scores = train_run(cfg, run_dir)
+    curves = load_history(run_dir)
+    runs.append({"arm": arm, SEED: int(seed), "name": name, "fields": arms[arm],
+                 "wall_s": round(time.time() - start, 1), "scores": scores,
+                 "curves": curves,
+                 "plateau_gain": plateau_gain(curves.get("eval_mean_iou", []))})
+  return runs
 
 
-def switch_memory_table(costs):
-  """Bytes per image each switch-unpooling model keeps, three ways (one row per model)."""
-  rows = []
-  for name, c in costs.items():
-    if c["unpool_bytes"]:
-      rows.append({"model": name, "switches uint8": f"{c['switches_uint8_if_switches']:,}",
-                   "indices int64": f"{c['indices_int64_if_switches']:,}",
-                   "pre-pool f32": f"{c['prepool_f32_if_switches']:,}"})
-  return viz.markdown_table(rows, list(rows[0])) if rows else ""
+def summarize(runs, arms):
+  """{arm: {split: {metric: stats.describe(per-seed values)}}, plus per-seed
+  mIoU and the largest plateau gain}."""
+  out = {}
+  for arm in arms:
+    members = sorted((r for r in runs if r["arm"] == arm), key=lambda r: r[SEED])
+    out[arm] = {split: {m: stats.describe([r["scores"][split][m] for r in members])
+                        for m in METRICS} for split in SCORED_SPLITS}
+    out[arm]["seeds"] = [r[SEED] for r in members]
+    out[arm]["plateau_gain_max"] = max(r["plateau_gain"] for r in members)
+  return out
 
 
-def run_study(config, workdir, points, metrics=experiment.DEFAULT_METRICS, label=None,
-              log=print):
-  """Trains every point, then tables, costs and figures (see the module docstring).
+def test_scores(runs, arms, metric="mean_iou"):
+  """{arm: [test score per seed, in seed order]} (seeds paired across arms)."""
+  return {arm: [r["scores"][TEST_SPLIT][metric] for r in
+                sorted((r for r in runs if r["arm"] == arm), key=lambda r: r[SEED])]
+          for arm in arms}
 
-  label: point -> the variant's name (default: its non-seed values joined).
+
+def provenance():
+  """The commit, the machine and the library versions a result came from."""
+  import flax
+  try:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+  except OSError:
+    commit = ""
+  return {"commit": commit or "unknown", "machine": platform.platform(),
+          "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+          "jax": jax.__version__, "flax": flax.__version__,
+          "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+
+
+def run_study(config, workdir, arms, seeds, contrasts, log=print):
+  """Trains and scores every arm x seed, then the tables, contrasts and figures.
+
+  arms: {label: {dotted field: value}}; seeds: the paired seeds;
+  contrasts: the pre-registered ones, {name: (weights {arm: w}, 'A', 'B')}
+  (`fcnjax.stats.compare`); every pair of arms is compared as well.
+  Returns the results dict written to WORKDIR/results.json.
   """
-  fields = list(points[0])
-  label = label or experiment.default_label(fields, SEED)
-  variants = {label(p): experiment.with_fields(config, p) for p in points}
-  costs = model_costs(variants)  # first, while nothing else runs in this process
+  if len(seeds) < 2:
+    raise ValueError(f"--seeds={seeds}: a paired comparison needs at least 2 seeds (use >= 5)")
+  start = time.time()
+  configs = {a: experiment.with_fields(config, fields) for a, fields in arms.items()}
+  costs = model_costs(configs)  # first, while nothing else runs in this process
   for name, cost in costs.items():
     log(f"cost {name}: {cost}")
-  runs = experiment.run_points(config, workdir, points, metrics, log=log)
-  for run in runs:
-    run["fields"] = fields
-  summary = experiment.aggregate(runs, fields, metrics)
-  table = study_table(summary, costs, label, metrics)
-  memory = switch_memory_table(costs)
-  report = table + ("\n\nBytes kept per image for unpooling:\n\n" + memory if memory else "")
-  experiment.write_results(workdir, runs, summary, fields, metrics, label, table=report,
-                           extra={"costs": costs})
-  curves = mean_curves(workdir, runs, label)
-  if curves:
-    viz.plot_curves(os.path.join(workdir, "curves.png"), curves)
-  images, labels, preds, info = predictions_by_variant(config, workdir, runs, label)
-  viz.save_prediction_grid(os.path.join(workdir, "predictions.png"), images, labels, preds,
-                           info.palette, class_names=info.class_names)
-  return runs, summary, table
+  runs = run_arms(config, workdir, arms, seeds, log)
+  scores = test_scores(runs, arms)
+  results = {"protocol": report.PROTOCOL, "provenance": provenance(),
+             "config": json.loads(config.to_json_best_effort()), "arms": arms,
+             "seeds": [int(s) for s in seeds], "costs": costs, "runs": runs,
+             "summary": summarize(runs, arms),
+             "contrasts": stats.compare(scores, contrasts),
+             "pairwise": stats.compare(scores, stats.pairwise(list(arms)))}
+  results["wall_s"] = round(time.time() - start, 1)
+  report.write(workdir, config, results, log=log)
+  return results

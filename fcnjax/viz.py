@@ -205,3 +205,47 @@ def markdown_table(rows, columns):
   lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
   lines += ["| " + " | ".join(fmt(r[c]) if c in r else "" for c in columns) + " |" for r in rows]
   return "\n".join(lines)
+
+
+def plot_forest(path, rows, margin=None, xlabel="paired difference (mIoU)"):
+  """Forest plot: one line per row {'contrast', 'mean', 'low', 'high'} (an
+  interval around a point), a zero line, and +-margin shaded if given."""
+  if not rows:
+    raise ValueError("plot_forest: no rows")
+  with _figure(path, figsize=(7, 0.9 + 0.38 * len(rows))) as (fig, ax):
+    ys = np.arange(len(rows))[::-1]
+    for y, row in zip(ys, rows):
+      ax.plot([row["low"], row["high"]], [y, y], color="C0", lw=2)
+      ax.plot(row["mean"], y, "o", color="C3" if row.get("resolved") else "C0")
+    if margin:
+      ax.axvspan(-margin, margin, color="0.85", zorder=0)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(ys, [r["contrast"] for r in rows], fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+
+
+def plot_seed_curves(path, curves):
+  """curves: {panel: {label: {seed: [(step, value), ...]}}}: per panel one line
+  per label (the mean over seeds at each step) in a band from the lowest to
+  the highest seed."""
+  curves = {k: v for k, v in curves.items() if v}
+  if not curves:
+    raise ValueError("plot_seed_curves: no points")
+  cols = min(len(curves), 3)
+  rows = -(-len(curves) // cols)
+  with _figure(path, rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False) as (fig, axes):
+    for ax in axes.ravel()[len(curves):]:
+      ax.set_axis_off()
+    for ax, (name, by_label) in zip(axes.ravel(), curves.items()):
+      for k, (lab, seeds) in enumerate(by_label.items()):
+        steps = sorted(set.intersection(*(set(s for s, _ in p) for p in seeds.values())))
+        values = np.array([[dict(p)[s] for s in steps] for p in seeds.values()])
+        ax.plot(steps, values.mean(0), color=f"C{k}", label=lab)
+        ax.fill_between(steps, values.min(0), values.max(0), color=f"C{k}", alpha=0.15)
+      ax.legend(fontsize=7)
+      ax.set_title(name)
+      ax.set_xlabel("step")
+      ax.grid(alpha=0.3)
+    fig.tight_layout()

@@ -1,4 +1,5 @@
-"""The upsampling study end to end at toy size, run as a user would run it."""
+"""The upsampling study end to end at toy size, run as a user would run it; the
+tables and intervals checked against the runs' own results and scipy."""
 import json
 import os
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import stats as sps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = ["--config.data.tfds_config=tiny", "--config.data.crop_size=32",
@@ -14,13 +16,16 @@ TOY = ["--config.data.tfds_config=tiny", "--config.data.crop_size=32",
        "--config.num_train_steps=4", "--config.log_every_steps=2",
        "--config.eval_every_steps=2", "--config.checkpoint_every_steps=4",
        "--config.optimizer.warmup_steps=0"]
+ARMS = ("learned", "bilinear")
+SEEDS = (0, 1, 2)
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
   work = tmp_path_factory.mktemp("study")
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "upsampling_study.py"),
-         f"--workdir={work}", "--variants=nearest,max_unpool", "--seeds=0,1",
+         f"--workdir={work}", f"--variants={','.join(ARMS)}",
+         f"--seeds={','.join(map(str, SEEDS))}",
          f"--config.data.data_dir={work / 'tfds'}"] + TOY
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -28,52 +33,120 @@ def study(tmp_path_factory):
     return work, json.load(f), proc.stdout
 
 
-def test_every_run_is_in_the_table_with_its_own_scores(study):
+def _test_miou(results, arm):
+  runs = sorted((r for r in results["runs"] if r["arm"] == arm), key=lambda r: r["seed"])
+  return np.array([r["scores"]["test"]["mean_iou"] for r in runs])
+
+
+def test_every_run_trains_on_selection_and_scores_its_final_weights(study):
   work, results, _ = study
-  runs = results["runs"]
-  assert sorted(r["name"] for r in runs) == sorted(
-      f"upsample={u},seed={s}" for u in ("nearest", "max_unpool") for s in (0, 1))
-  for run in runs:  # the study's numbers are the runs' own final evaluations
-    with open(work / run["name"] / "history.json") as f:
-      history = json.load(f)
-    assert history["eval_mean_iou"][-1] == [4, pytest.approx(run["mean_iou"])]
-    assert history["eval_boundary_iou"][-1][1] == pytest.approx(run["boundary_iou"],
-                                                                nan_ok=True)
-    assert [p[0] for p in history["eval_mean_iou"]] == [2, 4]
+  assert sorted(r["name"] for r in results["runs"]) == sorted(
+      f"{a},seed={s}" for a in ARMS for s in SEEDS)
+  for run in results["runs"]:
+    assert run["scores"]["step"] == 4  # the final weights, not a best checkpoint
+    assert [p[0] for p in run["curves"]["eval_mean_iou"]] == [2, 4]  # selection curve
+    with open(work / run["name"] / "scores.json") as f:
+      assert json.load(f) == run["scores"]
+    curve = run["curves"]["eval_mean_iou"]
+    assert run["plateau_gain"] == pytest.approx(curve[1][1] - curve[0][1])
+    for split, count in (("test", 16), ("train", 64)):  # tiny: 64 train / 16 test images
+      assert run["scores"][split]["num_images"] == count
+  assert results["provenance"]["commit"] and results["seeds"] == list(SEEDS)
 
 
-def test_summary_is_mean_and_std_over_seeds(study):
+def test_test_scores_equal_an_independent_confusion_matrix(study):
+  """One run's test mIoU recomputed with numpy from its checkpoint's predictions."""
+  from fcnjax import experiment
+  from fcnjax.configs.upsampling_study import get_config
+  from fcnjax.data import pipeline
+  from fcnjax.inference import restore
+  from fcnjax.train import step as step_lib
+  import jax
+  work, results, _ = study
+  run = results["runs"][0]
+  config = get_config()
+  for arg in TOY + [f"--config.data.data_dir={work / 'tfds'}"]:
+    field, [value] = experiment.parse_sweep(arg[len("--config."):], config)
+    config = experiment.with_fields(config, {field: value})
+  config = experiment.with_fields(config, {**run["fields"], "seed": run["seed"]})
+  state, info = restore(config, str(work / run["name"]), which="latest")
+  data = experiment.with_fields(config, {"data.eval_split": "test"}).data
+  hist = np.zeros((info.num_classes,) * 2, np.int64)
+  for batch in pipeline.eval_batches(data, 8):
+    preds = np.asarray(jax.jit(step_lib.predict_step)(state, batch["image"])[0]).ravel()
+    labels = batch["label"].ravel()
+    keep = labels != 255
+    hist += np.bincount(labels[keep] * info.num_classes + preds[keep],
+                        minlength=info.num_classes ** 2).reshape(hist.shape)
+  iou = np.diag(hist) / (hist.sum(0) + hist.sum(1) - np.diag(hist))
+  assert run["scores"]["test"]["mean_iou"] == pytest.approx(np.nanmean(iou), rel=1e-9)
+  assert run["scores"]["test"]["pixel_acc"] == pytest.approx(np.trace(hist) / hist.sum())
+
+
+def test_pairwise_intervals_are_paired_t_intervals_holm_corrected(study):
+  _, results, _ = study
+  rows = results["pairwise"]
+  assert [r["contrast"] for r in rows] == [f"{a} - {b}" for i, a in enumerate(ARMS)
+                                           for b in ARMS[i + 1:]]
+  p = []
+  for row in rows:
+    a, b = _test_miou(results, row["a"]), _test_miou(results, row["b"])
+    assert row["mean"] == pytest.approx(np.mean(a - b), abs=1e-12)
+    if np.all(a - b == (a - b)[0]):
+      p.append(row["p"])
+      continue
+    test = sps.ttest_rel(a, b)
+    ci = test.confidence_interval(0.95)
+    assert (row["t_low"], row["t_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert row["p"] == pytest.approx(test.pvalue, rel=1e-9)
+    assert row["p_improvement"] == pytest.approx(np.mean((a > b) + 0.5 * (a == b)))
+    p.append(test.pvalue)
+  order = np.argsort(p)
+  holm = np.maximum.accumulate(np.minimum(1, (len(p) - np.arange(len(p))) * np.array(p)[order]))
+  np.testing.assert_allclose([rows[i]["p_holm"] for i in order], holm, rtol=1e-9)
+
+
+def test_tables_show_the_runs_numbers(study):
   work, results, stdout = study
   table = (work / "results.md").read_text()
-  for row in results["summary"]:
-    values = [r["mean_iou"] for r in results["runs"]
-              if r["model.upsample"] == row["model.upsample"]]
-    assert row["mean_iou_values"] == values
-    assert row["mean_iou_mean"] == pytest.approx(np.mean(values))
-    assert row["mean_iou_std"] == pytest.approx(np.std(values, ddof=1))
-    line = next(l for l in table.splitlines() if l.startswith(f"| {row['model.upsample']} |"))
-    assert f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}" in line
+  for arm in ARMS:
+    values = _test_miou(results, arm)
+    line = next(l for l in table.splitlines() if l.startswith(f"| {arm} | {len(SEEDS)} |"))
+    assert f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" in line
+    assert " / ".join(f"{v:.3f}" for v in values) in line
     assert line in stdout
-
-
-def test_costs_count_switch_bytes_by_definition(study):
-  _, results, _ = study
+  [row] = results["contrasts"]  # the one pre-registered contrast whose arms both ran
+  assert row["contrast"] == "learned vs bilinear (fixed)"
+  assert row["mean"] == pytest.approx(np.mean(_test_miou(results, "learned") -
+                                              _test_miou(results, "bilinear")), abs=1e-12)
+  assert "dense vs sparse" not in table  # its arms did not all run
   costs = results["costs"]
-  # tiny decoder: widths (8, 16, 16, 32), four 2x2 pools of a 32x32 crop
-  pooled = 16 * 16 * 8 + 8 * 8 * 16 + 4 * 4 * 16 + 2 * 2 * 32
-  assert costs["max_unpool"]["unpool_bytes"] == pooled
-  assert costs["max_unpool"]["indices_int64_if_switches"] == 8 * pooled
-  assert costs["max_unpool"]["prepool_f32_if_switches"] == 16 * pooled
-  assert costs["nearest"]["unpool_bytes"] == 0
-  assert costs["nearest"]["params"] == costs["max_unpool"]["params"]  # parameter-free ops
+  assert costs["learned"]["params"] > costs["bilinear"]["params"]
   for cost in costs.values():
-    assert cost["step_ms"] > 0 and cost["peak_mb"] > 0
+    assert cost["step_ms"] > 0 and cost["peak_mb"] > 0 and cost["infer_ms"] > 0
+    assert cost["kept_bytes"] == 0  # no switches kept without max-unpooling
+
+
+def test_kept_bytes_count_switches_and_skips_by_definition():
+  from fcnjax import models, study
+  decoder = models.build_model(dict(name="decoder", backbone="tiny", upsample="max_unpool",
+                                    depth=4), 7)
+  # tiny: widths (8, 16, 16, 32), four 2x2 pools of a 32x32 input, 1 byte per switch
+  pooled = 16 * 16 * 8 + 8 * 8 * 16 + 4 * 4 * 16 + 2 * 2 * 32
+  kept = study.kept_bytes(decoder, (1, 32, 32, 3))
+  assert kept["kept_bytes"] == pooled and kept["first_layer_bytes"] == 32 * 32 * 8 * 4
+  assert kept["storage_multiplier"] == pytest.approx(pooled / (32 * 32 * 8 * 4))
+  nearest = models.build_model(dict(name="decoder", backbone="tiny", upsample="nearest"), 7)
+  assert study.kept_bytes(nearest, (1, 32, 32, 3))["kept_bytes"] == 0
+  fcn8s = models.build_model(dict(name="fcn", backbone="tiny", variant="8s"), 7)
+  # FCN-8s keeps pool3 (4x4x16) and pool4 (2x2x32) of a 32x32 input in float32
+  assert study.kept_bytes(fcn8s, (1, 32, 32, 3))["kept_bytes"] == 4 * (4 * 4 * 16 + 2 * 2 * 32)
 
 
 def test_figures_are_written(study):
   work, _, _ = study
-  for name in ("ablation.png", "curves.png", "predictions.png"):
+  for name in ("ablation.png", "forest.png", "curves.png", "predictions.png"):
     with Image.open(work / name) as img:
       assert img.size[0] > 200 and img.size[1] > 100
-  with Image.open(work / "predictions.png") as img:  # image | truth | 2 variants
+  with Image.open(work / "predictions.png") as img:  # image | truth | 2 arms
     assert img.size[0] > img.size[1] * 0.9

@@ -1,17 +1,16 @@
-"""The skip study's base config: FCN (small BN VGG backbone) on shapes.
+"""The skip study's base config: FCN (small BN VGG backbone) on shapes/study.
 
     python experiments/skip_study.py --workdir=runs/skip_study
 
-Same data, 64x64 crops, batch and optimizer as `upsampling_study.py`, at 600
-steps instead of 900 (the FCNs learn faster than the skip-free decoders; the
-whole study fits in about 45 minutes on 2 CPU cores). Every run of this study
-has the same budget.
+Same data, splits, batch, optimizer and scoring as `upsampling_study.py`
+(`fcnjax.config.study_config`); every arm of the study has the same budget,
+fixed by the pilot recorded in experiments/results/skip_study/README.md.
 """
 from fcnjax.config import study_config
 
 
 def get_config():
-  config = study_config(num_train_steps=600)
+  config = study_config(num_train_steps=1500)
   config.model.name = "fcn"
   config.model.backbone = "small"
   return config
