@@ -76,11 +76,14 @@ def test_sigterm_stops_both_processes_and_the_restart_is_bit_exact(tmp_path):
   _assert_same_run(resumed, straight)
 
 
-def test_sigusr1_to_one_process_stops_both_at_the_same_step(tmp_path):
-  """The signal reaches process 1 only (handed to JAX's preemption service)."""
+@pytest.mark.parametrize("jax_service", ["true", "false"])
+def test_sigusr1_to_one_process_stops_both_at_the_same_step(tmp_path, jax_service):
+  """The signal reaches process 1 only: handed to JAX's preemption service,
+  or (service off) agreed on by an all-gather of stop flags after every step."""
   data_dir = str(tmp_path / "tfds")
   pipeline.get_info(tiny_config(data_dir).data)
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_ENABLE_PREEMPTION_SERVICE"] = jax_service
   command = _command("fcnjax.main", str(tmp_path / "run"), data_dir, **FIELDS)
   paths = [str(tmp_path / f"log{i}.txt") for i in range(2)]
   codes, elapsed, logs = _stop_mid_training(command, env, paths, [None, signal.SIGUSR1])

@@ -104,8 +104,9 @@ class StopRequest:
       return
     self.received = name
     _say(f"{name} received: stopping after the current step, with a checkpoint")
-    if self._jax_sync:
+    if jax.process_count() > 1:
       self._tell_peers(name)
+    if self._jax_sync:
       signal.raise_signal(signal.SIGTERM)  # the notice JAX's service listens for
 
   def _tell_peers(self, name):
