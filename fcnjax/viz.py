@@ -141,6 +141,23 @@ def save_prediction_grid(path, images, labels, preds, palette, class_names=None)
                ncol=min(len(names), 6), fontsize=8)
 
 
+@contextlib.contextmanager
+def _step_panels(path, titles, width=4.0, height=3.0):
+  """One panel per title, three per row, x = step; yields the axes in order."""
+  cols = min(len(titles), 3)
+  rows = -(-len(titles) // cols)
+  with _figure(path, rows, cols, figsize=(width * cols, height * rows), squeeze=False) as (
+      fig, axes):
+    for ax in axes.ravel()[len(titles):]:
+      ax.set_axis_off()
+    for ax, title in zip(axes.ravel(), titles):
+      ax.set_title(title)
+      ax.set_xlabel("step")
+      ax.grid(alpha=0.3)
+    yield axes.ravel()[:len(titles)]
+    fig.tight_layout()
+
+
 def plot_curves(path, history):
   """history: {name: [(step, value), ...]} or {name: {label: [(step, value), ...]}};
   one panel per name, step on x, one line per label (with a legend)."""
@@ -149,21 +166,13 @@ def plot_curves(path, history):
   history = {k: v for k, v in history.items() if v}
   if not history:
     raise ValueError("plot_curves: history has no points")
-  cols = min(len(history), 3)
-  rows = -(-len(history) // cols)
-  with _figure(path, rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False) as (fig, axes):
-    for ax in axes.ravel()[len(history):]:
-      ax.set_axis_off()
-    for ax, (name, lines) in zip(axes.ravel(), history.items()):
+  with _step_panels(path, list(history)) as axes:
+    for ax, lines in zip(axes, history.values()):
       for lab, points in lines.items():
         steps, values = zip(*points)
         ax.plot(steps, values, marker="." if len(points) < 30 else None, label=lab or None)
       if len(lines) > 1:
         ax.legend(fontsize=7)
-      ax.set_title(name)
-      ax.set_xlabel("step")
-      ax.grid(alpha=0.3)
-    fig.tight_layout()
 
 
 def plot_ablation(path, rows, metric, group, label, error=None):
@@ -233,19 +242,11 @@ def plot_seed_curves(path, curves):
   curves = {k: v for k, v in curves.items() if v}
   if not curves:
     raise ValueError("plot_seed_curves: no points")
-  cols = min(len(curves), 3)
-  rows = -(-len(curves) // cols)
-  with _figure(path, rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False) as (fig, axes):
-    for ax in axes.ravel()[len(curves):]:
-      ax.set_axis_off()
-    for ax, (name, by_label) in zip(axes.ravel(), curves.items()):
+  with _step_panels(path, list(curves), width=4.5, height=3.2) as axes:
+    for ax, by_label in zip(axes, curves.values()):
       for k, (lab, seeds) in enumerate(by_label.items()):
         steps = sorted(set.intersection(*(set(s for s, _ in p) for p in seeds.values())))
         values = np.array([[dict(p)[s] for s in steps] for p in seeds.values()])
         ax.plot(steps, values.mean(0), color=f"C{k}", label=lab)
         ax.fill_between(steps, values.min(0), values.max(0), color=f"C{k}", alpha=0.15)
       ax.legend(fontsize=7)
-      ax.set_title(name)
-      ax.set_xlabel("step")
-      ax.grid(alpha=0.3)
-    fig.tight_layout()
