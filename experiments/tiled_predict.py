@@ -46,10 +46,10 @@ def make_workdir(work):
   """A checkpoint of the default model with random weights, in work/w."""
   import jax
   from fcnjax.data import pipeline
-  from fcnjax.train import checkpoint, loop
+  from fcnjax.train import assemble, checkpoint
   c = config(work)
-  state = loop.create_state(c, loop.build_model(c, pipeline.get_info(c.data)),
-                            jax.random.key(0))[0]
+  state = assemble.create_state(c, assemble.build_model(c, pipeline.get_info(c.data)),
+                                jax.random.key(0))[0]
   ckpt = checkpoint.Checkpoints(os.path.join(work, "w"))
   ckpt.save(1, state)
   ckpt.close()

@@ -24,12 +24,16 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from fcnjax import benchmark, torch_reference
+  import functools
+  from fcnjax import benchmark, cli, torch_reference
   use_torch = torch_reference.torch_available() if FLAGS.torch is None else FLAGS.torch
   opts = benchmark.Options(backbone=FLAGS.backbone, size=FLAGS.size, batch_size=FLAGS.batch_size,
                            num_classes=FLAGS.num_classes, steps=FLAGS.steps, dtype=FLAGS.dtype,
                            fc_impl=FLAGS.fc_impl, torch=use_torch,
-                           torch_malloc=FLAGS.torch_malloc)
+                           torch_malloc=FLAGS.torch_malloc,
+                           malloc="tuned" if cli.allocator_tuned else "system",
+                           tune_allocator=functools.partial(cli.configure_allocator,
+                                                            {"FCNJAX_MALLOC": "tuned"}))
   emit = (lambda row: print(json.dumps(row), flush=True)) if FLAGS.json else None
   if FLAGS.input_config:
     import importlib

@@ -10,11 +10,14 @@ in a process of its own, started as a PyTorch user would run it (glibc's
 default allocator; `torch_malloc='tuned'` gives it fcnjax's
 `cli.configure_allocator` settings): in one process the two frameworks' heap
 states interfere (measured: fcnjax's step 21 % slower when alternating).
-Defines no flags; `run(**options)` returns the rows.
+Defines no flags and reads no process-wide setting: the entry point hands down
+the allocator it set (`Options.malloc`, `Options.tune_allocator`);
+`run(models, upsamplers, drivers, opts)` returns the rows.
 """
 import dataclasses
 import resource
 import time
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -32,6 +35,15 @@ class Options:
   fc_impl: str = "matmul"  # VGGBackbone.fc_impl: 'matmul' or 'xla'
   torch: bool = True  # also time the PyTorch reference where it has one
   torch_malloc: str = "system"  # its process's allocator: 'system' or 'tuned'
+  malloc: str = "system"  # this process's allocator as its entry point set it (reported)
+  # Called first in the PyTorch process when torch_malloc='tuned' (bench:
+  # cli.configure_allocator forced on); picklable, as that process is spawned.
+  tune_allocator: Optional[Callable[[], object]] = None
+
+  def __post_init__(self):
+    if self.torch_malloc == "tuned" and self.tune_allocator is None:
+      raise ValueError("torch_malloc='tuned' needs tune_allocator (the function that "
+                       "tunes the allocator in the PyTorch process)")
 
 
 def model_config(name, upsample, backbone):
@@ -77,7 +89,6 @@ def jax_step(name, upsample, driver_name, opts):
   step() runs one step to completion (the first call compiles)."""
   import jax
   import optax
-  from fcnjax import cli
   from fcnjax.train import parallel
   from fcnjax.train import state as state_lib
   model = build_model(name, upsample, opts)
@@ -95,7 +106,7 @@ def jax_step(name, upsample, driver_name, opts):
   label = f"{name}_{upsample}_{driver_name}" if name.startswith("fcn") else f"{name}_{driver_name}"
   return step, dict(name=label, model=name, upsample=upsample, driver=driver_name,
                     devices=driver.num_devices, device=jax.devices()[0].device_kind,
-                    fc_impl=opts.fc_impl, malloc="tuned" if cli.allocator_tuned else "system")
+                    fc_impl=opts.fc_impl, malloc=opts.malloc)
 
 
 def has_torch_reference(name, upsample, opts):
@@ -121,8 +132,7 @@ def _torch_worker(conn, name, options):
   options: the Options fields as a dict."""
   opts = Options(**options)
   if opts.torch_malloc == "tuned":
-    from fcnjax import cli
-    cli.configure_allocator({"FCNJAX_MALLOC": "tuned"})
+    opts.tune_allocator()
   import torch
   model = torch_reference.build(opts.num_classes, name[3:], **backbone_sizes(opts.backbone))
   train = torch_reference.train_step_fn(model)
@@ -249,10 +259,10 @@ def fed_vs_fixed(config, steps):
   (metrics fetched every 50 steps, as the loop does), and their ratio."""
   import jax
   from fcnjax.data import pipeline
-  from fcnjax.train import loop
+  from fcnjax.train import assemble
   info = pipeline.get_info(config.data)
-  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
-  driver = loop.make_driver(config, info)
+  state, _ = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))
+  driver = assemble.make_driver(config, info)
   state = driver.put_state(state)
   batches = pipeline.train_batches(config.data, config.batch_size, seed=0)
   fixed = driver.put_batch(next(batches))

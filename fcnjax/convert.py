@@ -8,9 +8,12 @@ classifier.3 -> a (1, 1, 4096, 4096) fc7 kernel; classifier.6 -> fc8 Dense.
 `resnet_from_torch` converts a torchvision resnet18 / resnet50 state dict
 (convs OIHW -> HWIO, BatchNorm into params and batch_stats; library only).
 Reading a .pth needs PyTorch (pip install torch); nothing is downloaded.
+The .npz format is `train.params_io` (save_npz / load_npz).
 """
 import numpy as np
 from absl import app, flags
+
+from fcnjax.train.params_io import save_npz
 
 # torchvision vgg16 `features` indices of the 13 convolutions, in order.
 FEATURE_CONVS = {0: "conv1_1", 2: "conv1_2", 5: "conv2_1", 7: "conv2_2", 10: "conv3_1",
@@ -129,25 +132,6 @@ def resnet_from_torch(state_dict):
     tree[name] = array
   _check_resnet(variables)
   return variables["params"], variables["batch_stats"]
-
-
-def save_npz(params, path):
-  """Flattened 'a/b/c' keys, the format config.init_from reads (`load_npz`)."""
-  from flax import traverse_util
-  flat = traverse_util.flatten_dict(params, sep="/")
-  np.savez(path, **{k: np.asarray(v) for k, v in flat.items()})
-
-
-def load_npz(path):
-  """The nested params dict `save_npz` wrote; ValueError naming a file that is not one."""
-  from flax import traverse_util
-  try:
-    with np.load(path) as f:
-      return traverse_util.unflatten_dict({tuple(k.split("/")): f[k] for k in f.files})
-  except (ValueError, OSError) as e:
-    raise ValueError(f"{path}: not a params .npz written by fcnjax.convert ({e})") from None
-
-
 
 
 def load_torch_state_dict(path):

@@ -11,7 +11,7 @@ from PIL import Image
 from fcnjax import metrics as seg_metrics
 from fcnjax import tiles, viz
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, description, loop
+from fcnjax.train import assemble, checkpoint, description, loop
 from fcnjax.train import step as step_lib
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -27,12 +27,12 @@ def restore(config, workdir, which="best"):
   ValueError naming them.
   """
   info = pipeline.get_info(config.data)
-  loop.validate_config(config, info)
+  assemble.validate_config(config, info)
   saved = checkpoint.saved_config(workdir)
   if saved:
     description.check_matches(saved, description.describe(config, info), workdir)
-  state, _ = loop.create_state(config, loop.build_model(config, info),
-                               jax.random.key(config.seed))
+  state, _ = assemble.create_state(config, assemble.build_model(config, info),
+                                   jax.random.key(config.seed))
   return checkpoint.restore_state(workdir, state, which=which), info
 
 
@@ -77,7 +77,7 @@ def evaluate_workdir(config, workdir, which="best", num_figure_images=6, tile=No
   """
   state, info = restore(config, workdir, which)
   if tile is None:
-    driver = loop.make_driver(config, info)
+    driver = assemble.make_driver(config, info)
   else:
     driver = TiledEvaluation(config, info, *tiling(state, tile))
   results = loop.evaluate(driver, driver.put_state(state), config, info)

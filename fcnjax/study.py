@@ -75,13 +75,13 @@ class _Timer:
 
   def __init__(self, config):
     from fcnjax.data import pipeline
-    from fcnjax.train import loop
+    from fcnjax.train import assemble
     from fcnjax.train import step as step_lib
     info = pipeline.get_info(config.data)
-    self.model = loop.build_model(config, info)
-    state, _ = loop.create_state(config, self.model, jax.random.key(config.seed))
+    self.model = assemble.build_model(config, info)
+    state, _ = assemble.create_state(config, self.model, jax.random.key(config.seed))
     self.params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
-    self.driver = loop.make_driver(config, info)
+    self.driver = assemble.make_driver(config, info)
     self.size = size = config.data.crop_size
     rng = np.random.default_rng(0)
     images = lambda n: rng.normal(size=(n, size, size, 3)).astype(np.float32)

@@ -16,7 +16,7 @@ import pytest
 
 from fcnjax import cli, convert, experiment, inference, peers, predict
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, loop
+from fcnjax.train import checkpoint, loop, params_io
 from test_train import tiny_config
 from unwritable import read_only
 
@@ -248,7 +248,7 @@ def test_ablate_refuses_repeated_points(data_dir, untouched, tmp_path):
 
 def test_convert_names_a_folder_given_as_params(untouched, tmp_path):
   (tmp_path / "vgg16.npz").mkdir()
-  _refused(ValueError, r"vgg16\.npz: not a params \.npz", convert.load_npz,
+  _refused(ValueError, r"vgg16\.npz: not a params \.npz", params_io.load_npz,
            str(tmp_path / "vgg16.npz"))
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from fcnjax import inference
 from fcnjax.data import pipeline, shapes
-from fcnjax.train import checkpoint, description, loop
+from fcnjax.train import assemble, checkpoint, description, loop
 from test_train import tiny_config
 from unwritable import read_only
 
@@ -39,7 +39,7 @@ def trained(data_dir, tmp_path_factory):
 
 
 def _state(config, info=FAKE_INFO):
-  return loop.create_state(config, loop.build_model(config, info), jax.random.key(0))[0]
+  return assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))[0]
 
 
 def _copy(workdir, tmp_path):
@@ -234,7 +234,7 @@ def test_init_from_a_workdir_of_another_variant(tmp_path):
   ckpt.close()
   target = _state(tiny_config(tmp_path, **{"model.variant": "8s"}), FAKE_INFO)
   target = target.replace(params=jax.tree.map(lambda x: x * 0 - 7, target.params))
-  merged = loop.load_init(target, str(tmp_path / "fcn32s"))
+  merged = assemble.load_init(target, str(tmp_path / "fcn32s"))
   src = {jax.tree_util.keystr(k): v for k, v in
          jax.tree_util.tree_flatten_with_path(source.params)[0]}
   copied = 0

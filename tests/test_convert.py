@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from fcnjax import convert, models
-from fcnjax.train import loop
+from fcnjax.train import assemble, params_io
 
 
 def torchvision_vgg16():
@@ -56,14 +56,14 @@ def test_fcn_backbone_reuses_vgg16_params(torch_vgg, tmp_path):
   features equal torch's pool3 / pool4); the FCN's own layers keep their values."""
   params = convert.vgg16_from_torch(torch_vgg.state_dict())
   path = tmp_path / "vgg16.npz"
-  convert.save_npz(params, path)
+  params_io.save_npz(params, path)
   fcn = models.build_model(dict(name="fcn", variant="8s", backbone="vgg16", geometry="paper",
                                 upsample="bilinear"), 21)
   shapes = jax.eval_shape(lambda: fcn.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
   leaves, tree = jax.tree.flatten(shapes["params"])
   target = jax.tree.unflatten(tree, [np.full(s.shape, i + 0.5, s.dtype)
                                      for i, s in enumerate(leaves)])
-  merged, copied = loop.merge_params(target, convert.load_npz(path))
+  merged, copied = assemble.merge_params(target, params_io.load_npz(path))
   assert copied == 2 * 15  # 13 convs + fc6 + fc7, kernel and bias
   for name in ("fc6", "fc7"):
     for p in ("kernel", "bias"):
@@ -94,4 +94,4 @@ def test_load_npz_names_a_file_that_is_not_params(tmp_path):
   bad = tmp_path / "notes.npz"
   bad.write_text("not an archive")
   with pytest.raises(ValueError, match="notes.npz: not a params .npz"):
-    convert.load_npz(bad)
+    params_io.load_npz(bad)

@@ -14,7 +14,7 @@ from fcnjax import config as config_lib
 from fcnjax import experiment, models
 from fcnjax.data import pipeline
 from fcnjax.models import upsamplers
-from fcnjax.train import loop
+from fcnjax.train import assemble, loop
 
 
 def _toy_source(data_config, split, limit=None):
@@ -103,7 +103,7 @@ def test_toy_dataset_and_upsampler_train_two_steps(registered, tmp_path):
   assert info.class_names == ("background", "square") and info.num_train == 16
   scores = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(scores["mean_iou"]) and len(scores["per_class_iou"]) == 2
-  model = loop.build_model(config, info)
+  model = assemble.build_model(config, info)
   params = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))["params"]
   kernels = [v.shape for path, v in jax.tree_util.tree_flatten_with_path(params)[0]
              if v.ndim == 4 and v.shape[:2] == (1, 1) and v.shape[3] == 4 * v.shape[2]]
@@ -130,6 +130,6 @@ def test_toy_backbone_trains_two_steps_in_an_fcn(registered, tmp_path):
                           "model.backbone": "strided"})
   scores = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(scores["mean_iou"]) and len(scores["per_class_iou"]) == 2
-  model = loop.build_model(config, pipeline.get_info(config.data))
+  model = assemble.build_model(config, pipeline.get_info(config.data))
   params = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))["params"]
   assert sorted(params["backbone"]) == ["Conv_0", "Conv_1", "Conv_2"]

@@ -10,7 +10,7 @@ from PIL import Image
 
 from fcnjax import inference, predict
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, loop
+from fcnjax.train import assemble, checkpoint
 from test_train import tiny_config
 
 
@@ -67,8 +67,8 @@ def random_model(tmp_path_factory):
   """(config, model, state, workdir): random weights (non-trivial masks), saved."""
   root = tmp_path_factory.mktemp("predict")
   config = tiny_config(root / "tfds", **{"model.zero_init_score": False})
-  model = loop.build_model(config, pipeline.get_info(config.data))
-  state = loop.create_state(config, model, jax.random.key(0))[0]
+  model = assemble.build_model(config, pipeline.get_info(config.data))
+  state = assemble.create_state(config, model, jax.random.key(0))[0]
   rng = np.random.default_rng(0)
   state = state.replace(params=jax.tree.map(
       lambda p: (0.5 * rng.normal(size=p.shape)).astype(np.float32), state.params))

@@ -11,7 +11,7 @@ from fcnjax import config as config_lib
 from fcnjax import convert, experiment, models
 from fcnjax.data import pipeline
 from fcnjax.models.resnet import RESNET_SIZES, ResNet
-from fcnjax.train import checkpoint, loop
+from fcnjax.train import assemble, checkpoint, loop
 
 # torchvision resnet18 / resnet50 without the classifier (fc: 512*1000+1000 and
 # 2048*1000+1000 parameters): 11,689,512 - 513,000 and 25,557,032 - 2,049,000.
@@ -150,8 +150,8 @@ def test_fcn8s_on_resnet18_trains_two_steps(monkeypatch, tmp_path):
       "eval_every_steps": 2, "checkpoint_every_steps": 2, "optimizer.warmup_steps": 0})
   scores = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(scores["mean_iou"]) and len(scores["per_class_iou"]) == 2
-  model = loop.build_model(config, pipeline.get_info(config.data))
-  init, _ = loop.create_state(config, model, jax.random.key(0))
+  model = assemble.build_model(config, pipeline.get_info(config.data))
+  init, _ = assemble.create_state(config, model, jax.random.key(0))
   trained = checkpoint.restore_state(str(tmp_path), init, which="latest")
   assert int(trained.step) == 2
   assert _count(init.params["backbone"]) == TORCHVISION_COUNTS["resnet18"]

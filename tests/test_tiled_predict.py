@@ -11,7 +11,7 @@ from PIL import Image
 
 from fcnjax import inference, predict, tiles
 from fcnjax.data import pipeline, shapes
-from fcnjax.train import checkpoint, loop
+from fcnjax.train import assemble, checkpoint
 from test_train import tiny_config
 
 
@@ -45,7 +45,7 @@ def default_model(tmp_path_factory):
   root = tmp_path_factory.mktemp("tiled")
   config = tiny_config(root / "tfds", **{"model.zero_init_score": False})
   info = pipeline.get_info(config.data)
-  state = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))[0]
+  state = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))[0]
   rng = np.random.default_rng(0)
   stats = jax.tree_util.tree_map_with_path(
       lambda p, x: (0.1 * rng.normal(size=x.shape) if p[-1].key == "mean"

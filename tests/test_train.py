@@ -12,7 +12,7 @@ from fcnjax import config as config_lib
 from fcnjax import experiment
 from fcnjax import inference
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, loop, parallel
+from fcnjax.train import assemble, checkpoint, loop, parallel
 from fcnjax.train import step as step_lib
 
 
@@ -39,14 +39,14 @@ def data_dir(tmp_path_factory):
 
 def _params(workdir, config):
   info = pipeline.get_info(config.data)
-  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+  state, _ = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))
   return checkpoint.restore_state(str(workdir), state, which="latest")
 
 
 def test_twenty_steps_lower_the_loss(data_dir):
   config = tiny_config(data_dir, **{"optimizer.learning_rate": 3e-3})
   info = pipeline.get_info(config.data)
-  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+  state, _ = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))
   driver = parallel.make_driver("jit", loss_reduction="mean", num_classes=info.num_classes)
   state = driver.put_state(state)
   batches = pipeline.train_batches(config.data, 8, seed=0)
@@ -63,7 +63,7 @@ def test_bfloat16_trains_like_float32(data_dir):
   for dtype in ("float32", "bfloat16"):
     config = tiny_config(data_dir, dtype=dtype, **{"optimizer.learning_rate": 3e-3})
     info = pipeline.get_info(config.data)
-    state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+    state, _ = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))
     driver = parallel.make_driver("jit", loss_reduction="mean", num_classes=info.num_classes)
     state, batches = driver.put_state(state), pipeline.train_batches(config.data, 8, seed=0)
     losses[dtype] = []
@@ -182,7 +182,7 @@ def test_nonfinite_loss_stops_with_step_and_keeps_checkpoint(data_dir, tmp_path)
 def test_a_nonfinite_step_leaves_the_whole_state_unchanged(data_dir, driver_name):
   config = tiny_config(data_dir)
   info = pipeline.get_info(config.data)
-  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+  state, _ = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))
   driver = parallel.make_driver(driver_name, loss_reduction="mean",
                                 num_classes=info.num_classes)
   batch = next(pipeline.train_batches(config.data, 8, seed=0))

@@ -10,7 +10,7 @@ import pytest
 
 from fcnjax import inference
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, loop
+from fcnjax.train import assemble, checkpoint, loop
 from test_train import tiny_config
 
 
@@ -33,7 +33,7 @@ def straight(data_dir, tmp_path_factory):
 
 def _restore(config, workdir, which):
   info = pipeline.get_info(config.data)
-  state, _ = loop.create_state(config, loop.build_model(config, info), jax.random.key(0))
+  state, _ = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))
   return checkpoint.restore_state(workdir, state, which=which)
 
 
@@ -75,9 +75,9 @@ def test_init_from_chains_32s_16s_8s(data_dir, tmp_path):
   trained32 = _flat(checkpoint.restore_params(fcn32, which="best"))
   trained16 = _flat(checkpoint.restore_params(fcn16, which="best"))
   config8 = _config(data_dir, **{"model.variant": "8s"})
-  fresh = loop.create_state(config8, loop.build_model(config8, pipeline.get_info(config8.data)),
-                            jax.random.key(0))[0]
-  chained = _flat(loop.load_init(fresh, fcn16).params)
+  model8 = assemble.build_model(config8, pipeline.get_info(config8.data))
+  fresh = assemble.create_state(config8, model8, jax.random.key(0))[0]
+  chained = _flat(assemble.load_init(fresh, fcn16).params)
   fresh = _flat(fresh.params)
   for key, value in chained.items():
     source = trained16.get(key)

@@ -13,93 +13,15 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from fcnjax.train import tensorboard  # before clu: TensorFlow-free event files
 from clu import parameter_overview, periodic_actions  # noqa: I100
 
 from fcnjax import metrics as seg_metrics
-from fcnjax import models
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, optim, parallel, preemption, resume, validate
-from fcnjax.train import state as state_lib
+from fcnjax.train import assemble, checkpoint, preemption, resume, validate
 from fcnjax.train.history import load_history, save_history  # noqa: F401
-
-DTYPES = validate.DTYPES
-
-
-def check_num_classes(config, info):
-  """config.num_classes, when set, must be the dataset's class count."""
-  if config.get("num_classes") and config.num_classes != info.num_classes:
-    raise validate.ConfigError(f"config.num_classes={config.num_classes} but dataset "
-                               f"{config.data.name!r} has {info.num_classes} classes")
-
-
-def validate_config(config, info):
-  """Clear errors for settings that cannot work, before anything is compiled."""
-  check_num_classes(config, info)
-  validate.check_fields(config)
-
-
-def build_model(config, info):
-  return models.build_model(config.model, info.num_classes, dtype=DTYPES[config.dtype],
-                            axis_name=parallel.AXIS)
-
-
-def class_weights(config, info):
-  """None, or (C,) median-frequency weights over the training split's labels."""
-  if config.get("class_weighting", "none") == "none":
-    return None
-  source = pipeline.get_source(config.data, "train")
-  weights = seg_metrics.median_frequency_weights((source[i][1] for i in range(len(source))),
-                                                 info.num_classes)
-  logging.info("Median-frequency class weights: %s", np.round(weights, 3).tolist())
-  return weights
-
-
-def create_state(config, model, rng):
-  optimizer, schedule = optim.create_optimizer(config.optimizer, config.num_train_steps)
-  shape = (1, config.data.crop_size, config.data.crop_size, 3)
-  return state_lib.create_train_state(model, optimizer, rng, shape), schedule
-
-
-def merge_params(target, source):
-  """Copies every leaf of `source` whose path and shape exist in `target`.
-
-  Returns (merged params, number of leaves copied): how a converted VGG16 or
-  the previous FCN stage (32s -> 16s -> 8s) initialises a model.
-  """
-  flat_src = {jax.tree_util.keystr(k): v for k, v in
-              jax.tree_util.tree_flatten_with_path(source)[0]}
-  copied = 0
-
-  def pick(path, leaf):
-    nonlocal copied
-    src = flat_src.get(jax.tree_util.keystr(path))
-    if src is not None and np.shape(src) == np.shape(leaf):
-      copied += 1
-      return jnp.asarray(src, leaf.dtype)
-    return leaf
-
-  return jax.tree_util.tree_map_with_path(pick, target), copied
-
-
-def load_init(state, init_from):
-  """init_from: a workdir with checkpoints, or a .npz of flattened params."""
-  if os.path.isdir(init_from):
-    source = checkpoint.restore_params(init_from, which="best")
-  elif init_from.endswith(".npz") and os.path.isfile(init_from):
-    from fcnjax.convert import load_npz
-    source = load_npz(init_from)
-  else:
-    raise FileNotFoundError(f"config.init_from={init_from!r} is neither a workdir "
-                            "nor a .npz params file")
-  params, copied = merge_params(state.params, source)
-  if not copied:
-    raise ValueError(f"config.init_from={init_from!r}: no parameter matched the model")
-  logging.info("Initialised %d parameter arrays from %s", copied, init_from)
-  return state.replace(params=params)
 
 
 def evaluate(driver, state, config, info, progress=True):
@@ -138,13 +60,13 @@ def train_and_evaluate(config, workdir):
   validate.check_fields(config)  # before the workdir or the dataset is touched
   stop = preemption.stop_request(config)
   info = pipeline.get_info(config.data)
-  check_num_classes(config, info)
+  assemble.check_num_classes(config, info)
   pipeline.check_files(config.data)  # every data file read once before step 1 (cached)
   os.makedirs(workdir, exist_ok=True)
 
-  model = build_model(config, info)
+  model = assemble.build_model(config, info)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
-  state, schedule = create_state(config, model, init_rng)
+  state, schedule = assemble.create_state(config, model, init_rng)
   parameter_overview.log_parameter_overview(state.params)
   with stop:  # until the last save is committed: a signal never interrupts it
     ckpt = checkpoint.Checkpoints(
@@ -185,7 +107,7 @@ def _resume(config, workdir, ckpt, state):
     logging.info("Resuming from step %d in %s", int(restored.step), workdir)
     return restored, window
   if config.get("init_from"):
-    state = load_init(state, config.init_from)
+    state = assemble.load_init(state, config.init_from)
   return state, window
 
 
@@ -217,16 +139,6 @@ def _fetch(pending, ckpt):
   return values
 
 
-def make_driver(config, info, class_weights=None):
-  """The config's parallel driver (`parallel.make_driver`) for this dataset;
-  class_weights (C,) weight the training loss (`loop.class_weights`)."""
-  return parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
-                              num_classes=info.num_classes,
-                              boundary_width=config.boundary_width,
-                              num_devices=config.get("num_devices"),
-                              class_weights=class_weights)
-
-
 def _train_summary(window, learning_rate, images_per_s):
   """Scalars logged for a window of per-step host metrics."""
   summary = {f"train_{k}": float(np.mean([m[k] for m in window]))
@@ -241,7 +153,7 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer, stop, wind
   start_step = int(state.step)
   if start_step == config.num_train_steps and jax.process_index() == 0:
     print(resume.saved_scores_line(workdir, start_step, ckpt.metrics(start_step)))
-  driver = make_driver(config, info, class_weights(config, info))
+  driver = assemble.make_driver(config, info, assemble.class_weights(config, info))
   state = driver.put_state(state)
   batches = pipeline.train_batches(config.data, config.batch_size, seed=config.seed,
                                    start_step=start_step, process_index=jax.process_index(),

@@ -1,0 +1,97 @@
+"""The pieces of a run, built from its config: model, train state, parallel
+driver, init-from params and class weights. Training, evaluation, studies and
+benchmarks build them here, so they all build them the same way."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from fcnjax import metrics as seg_metrics
+from fcnjax import models
+from fcnjax.data import pipeline
+from fcnjax.train import checkpoint, optim, parallel, params_io, validate
+from fcnjax.train import state as state_lib
+
+
+def check_num_classes(config, info):
+  """config.num_classes, when set, must be the dataset's class count."""
+  if config.get("num_classes") and config.num_classes != info.num_classes:
+    raise validate.ConfigError(f"config.num_classes={config.num_classes} but dataset "
+                               f"{config.data.name!r} has {info.num_classes} classes")
+
+
+def validate_config(config, info):
+  """Clear errors for settings that cannot work, before anything is compiled."""
+  check_num_classes(config, info)
+  validate.check_fields(config)
+
+
+def build_model(config, info):
+  return models.build_model(config.model, info.num_classes,
+                            dtype=validate.DTYPES[config.dtype], axis_name=parallel.AXIS)
+
+
+def class_weights(config, info):
+  """None, or (C,) median-frequency weights over the training split's labels."""
+  if config.get("class_weighting", "none") == "none":
+    return None
+  source = pipeline.get_source(config.data, "train")
+  weights = seg_metrics.median_frequency_weights((source[i][1] for i in range(len(source))),
+                                                 info.num_classes)
+  logging.info("Median-frequency class weights: %s", np.round(weights, 3).tolist())
+  return weights
+
+
+def create_state(config, model, rng):
+  optimizer, schedule = optim.create_optimizer(config.optimizer, config.num_train_steps)
+  shape = (1, config.data.crop_size, config.data.crop_size, 3)
+  return state_lib.create_train_state(model, optimizer, rng, shape), schedule
+
+
+def make_driver(config, info, class_weights=None):
+  """The config's parallel driver (`parallel.make_driver`) for this dataset;
+  class_weights (C,) weight the training loss (`assemble.class_weights`)."""
+  return parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
+                              num_classes=info.num_classes,
+                              boundary_width=config.boundary_width,
+                              num_devices=config.get("num_devices"),
+                              class_weights=class_weights)
+
+
+def merge_params(target, source):
+  """Copies every leaf of `source` whose path and shape exist in `target`.
+
+  Returns (merged params, number of leaves copied): how a converted VGG16 or
+  the previous FCN stage (32s -> 16s -> 8s) initialises a model.
+  """
+  flat_src = {jax.tree_util.keystr(k): v for k, v in
+              jax.tree_util.tree_flatten_with_path(source)[0]}
+  copied = 0
+
+  def pick(path, leaf):
+    nonlocal copied
+    src = flat_src.get(jax.tree_util.keystr(path))
+    if src is not None and np.shape(src) == np.shape(leaf):
+      copied += 1
+      return jnp.asarray(src, leaf.dtype)
+    return leaf
+
+  return jax.tree_util.tree_map_with_path(pick, target), copied
+
+
+def load_init(state, init_from):
+  """init_from: a workdir with checkpoints, or a .npz of flattened params."""
+  if os.path.isdir(init_from):
+    source = checkpoint.restore_params(init_from, which="best")
+  elif init_from.endswith(".npz") and os.path.isfile(init_from):
+    source = params_io.load_npz(init_from)
+  else:
+    raise FileNotFoundError(f"config.init_from={init_from!r} is neither a workdir "
+                            "nor a .npz params file")
+  params, copied = merge_params(state.params, source)
+  if not copied:
+    raise ValueError(f"config.init_from={init_from!r}: no parameter matched the model")
+  logging.info("Initialised %d parameter arrays from %s", copied, init_from)
+  return state.replace(params=params)
