@@ -52,8 +52,7 @@ def main(argv):
   if unknown:
     raise SystemExit(f"error: --runs: unknown {unknown}; valid: {list(ARMS)}")
   arms = {name: ARMS[name] for name in (FLAGS.runs or ARMS)}
-  contrasts = {k: v for k, v in CONTRASTS.items() if set(v[0]) <= set(arms)}
-  study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds, contrasts)
+  study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds, CONTRASTS)
 
 
 def run():

@@ -30,11 +30,6 @@ CONTRASTS = {
 }
 
 
-def contrasts_within(arms, contrasts):
-  """The contrasts whose arms all ran."""
-  return {k: v for k, v in contrasts.items() if set(v[0]) <= set(arms)}
-
-
 def main(argv):
   del argv
   from fcnjax import models
@@ -45,8 +40,7 @@ def main(argv):
   if unknown:
     raise SystemExit(f"error: --variants: unknown {unknown}; valid: {list(models.UPSAMPLERS)}")
   arms = {name: {"model.upsample": name} for name in names}
-  study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds,
-                  contrasts_within(arms, CONTRASTS))
+  study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds, CONTRASTS)
 
 
 def run():

@@ -268,12 +268,14 @@ def run_study(config, workdir, arms, seeds, contrasts, log=print):
 
   arms: {label: {dotted field: value}}; seeds: the paired seeds;
   contrasts: the pre-registered ones, {name: (weights {arm: w}, 'A', 'B')}
-  (`fcnjax.stats.compare`); every pair of arms is compared as well.
+  (`fcnjax.stats.compare`), those whose arms all run; every pair of arms is
+  compared as well.
   Returns the results dict written to WORKDIR/results.json.
   """
   if len(seeds) < 2:
     raise ValueError(f"--seeds={seeds}: a paired comparison needs at least 2 seeds (use >= 5)")
   start = time.time()
+  contrasts = {k: v for k, v in contrasts.items() if set(v[0]) <= set(arms)}  # arms that ran
   configs = {a: experiment.with_fields(config, fields) for a, fields in arms.items()}
   costs = model_costs(configs)  # first, while nothing else runs in this process
   for name, cost in costs.items():
