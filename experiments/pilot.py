@@ -3,6 +3,7 @@
     python experiments/pilot.py --study=upsampling --arms=bed_of_nails,max_unpool \
         --config.num_train_steps=1500 --workdir=runs/pilot_upsampling
 
+For the skip study add --study=skip --config=experiments/configs/skip_study.py.
 Trains seed 0 of each named arm with the study's config, evaluating the
 selection split ten times per run, and prints each selection-mIoU curve with
 its gain over the last 20 % of steps: a budget is flat when every gain is
