@@ -26,7 +26,7 @@ def main(argv):
   cli.start()
   import skip_study
   import upsampling_study
-  from fcnjax.train import loop
+  from fcnjax.train import history, loop
   FLAGS = flags.FLAGS
   arms = (skip_study.ARMS if FLAGS.study == "skip" else
           {a: {"model.upsample": a} for a in upsampling_study.DENSE + upsampling_study.SPARSE})
@@ -38,7 +38,7 @@ def main(argv):
                        f"valid: {list(arms)}")
     run_dir = os.path.join(FLAGS.workdir, arm)
     loop.train_and_evaluate(experiment.with_fields(config, arms[arm]), run_dir)
-    curve = study.load_history(run_dir)["eval_mean_iou"]
+    curve = history.load_history(run_dir)["eval_mean_iou"]
     gain = study.plateau_gain(curve)
     curves[arm] = curve
     rows.append({"arm": arm, "steps": config.num_train_steps,

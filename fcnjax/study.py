@@ -30,6 +30,7 @@ import numpy as np
 
 from fcnjax import experiment, metrics, stats
 from fcnjax import study_report as report
+from fcnjax.train import history
 
 SEED = "seed"
 TEST_SPLIT = "test"
@@ -182,15 +183,6 @@ def score_run(config, run_dir):
   return scores
 
 
-def load_history(run_dir):
-  """RUN/history.json: {curve: [[step, value], ...]} ({} if absent)."""
-  path = os.path.join(run_dir, "history.json")
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
-
-
 def plateau_gain(points, fraction=0.2):
   """Gain of a curve [(step, value), ...] over its last `fraction` of steps:
   the last value minus the value at the last point at or before
@@ -221,7 +213,7 @@ def run_arms(config, workdir, arms, seeds, log=print):
     start = time.time()
     run_dir = os.path.join(workdir, name)
     scores = train_run(cfg, run_dir)
-    curves = load_history(run_dir)
+    curves = history.load_history(run_dir)
     runs.append({"arm": arm, SEED: int(seed), "name": name, "fields": arms[arm],
                  "wall_s": round(time.time() - start, 1), "scores": scores,
                  "curves": curves,

@@ -5,15 +5,17 @@ import os
 import jax
 
 
-def load_history(workdir, start_step):
-  """W/history.json ({name: [[step, value], ...]}) up to start_step: what a
-  resumed run continues, so curves cover the whole run."""
+def load_history(workdir, start_step=None):
+  """W/history.json ({name: [(step, value), ...]}) up to start_step (what a
+  resumed run continues, so curves cover the whole run); None: every point.
+  {} when the file is absent or start_step is 0."""
   path = os.path.join(workdir, "history.json")
-  if not start_step or not os.path.exists(path):
+  if start_step == 0 or not os.path.exists(path):
     return {}
   with open(path) as f:
     history = json.load(f)
-  return {k: [tuple(p) for p in v if p[0] <= start_step] for k, v in history.items()}
+  return {k: [tuple(p) for p in v if start_step is None or p[0] <= start_step]
+          for k, v in history.items()}
 
 
 def save_history(workdir, history):
