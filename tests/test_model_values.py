@@ -165,13 +165,13 @@ def test_segnet_switches_and_unpooling_by_value():
 def test_deconvnet_unpools_then_deconvolves_by_value():
   x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 32, 32, 3)), jnp.float32)
   params, inter = _intermediates("deconvnet", x)
-  unpooled = _unpool(inter["deconv2_1"]["__call__"][0], inter["switches1"][0].astype(np.int64),
-                     (32, 32))
-  kernel = np.asarray(params["deconv1_1"]["TransposeConv_0"]["kernel"])  # (3, 3, in, out)
+  unpooled = _unpool(inter["deconv3_1"]["__call__"][0], inter["switches2"][0].astype(np.int64),
+                     (16, 16))
+  kernel = np.asarray(params["deconv2_1"]["TransposeConv_0"]["kernel"])  # (3, 3, in, out)
   expected = F.conv_transpose2d(_torch(unpooled),
                                 torch.from_numpy(kernel.transpose(2, 3, 0, 1).copy()),
                                 padding=1).numpy().transpose(0, 2, 3, 1)
-  got = inter["deconv1_1"]["TransposeConv_0"]["__call__"][0]
+  got = inter["deconv2_1"]["TransposeConv_0"]["__call__"][0]
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 

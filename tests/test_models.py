@@ -51,9 +51,10 @@ def test_encoder_decoder_shapes(name):
     # Training normalises by the batch's statistics after every conv, and ReLU and
     # max pooling commute with a positive scale: the net ignores the input's scale
     # (x4 is exact in float), but for BatchNorm's epsilon 1e-5 next to the first
-    # layer's batch variance (~1). Evaluation uses the running statistics.
+    # layer's batch variance (~1): a relative change of ~5e-6 there, which the
+    # ~20 layers after it may amplify up to ~20x. Evaluation uses the running statistics.
     y4, _ = model.apply(variables, 4 * x, train=True, mutable=["batch_stats"])
-    np.testing.assert_allclose(y4, y, rtol=0, atol=2e-5 * np.abs(y).max())
+    np.testing.assert_allclose(y4, y, rtol=0, atol=1e-4 * np.abs(y).max())
     assert not np.allclose(model.apply(variables, 4 * x), model.apply(variables, x))
   with pytest.raises(ValueError, match="smaller"):
     model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
@@ -146,10 +147,9 @@ def _reference_encoder_decoder_params(deconvnet, num_classes):
   decoder = [(512, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 256),
              (256, 256), (256, 256), (256, 128), (128, 128), (128, 64), (64, 64)]
   total += sum(conv_bn(3, a, b) for a, b in decoder)
-  if deconvnet:  # fc6, fc7, deconv-fc6; decoder ends with deconv1_1 (64 -> 64), 1x1 score
+  if deconvnet:  # fc6, fc7, deconv-fc6 (the decoder ends as SegNet's: see encoder_decoder)
     total += conv_bn(7, 512, 4096) + conv_bn(1, 4096, 4096) + conv_bn(7, 4096, 512)
-    return total + conv_bn(3, 64, 64) + 64 * num_classes + num_classes
-  return total + 9 * 64 * num_classes + num_classes  # SegNet: conv1_1_D 64 -> classes
+  return total + 9 * 64 * num_classes + num_classes  # conv1_1_D: 3x3, 64 -> classes
 
 
 @pytest.mark.parametrize("name", ["segnet", "deconvnet"])

@@ -20,9 +20,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fcnjax.models import family
-from fcnjax.models.encoder_decoder import ConvBNReLU
+from fcnjax.models.encoder_decoder import ConvBNReLU, switch_encoder
 from fcnjax.models.upsamplers import UPSAMPLERS
-from fcnjax.ops import upsample as ops
 
 
 class UpsamplingDecoderNet(nn.Module):
@@ -44,25 +43,12 @@ class UpsamplingDecoderNet(nn.Module):
   def __call__(self, x, *, train=False):
     if self.upsample not in UPSAMPLERS:
       raise ValueError(f"upsample={self.upsample!r}; valid: {tuple(UPSAMPLERS)}")
-    depth = len(self.widths)
-    if min(x.shape[1:3]) < 2 ** depth:
-      raise ValueError(f"input {x.shape[1]}x{x.shape[2]} smaller than the "
-                       f"{2 ** depth}x{2 ** depth} the {depth} pooling stages need")
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     block = functools.partial(ConvBNReLU, axis_name=self.axis_name, **kw)
-    x = x.astype(self.dtype)
     up = UPSAMPLERS[self.upsample]
-    keep = up.needs_switches
-    pools = []
-    for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths), start=1):
-      for i in range(1, n + 1):
-        x = block(width, name=f"conv{s}_{i}")(x, train=train)
-      size = x.shape[1:3]
-      x, switches = ops.max_pool_with_switches(x)
-      if keep:  # what the decoder keeps for unpooling (model costs read it)
-        self.sow("intermediates", f"switches{s}", switches)
-      pools.append((switches if keep else None, size))
-    for s in range(depth, 0, -1):
+    x, pools = switch_encoder(self, x.astype(self.dtype), self.stage_sizes, self.widths,
+                              train=train, keep_switches=up.needs_switches)
+    for s in range(len(self.widths), 0, -1):
       switches, size = pools[s - 1]
       x = up(2, name=f"up{s}", **kw)(x, switches, size)
       out = self.widths[s - 2] if s > 1 else self.widths[0]
