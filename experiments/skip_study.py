@@ -9,7 +9,10 @@ Arms (each with every seed, paired):
     operator code as the upsampling study's decoder): FCN's last layer has
     nothing after it, so bed of nails leaves 63 of every 64 logits at the
     bias and cannot learn there;
-  segnet and deconvnet (switch-unpooling decoders) on the same encoder widths.
+  segnet and deconvnet (switch-unpooling decoders) on the same encoder widths:
+    SegNet with 4 pools (a 4x4 bottleneck), DeconvNet with 3 (an 8x8
+    bottleneck for its 7x7 fc6, as the reference's 7x7 fc6 on a 7x7 pool5);
+    both chosen by the pilot on the selection split.
 Pre-registered contrasts (test mIoU): 16s vs 32s, 8s vs 16s, learned vs
 fixed bilinear in FCN-8s, dense vs sparse in FCN-8s, FCN-8s vs SegNet and
 vs DeconvNet. Protocol, tables and figures: `fcnjax.study`.
@@ -29,7 +32,7 @@ ARMS = {
     "fcn8s_nearest": {"model.name": "fcn", "model.upsample": "nearest"},
     "fcn8s_bed_of_nails": {"model.name": "fcn", "model.upsample": "bed_of_nails"},
     "segnet": {"model.name": "segnet", "model.depth": 4},
-    "deconvnet": {"model.name": "deconvnet", "model.depth": 4},
+    "deconvnet": {"model.name": "deconvnet", "model.depth": 3},
 }
 DENSE = ("fcn8s", "fcn8s_bilinear", "fcn8s_nearest")
 CONTRASTS = {
