@@ -15,7 +15,7 @@ import argparse
 import json
 import time
 
-from fcnjax import cli
+from fcnjax.runtime import cli
 
 cli.configure_xla()  # before JAX starts (glibc's allocator left at its defaults)
 

@@ -25,7 +25,7 @@ def bench_with_flops(opts, steps):
   step, TFLOP/s and MFU."""
   import jax
   import optax
-  from fcnjax import benchmark
+  from fcnjax.studies import benchmark
   from fcnjax.train import parallel
   from fcnjax.train import state as state_lib
   model = benchmark.build_model("fcn8s", "learned", opts)
@@ -62,7 +62,7 @@ def main(argv):
   del argv
   import importlib
   import jax
-  from fcnjax import benchmark
+  from fcnjax.studies import benchmark
   report = dict(jax=jax.__version__, devices=[d.device_kind for d in jax.devices()])
   print(report, flush=True)
   for dtype in FLAGS.dtypes:
@@ -105,6 +105,6 @@ if __name__ == "__main__":
   flags.DEFINE_integer("pipeline_steps", 200, "Batches timed per pipeline setting.")
   flags.DEFINE_string("data_dir", None, "tfds data_dir of the training config's dataset.")
   flags.DEFINE_string("out", None, "Write the report as JSON here.")
-  from fcnjax import cli
+  from fcnjax.runtime import cli
   cli.configure_xla()
   app.run(main)

@@ -15,7 +15,9 @@ import os
 
 from absl import flags
 
-from fcnjax import cli, experiment, study, viz
+from fcnjax import viz
+from fcnjax.runtime import cli
+from fcnjax.studies import experiment, study
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FLAT = 0.01

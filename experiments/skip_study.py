@@ -15,13 +15,14 @@ Arms (each with every seed, paired):
     both chosen by the pilot on the selection split.
 Pre-registered contrasts (test mIoU): 16s vs 32s, 8s vs 16s, learned vs
 fixed bilinear in FCN-8s, dense vs sparse in FCN-8s, FCN-8s vs SegNet and
-vs DeconvNet. Protocol, tables and figures: `fcnjax.study`.
+vs DeconvNet. Protocol, tables and figures: `fcnjax.studies.study`.
 """
 import os
 
 from absl import flags
 
-from fcnjax import cli, study
+from fcnjax.runtime import cli
+from fcnjax.studies import study
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARMS = {

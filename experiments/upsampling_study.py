@@ -6,7 +6,7 @@ The model (`fcnjax.models.UpsamplingDecoderNet`) is an encoder with 2x2
 pools and a skip-free decoder of x2 stages, each *upsample -> conv-BN-ReLU*:
 the operator (an entry of `fcnjax.models.UPSAMPLERS`, the same code FCN's
 skip study uses) is the only variable. Protocol, tables and figures:
-`fcnjax.study`. Pre-registered contrasts (test mIoU, paired over seeds):
+`fcnjax.studies.study`. Pre-registered contrasts (test mIoU, paired over seeds):
 dense (nearest, bilinear, learned, learned_random) vs sparse (bed of nails,
 max-unpool) operators; bilinear-init vs random-init transpose conv; learned
 vs fixed bilinear. Config fields can be overridden as in training; re-running
@@ -16,7 +16,8 @@ import os
 
 from absl import flags
 
-from fcnjax import cli, study
+from fcnjax.runtime import cli
+from fcnjax.studies import study
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DENSE = ("nearest", "bilinear", "learned", "learned_random")

@@ -50,7 +50,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def study_config(num_train_steps) -> ml_collections.ConfigDict:
-  """The studies' shared settings (the protocol: `fcnjax.study`).
+  """The studies' shared settings (the protocol: `fcnjax.studies.study`).
 
   shapes/study: 64x64 images, train 2000 / validation 300 (the selection
   split: curves and budget) / test 1000 (scored once per run). Trained on the

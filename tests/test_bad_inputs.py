@@ -14,7 +14,10 @@ import sys
 import numpy as np
 import pytest
 
-from fcnjax import cli, convert, experiment, inference, peers, predict
+from fcnjax import inference
+from fcnjax.apps import convert, predict
+from fcnjax.runtime import cli, peers
+from fcnjax.studies import experiment
 from fcnjax.data import pipeline
 from fcnjax.train import checkpoint, loop, params_io
 from test_train import tiny_config
@@ -282,7 +285,7 @@ def test_read_rgb_names_a_truncated_png(untouched, tmp_path):
            str(tmp_path / "t.png"))
 
 
-# --- what the entry points print: one 'error: ...' line (fcnjax.errors) ----------
+# --- what the entry points print: one 'error: ...' line (fcnjax.runtime.errors) ----------
 
 def _bad_weights(tmp_path):
   (tmp_path / "bad.pth").write_text("not torch")
@@ -327,7 +330,7 @@ def _train_read_only(data_dir, workdir):
 
 @pytest.mark.parametrize("case", sorted(ONE_LINE_CASES))
 def test_entry_point_errors_are_one_line(data_dir, untouched, tmp_path, case):
-  from fcnjax import errors
+  from fcnjax.runtime import errors
   call, match = ONE_LINE_CASES[case]
   with pytest.raises(SystemExit) as e:
     errors.as_messages(lambda argv: call(data_dir, untouched, tmp_path), [])

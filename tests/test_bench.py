@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from fcnjax import benchmark, cli, models
+from fcnjax import models
+from fcnjax.runtime import cli
+from fcnjax.studies import benchmark
 from fcnjax.models.vgg import VGGBackbone
 from fcnjax.ops import fc, winograd
 from fcnjax.train.step import cross_entropy_sum
@@ -204,7 +206,7 @@ def test_configure_xla_appends():
 def test_benchmark_module_defines_no_flags():
   from absl import app, flags  # noqa: F401  (absl.app defines its own flags)
   before = set(flags.FLAGS)
-  names = ("fcnjax.benchmark", "fcnjax.bench", "fcnjax.torch_reference")
+  names = ("fcnjax.studies.benchmark", "fcnjax.apps.bench", "fcnjax.torch_reference")
   loaded = {name: sys.modules.pop(name) for name in names if name in sys.modules}
   try:
     for name in names:
@@ -231,7 +233,7 @@ def test_bench_run_tiny():
 # of the second block's first touch.
 REFAULT = """
 import ctypes, resource
-from fcnjax import cli
+from fcnjax.runtime import cli
 applied = cli.configure_allocator()
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]

@@ -44,7 +44,7 @@ def _entry_exists(argv):
 
 def _parsed_config(argv):
   """The config the command would run with, through ml_collections' own flag parsing."""
-  from fcnjax import cli
+  from fcnjax.runtime import cli
   config_args = cli.resolve_config([a for a in argv if a.startswith("--config")])
   values = flags.FlagValues()
   argv = ["prog"] + config_args
@@ -99,7 +99,7 @@ def test_entry_points_import_together_and_define_no_flags():
 
 
 def test_packaged_configs_are_found_by_name():
-  from fcnjax import cli
+  from fcnjax.runtime import cli
   argv = cli.resolve_config(["prog", "--config=fcn8s_shapes", "--config.seed=3", "--workdir=w"])
   path = argv[1][len("--config="):]
   assert os.path.isfile(path) and path.startswith(cli.CONFIG_DIR)

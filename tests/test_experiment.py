@@ -4,7 +4,7 @@ import statistics
 import pytest
 
 from fcnjax import config as config_lib
-from fcnjax import experiment
+from fcnjax.studies import experiment
 
 
 @pytest.fixture

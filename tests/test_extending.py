@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from fcnjax import config as config_lib
-from fcnjax import experiment, models
+from fcnjax import models
+from fcnjax.studies import experiment
 from fcnjax.data import pipeline
 from fcnjax.models import upsamplers
 from fcnjax.train import assemble, loop

@@ -11,7 +11,7 @@ import pytest
 from absl import logging as absl_logging
 
 import fcnjax
-from fcnjax import logs
+from fcnjax.runtime import logs
 from fcnjax.data import pipeline
 from fcnjax.train import checkpoint, loop
 from test_checkpoint import _state

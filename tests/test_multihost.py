@@ -84,7 +84,7 @@ def test_two_processes_match_single_process(tmp_path, sgd_reference, driver_name
 # is then nearly always inside the runtime's client when the process ends.
 EXIT_WORKER = """
 import sys
-from fcnjax import peers
+from fcnjax.runtime import peers
 peers.initialize(f"127.0.0.1:{sys.argv[1]}", 2, int(sys.argv[2]), peer_timeout=5,
                  heartbeat_interval=0.001)
 import jax

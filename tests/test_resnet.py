@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from fcnjax import config as config_lib
-from fcnjax import convert, experiment, models
+from fcnjax import models
+from fcnjax.apps import convert
+from fcnjax.studies import experiment
 from fcnjax.data import pipeline
 from fcnjax.models.resnet import RESNET_SIZES, ResNet
 from fcnjax.train import assemble, checkpoint, loop

@@ -56,7 +56,7 @@ def test_every_run_trains_on_selection_and_scores_its_final_weights(study):
 
 def test_test_scores_equal_an_independent_confusion_matrix(study):
   """One run's test mIoU recomputed with numpy from its checkpoint's predictions."""
-  from fcnjax import experiment
+  from fcnjax.studies import experiment
   from fcnjax.configs.upsampling_study import get_config
   from fcnjax.data import pipeline
   from fcnjax.inference import restore
@@ -128,7 +128,8 @@ def test_tables_show_the_runs_numbers(study):
 
 
 def test_kept_bytes_count_switches_and_skips_by_definition():
-  from fcnjax import models, study
+  from fcnjax import models
+  from fcnjax.studies import study
   decoder = models.build_model(dict(name="decoder", backbone="tiny", upsample="max_unpool",
                                     depth=4), 7)
   # tiny: widths (8, 16, 16, 32), four 2x2 pools of a 32x32 input, 1 byte per switch

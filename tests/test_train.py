@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fcnjax import config as config_lib
-from fcnjax import experiment
+from fcnjax.studies import experiment
 from fcnjax import inference
 from fcnjax.data import pipeline
 from fcnjax.train import assemble, checkpoint, loop, parallel

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from fcnjax import config as config_lib
-from fcnjax import experiment, models
+from fcnjax import models
+from fcnjax.studies import experiment
 from fcnjax.train import loop
 
 

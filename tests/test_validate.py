@@ -2,7 +2,7 @@
 import pytest
 
 from fcnjax import config as config_lib
-from fcnjax import experiment
+from fcnjax.studies import experiment
 from fcnjax.train import optim
 from fcnjax.train import validate
 

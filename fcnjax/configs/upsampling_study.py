@@ -6,7 +6,7 @@ model.upsample over `fcnjax.models.UPSAMPLERS` with paired seeds:
     python experiments/upsampling_study.py --workdir=runs/upsampling_study
 
 Splits, resolution and scoring: `fcnjax.config.study_config` and the
-protocol in `fcnjax.study`. The budget (num_train_steps) comes from the
+protocol in `fcnjax.studies.study`. The budget (num_train_steps) comes from the
 pilot recorded in experiments/results/upsampling_study/README.md. For a GPU,
 scale up from here: --config.num_train_steps=... --config.model.backbone=vgg16.
 """

@@ -16,7 +16,7 @@ The protocol (every study follows it; `experiments/results/*/README.md` repeat i
 
 `run_study(config, workdir, arms, seeds, contrasts)` trains every (arm,
 seed), scores it on the test and train splits, and writes results.json,
-results.md and the figures (`fcnjax.study_report`).
+results.md and the figures (`fcnjax.studies.study_report`).
 """
 import json
 import os
@@ -28,8 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcnjax import experiment, metrics, stats
-from fcnjax import study_report as report
+from fcnjax import metrics, stats
+from fcnjax.studies import experiment
+from fcnjax.studies import study_report as report
 from fcnjax.train import history
 
 SEED = "seed"

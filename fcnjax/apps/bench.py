@@ -1,9 +1,9 @@
 """Training-throughput benchmark on synthetic batches, against PyTorch.
 
-    python -m fcnjax.bench --models=fcn8s --backbone=vgg16 --size=224 --batch_size=2 --drivers=jit
-    python -m fcnjax.bench --models=fcn32s,fcn16s,fcn8s --backbone=tiny --size=128 --json
-    python -m fcnjax.bench --models=fcn8s --upsample=learned,bilinear,nearest --drivers=pmap,jit
-    python -m fcnjax.bench --models= --input_config=fcn8s_shapes  # input pipeline vs step
+    python -m fcnjax.apps.bench --models=fcn8s --backbone=vgg16 --size=224 --batch_size=2 --drivers=jit
+    python -m fcnjax.apps.bench --models=fcn32s,fcn16s,fcn8s --backbone=tiny --size=128 --json
+    python -m fcnjax.apps.bench --models=fcn8s --upsample=learned,bilinear,nearest --drivers=pmap,jit
+    python -m fcnjax.apps.bench --models= --input_config=fcn8s_shapes  # input pipeline vs step
 
 One line per case: name, train_images_per_s, ratio vs the first case and vs
 the PyTorch reference (fcnjax img/s / PyTorch img/s; --torch, on when torch is
@@ -11,8 +11,8 @@ installed, for FCNs with learned upsampling on the vgg16 / tiny backbones),
 step_ms, compile_s, peak_rss_mb (the process's peak resident memory so far).
 All cases run side by side in one run, taking turns step by step, so their
 ratios are comparable; PyTorch runs in a child process of its own
-(--torch_malloc). The logic lives in `fcnjax.benchmark`; the XLA flags and
-allocator settings the project sets are in `fcnjax.cli.configure_xla` and
+(--torch_malloc). The logic lives in `fcnjax.studies.benchmark`; the XLA flags and
+allocator settings the project sets are in `fcnjax.runtime.cli.configure_xla` and
 `configure_allocator` (docs/benchmarks.md).
 """
 import json
@@ -25,7 +25,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   import functools
-  from fcnjax import benchmark, cli, torch_reference
+  from fcnjax import torch_reference
+  from fcnjax.runtime import cli
+  from fcnjax.studies import benchmark
   use_torch = torch_reference.torch_available() if FLAGS.torch is None else FLAGS.torch
   opts = benchmark.Options(backbone=FLAGS.backbone, size=FLAGS.size, batch_size=FLAGS.batch_size,
                            num_classes=FLAGS.num_classes, steps=FLAGS.steps, dtype=FLAGS.dtype,
@@ -76,7 +78,7 @@ def define_flags():
 
 def run():
   define_flags()
-  from fcnjax import cli
+  from fcnjax.runtime import cli
   cli.run(main, __name__)
 
 

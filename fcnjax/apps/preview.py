@@ -1,7 +1,7 @@
 """A grid of training images with their palette-coloured masks.
 
-    python -m fcnjax.preview --dataset=shapes --out=grid.png
-    python -m fcnjax.preview --dataset=voc --manual_dir=/data/VOC2012 --split=eval --out=voc.png
+    python -m fcnjax.apps.preview --dataset=shapes --out=grid.png
+    python -m fcnjax.apps.preview --dataset=voc --manual_dir=/data/VOC2012 --split=eval --out=voc.png
 """
 import numpy as np
 from absl import app, flags
@@ -47,7 +47,7 @@ def run():
   flags.DEFINE_integer("num", 8, "Number of examples.")
   flags.DEFINE_integer("size", 128, "Each tile is resized to size x size.")
   flags.DEFINE_string("out", "grid.png", "Output PNG.")
-  from fcnjax import cli
+  from fcnjax.runtime import cli
   cli.run(main, __name__)
 
 

@@ -11,13 +11,13 @@ WORKDIR/results.json, results.md and ablation.png.
 """
 from absl import app, flags
 
-from fcnjax import cli
+from fcnjax.runtime import cli
 
 
 def main(argv):
   del argv
   cli.start()
-  from fcnjax import experiment
+  from fcnjax.studies import experiment
   config = cli.FLAGS.config
   sweeps = [experiment.parse_sweep(s, config) for s in flags.FLAGS.sweep]
   experiment.run_grid(config, cli.FLAGS.workdir, sweeps, tuple(flags.FLAGS.metrics))

@@ -14,7 +14,7 @@ ends with the original error.
 import os
 import traceback
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAISED_BY_THE_PROJECT = (ValueError, RuntimeError, ArithmeticError, ImportError)
 GRAIN_NOTE = "For simplicity, Grain has removed"
 

@@ -1,6 +1,6 @@
 """torchvision VGG16 weights -> fcnjax params (and a .npz for config.init_from).
 
-    python -m fcnjax.convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
+    python -m fcnjax.apps.convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
 
 Conversion: conv weights OIHW -> HWIO; classifier.0 (4096, 25088), flattened
 by torch in (C, H, W) order, -> a (7, 7, 512, 4096) fc6 conv kernel;
@@ -175,7 +175,7 @@ def run():
   flags.DEFINE_string("torch_weights", None, "torchvision vgg16 .pth state_dict file.")
   flags.DEFINE_string("out", "vgg16.npz", "Output .npz for --config.init_from.")
   flags.mark_flag_as_required("torch_weights")
-  from fcnjax import cli
+  from fcnjax.runtime import cli
   cli.run(main, __name__)
 
 

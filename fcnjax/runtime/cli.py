@@ -44,7 +44,7 @@ def enable_compilation_cache(directory):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 def packaged_configs():
@@ -151,7 +151,7 @@ def run(main, module):
     for flag in by_module.get(name, []):
       FLAGS.register_flag_by_module(sys.argv[0], flag)
   show_frames = lambda: FLAGS.traceback or logging.get_verbosity() >= 1
-  from fcnjax import errors
+  from fcnjax.runtime import errors
   app.run(functools.partial(errors.as_messages,
                             functools.partial(_config_errors_as_messages, main),
                             show_frames=show_frames))
@@ -174,14 +174,14 @@ def start():
   multi-host runtime (TensorFlow, when a dataset needs it, is kept off
   accelerators where it is imported: `data.tfds_source`)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  from fcnjax import logs
+  from fcnjax.runtime import logs
   logs.quiet_libraries()  # library INFO logs hidden unless -v 1
   import jax
   flag = lambda name, default=None: FLAGS[name].value if name in FLAGS else default
   enable_compilation_cache(flag("compilation_cache_dir"))
   explicit = flag("coordinator_address") or flag("num_processes")
   if explicit or flag("distributed", False):  # undefined in scripts without these flags
-    from fcnjax import peers
+    from fcnjax.runtime import peers
     peers.initialize(coordinator_address=flag("coordinator_address"),
                      num_processes=flag("num_processes"), process_id=flag("process_id"),
                      peer_timeout=flag("peer_timeout", 60))

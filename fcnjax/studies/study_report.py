@@ -102,7 +102,7 @@ def forest_rows(results):
 def predictions(config, workdir, results, num_images=4):
   """Test images, labels and {arm: preds} of every arm's first seed."""
   import jax
-  from fcnjax import experiment
+  from fcnjax.studies import experiment
   from fcnjax.data import pipeline
   from fcnjax.inference import restore
   from fcnjax.train import step as step_lib

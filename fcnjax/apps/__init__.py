@@ -1,0 +1,1 @@
+"""Entry points: flags and one library call each (the console scripts)."""

@@ -1,0 +1,1 @@
+"""Sweeps, the study protocol with its tables and figures, and benchmarks."""
