@@ -108,7 +108,8 @@ def test_training_stops_on_a_bad_eval_mask_before_any_step(folders, tmp_path):
   shape = np.asarray(Image.open(f"{voc_root}/JPEGImages/2008_000005.jpg")).shape[:2]
   _palette_png(f"{voc_root}/SegmentationClass/2008_000005.png", np.full(shape, 99))
   config = tiny_config(tmp_path / "tfds", **{
-      "data.name": "voc", "data.manual_dir": voc_root, "data.sbd_dir": sbd_root,
+      "data.name": "voc", "data.tfds_config": "default",  # tiny_config sets shapes' field
+      "data.manual_dir": voc_root, "data.sbd_dir": sbd_root,
       "data.train_split": "train", "data.eval_split": "seg11valid",
       "eval_every_steps": 4000, "num_train_steps": 8000})
   workdir = tmp_path / "run"

@@ -58,7 +58,8 @@ def test_a_bad_validation_mask_is_one_line_before_training(voc_folders, tmp_path
   shape = np.asarray(Image.open(f"{voc_root}/JPEGImages/2008_000005.jpg")).shape[:2]
   _palette_png(f"{voc_root}/SegmentationClass/2008_000005.png", np.full(shape, 99))
   config = tiny_config(tmp_path / "tfds", **{
-      "data.name": "voc", "data.manual_dir": voc_root, "data.sbd_dir": sbd_root,
+      "data.name": "voc", "data.tfds_config": "default",  # tiny_config sets shapes' field
+      "data.manual_dir": voc_root, "data.sbd_dir": sbd_root,
       "data.train_split": "train", "data.eval_split": "seg11valid"})
   line = _line(loop.train_and_evaluate, config, str(tmp_path / "run"))
   assert line == (f"error: 1 of 2 examples of split 'seg11valid' fail the data checks: mask "

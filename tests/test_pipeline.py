@@ -201,3 +201,25 @@ def test_datasets_that_need_tensorflow_name_the_extra(monkeypatch):
   config.name = "pets"
   with pytest.raises(ImportError, match=r"oxford_iiit_pet: .*pip install 'fcnjax\[tf\]'"):
     pipeline.get_source(config, "train")
+
+
+def test_each_dataset_owns_its_fields():
+  """config.data = the common fields + each dataset's FIELDS; another dataset's
+  field set away from its default is refused, naming the field and its owner."""
+  from fcnjax.data import pets, shapes, voc
+  config = pipeline.default_data_config()
+  owned = {"shapes": shapes.FIELDS, "voc": voc.FIELDS, "pets": pets.FIELDS}
+  expected = set(pipeline.common_data_fields()).union(*owned.values())
+  assert set(config.keys()) == expected
+  assert {"tfds_config", "manual_dir", "sbd_dir", "pets_boundary_ignore"} <= expected
+  assert not {"tfds_config", "manual_dir", "sbd_dir", "pets_boundary_ignore"} & set(
+      pipeline.common_data_fields())
+  config.sbd_dir = "/data/sbd"
+  assert pipeline.default_data_config().sbd_dir is None  # no placeholder is shared
+  with pytest.raises(ValueError, match=r"config\.data\.sbd_dir='/data/sbd' is read only by "
+                                       r"the 'voc' dataset, but config\.data\.name='shapes'"):
+    pipeline.get_info(config)
+  config.name = "voc"
+  config.pets_boundary_ignore = False
+  with pytest.raises(ValueError, match=r"pets_boundary_ignore=False .* 'pets' dataset"):
+    pipeline.get_info(config)

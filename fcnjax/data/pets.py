@@ -8,6 +8,7 @@ import numpy as np
 
 from fcnjax.data.tfds_source import tfds_source
 
+FIELDS = {"pets_boundary_ignore": True}  # the trimap border as 255 (ignored)
 CLASS_NAMES = ("background", "pet", "border")
 
 

@@ -9,6 +9,7 @@ epoch e is augmented with a generator seeded by (seed, e, i). So
 sees from step k on, whatever the number of processes or devices. grain
 makes the batches ahead of the training step, in threads or processes.
 """
+import copy
 import dataclasses
 import functools
 import importlib
@@ -25,9 +26,11 @@ from fcnjax.data import palette as palette_lib
 
 IGNORE_INDEX = palette_lib.IGNORE_INDEX
 # name -> a module (or its import path) with CLASS_NAMES, optional PALETTE ((C, 3)
-# uint8; default: the VOC colours) and source(data_config, split, limit) -> a
+# uint8; default: the VOC colours), optional FIELDS ({field: default}: the
+# config.data fields only it reads) and source(data_config, split, limit) -> a
 # random-access list of (image uint8 (H, W, 3), label uint8 (H, W)) pairs.
-# A new dataset is one module plus one line here (or DATASETS[name] = module).
+# A new dataset is one module plus one line here (or DATASETS[name] = module,
+# before the config is built).
 DATASETS = {"shapes": "fcnjax.data.shapes", "voc": "fcnjax.data.voc",
             "pets": "fcnjax.data.pets", "cityscapes": "fcnjax.data.cityscapes"}
 NORMALIZATIONS = ("imagenet", "caffe")
@@ -36,15 +39,33 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 CAFFE_MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], np.float32)
 
 
-def default_data_config():
-  """The embedded shapes dataset; every field a loader or augmentation reads."""
+def common_data_fields():
+  """The fields every loader or the augmentation reads (default: embedded shapes)."""
   unset = config_dict.placeholder  # a typed None, settable from the command line
-  return ml_collections.ConfigDict(dict(
-      name="shapes", tfds_config="default", data_dir=unset(str), manual_dir=unset(str),
-      sbd_dir=unset(str), train_split="train", eval_split="validation", crop_size=128,
-      scale_range=(0.75, 1.25), flip=True, normalization="imagenet",
-      num_train=unset(int), num_eval=unset(int), eval_size=unset(int), eval_bucket=unset(int),
-      pets_boundary_ignore=True, num_threads=4, num_workers=unset(int), prefetch=4))
+  return dict(name="shapes", data_dir=unset(str), train_split="train",
+              eval_split="validation", crop_size=128, scale_range=(0.75, 1.25), flip=True,
+              normalization="imagenet", num_train=unset(int), num_eval=unset(int),
+              eval_size=unset(int), eval_bucket=unset(int), num_threads=4,
+              num_workers=unset(int), prefetch=4)
+
+
+def dataset_fields():
+  """{dataset name: a fresh copy of its own FIELDS} of every registered dataset
+  (copies: a placeholder is a reference that a config would otherwise share)."""
+  return {name: copy.deepcopy(dict(getattr(dataset(name), "FIELDS", {}))) for name in DATASETS}
+
+
+def default_data_config():
+  """The common fields plus each registered dataset's own FIELDS."""
+  fields = common_data_fields()
+  for own in dataset_fields().values():
+    fields.update(own)
+  return ml_collections.ConfigDict(fields)
+
+
+def _unchanged(value, default):
+  value = tuple(value) if isinstance(value, list) else value
+  return value == (default.get() if isinstance(default, config_dict.FieldReference) else default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +80,11 @@ class DataInfo:
 def _check(data_config):
   if data_config.name not in DATASETS:
     raise ValueError(f"config.data.name={data_config.name!r}; valid: {tuple(DATASETS)}")
+  for owner, own in dataset_fields().items():  # another dataset's field: set for nothing
+    for field, default in own.items():
+      if owner != data_config.name and not _unchanged(data_config.get(field), default):
+        raise ValueError(f"config.data.{field}={data_config.get(field)!r} is read only by "
+                         f"the {owner!r} dataset, but config.data.name={data_config.name!r}")
   if data_config.normalization not in NORMALIZATIONS:
     raise ValueError(f"config.data.normalization={data_config.normalization!r}; "
                      f"valid: {NORMALIZATIONS}")

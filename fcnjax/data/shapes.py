@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 
 from fcnjax.data.tfds_source import data_source
 
+FIELDS = {"tfds_config": "default"}  # the builder config: default, tiny, study, ...
 CLASS_NAMES = ("background", "disc", "square", "triangle", "ring", "bar", "cross")
 # Three disjoint splits, each from its own seed: train; validation (the
 # selection split: budgets, early stopping, any choice); test (held out).

@@ -16,11 +16,14 @@ Splits (the FCN convention):
 """
 import os
 
+from ml_collections import config_dict
 import numpy as np
 from PIL import Image
 
 from fcnjax.data import palette as palette_lib
 
+# The VOC2012 folder and the optional SBD folder (None: VOC's own train list).
+FIELDS = {"manual_dir": config_dict.placeholder(str), "sbd_dir": config_dict.placeholder(str)}
 CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
                "pottedplant", "sheep", "sofa", "train", "tvmonitor")
