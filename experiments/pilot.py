@@ -3,7 +3,7 @@
     python experiments/pilot.py --study=upsampling --arms=bed_of_nails,max_unpool \
         --config.num_train_steps=1500 --workdir=runs/pilot_upsampling
 
-For the skip study add --study=skip --config=experiments/configs/skip_study.py.
+For the skip study add --study=skip --config=skip_study.
 Trains seed 0 of each named arm with the study's config, evaluating the
 selection split ten times per run, and prints each selection-mIoU curve with
 its gain over the last 20 % of steps: a budget is flat when every gain is
@@ -56,7 +56,7 @@ def main(argv):
 
 def run():
   flags.DEFINE_enum("study", "upsampling", ["upsampling", "skip"], "Which study's arms.")
-  study.define_flags(os.path.join(HERE, "configs/upsampling_study.py"), "runs/pilot", seeds=1)
+  study.define_flags(os.path.join(cli.CONFIG_DIR, "upsampling_study.py"), "runs/pilot", seeds=1)
   flags.DEFINE_list("arms", None, "The arms to pilot (seed 0 each).")
   flags.mark_flag_as_required("arms")
   cli.run(main, __name__)

@@ -24,7 +24,6 @@ from absl import flags
 from fcnjax.runtime import cli
 from fcnjax.studies import study
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 ARMS = {
     "fcn32s": {"model.name": "fcn", "model.variant": "32s"},
     "fcn16s": {"model.name": "fcn", "model.variant": "16s"},
@@ -60,7 +59,7 @@ def main(argv):
 
 
 def run():
-  study.define_flags(os.path.join(HERE, "configs/skip_study.py"), "runs/skip_study")
+  study.define_flags(os.path.join(cli.CONFIG_DIR, "skip_study.py"), "runs/skip_study")
   flags.DEFINE_list("runs", None, f"A subset of {list(ARMS)} (default: all).")
   cli.run(main, __name__)
 

@@ -19,7 +19,6 @@ from absl import flags
 from fcnjax.runtime import cli
 from fcnjax.studies import study
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 DENSE = ("nearest", "bilinear", "learned", "learned_random")
 SPARSE = ("bed_of_nails", "max_unpool")
 CONTRASTS = {
@@ -45,7 +44,7 @@ def main(argv):
 
 
 def run():
-  study.define_flags(os.path.join(HERE, "configs/upsampling_study.py"), "runs/upsampling_study")
+  study.define_flags(os.path.join(cli.CONFIG_DIR, "upsampling_study.py"), "runs/upsampling_study")
   flags.DEFINE_list("variants", None, "Upsampling operators (default: all registered).")
   cli.run(main, __name__)
 

@@ -104,11 +104,11 @@ def test_packaged_configs_are_found_by_name():
   path = argv[1][len("--config="):]
   assert os.path.isfile(path) and path.startswith(cli.CONFIG_DIR)
   assert argv[2:] == ["--config.seed=3", "--workdir=w"]
-  assert cli.resolve_config(["p", "--config=experiments/configs/fcn8s_voc.py"])[1].endswith(
-      "experiments/configs/fcn8s_voc.py")  # paths unchanged
+  assert cli.resolve_config(["p", "--config=fcnjax/configs/fcn8s_voc.py"])[1] == (
+      "--config=fcnjax/configs/fcn8s_voc.py")  # paths unchanged
   with pytest.raises(ValueError, match="--config=fcn9s: .*fcn8s_shapes"):
     cli.resolve_config(["p", "--config=fcn9s"])
   assert {"fcn8s_shapes", "fcn32s_voc", "upsampling_study"} <= set(cli.packaged_configs())
   by_name = _parsed_config([argv[1]])
-  by_path = _parsed_config(["--config=experiments/configs/fcn8s_shapes.py"])
+  by_path = _parsed_config(["--config=fcnjax/configs/fcn8s_shapes.py"])
   assert by_name.to_dict() == by_path.to_dict()

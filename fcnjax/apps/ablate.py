@@ -1,6 +1,6 @@
 """Train one config over a grid of swept fields; table + figure, mean ± std over seeds.
 
-    fcnjax-ablate --config=experiments/configs/fcn8s_shapes.py --workdir=runs/ablate_skips \
+    fcnjax-ablate --config=fcn8s_shapes --workdir=runs/ablate_skips \
         --sweep=model.variant=32s,16s,8s --sweep=seed=0,1,2
 
 `--sweep` may be given several times: the runs are the cross product. Values
@@ -9,7 +9,7 @@ fields). Each run trains in WORKDIR/<field=value,...>/ (resumable); the
 results (mean ± std over `seed` and the per-seed values) go to
 WORKDIR/results.json, results.md and ablation.png.
 """
-from absl import app, flags
+from absl import flags
 
 from fcnjax.runtime import cli
 

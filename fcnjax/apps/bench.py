@@ -17,7 +17,7 @@ allocator settings the project sets are in `fcnjax.runtime.cli.configure_xla` an
 """
 import json
 
-from absl import app, flags
+from absl import flags
 
 FLAGS = flags.FLAGS
 

@@ -11,7 +11,7 @@ Reading a .pth needs PyTorch (pip install torch); nothing is downloaded.
 The .npz format is `train.params_io` (save_npz / load_npz).
 """
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from fcnjax.train.params_io import save_npz
 

@@ -1,10 +1,10 @@
 """Train (with periodic evaluation) from a config.
 
-    python -m fcnjax.apps.main --config=experiments/configs/fcn8s_shapes.py --workdir=runs/fcn8s
+    python -m fcnjax.apps.main --config=fcn8s_shapes --workdir=runs/fcn8s
 
 Re-running the same command resumes from the newest checkpoint in --workdir.
 """
-from absl import app, logging
+from absl import logging
 
 from fcnjax.runtime import cli
 

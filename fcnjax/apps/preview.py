@@ -4,7 +4,7 @@
     python -m fcnjax.apps.preview --dataset=voc --manual_dir=/data/VOC2012 --split=eval --out=voc.png
 """
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image
 
 FLAGS = flags.FLAGS

@@ -14,7 +14,7 @@ import dataclasses
 import functools
 import importlib
 import os
-from typing import Optional, Sequence
+from typing import Sequence
 
 from absl import flags
 import ml_collections
