@@ -128,8 +128,8 @@ class _SwitchEncoderDecoder(nn.Module):
       for i in range(n, last - 1, -1):
         x = block(width if i > 1 else out, transpose=self.deconv_decoder,
                   name=f"{'deconv' if self.deconv_decoder else 'dec'}{s}_{i}")(x, train=train)
-    score = nn.Conv(self.num_classes, (3, 3), padding="SAME", dtype=self.dtype, param_dtype=self.param_dtype,
-                    name="score")(x)
+    score = nn.Conv(self.num_classes, (3, 3), padding="SAME", dtype=self.dtype,
+                    param_dtype=self.param_dtype, name="score")(x)
     return score.astype(jnp.float32)
 
 
