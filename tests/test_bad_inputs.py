@@ -14,8 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from fcnjax import inference
-from fcnjax.apps import convert, predict
+from fcnjax import convert, inference, predict
 from fcnjax.runtime import cli, peers
 from fcnjax.studies import experiment
 from fcnjax.data import pipeline

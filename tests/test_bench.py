@@ -206,7 +206,7 @@ def test_configure_xla_appends():
 def test_benchmark_module_defines_no_flags():
   from absl import app, flags  # noqa: F401  (absl.app defines its own flags)
   before = set(flags.FLAGS)
-  names = ("fcnjax.studies.benchmark", "fcnjax.apps.bench", "fcnjax.torch_reference")
+  names = ("fcnjax.studies.benchmark", "fcnjax.bench", "fcnjax.torch_reference")
   loaded = {name: sys.modules.pop(name) for name in names if name in sys.modules}
   try:
     for name in names:

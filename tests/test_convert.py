@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from fcnjax import models
-from fcnjax.apps import convert
+from fcnjax import convert, models
 from fcnjax.train import assemble, params_io
 
 

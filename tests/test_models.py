@@ -1,5 +1,4 @@
 """Model shapes, fully-convolutional invariance, parameter counts, dtypes."""
-import functools
 
 import jax
 import jax.numpy as jnp

@@ -1,6 +1,5 @@
 """One step body, two drivers: pmap vs jit/shard_map, 1 vs 8 devices, against a
 plain single-device reference with no collectives at all."""
-import functools
 
 import jax
 import jax.numpy as jnp

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnjax import inference, tiles
-from fcnjax.apps import predict
+from fcnjax import inference, predict, tiles
 from fcnjax.data import pipeline, shapes
 from fcnjax.train import assemble, checkpoint
 from test_train import tiny_config

@@ -222,12 +222,3 @@ def test_restore_onto_different_device_count(data_dir, tmp_path):
   b = inference.evaluate_workdir(one, str(tmp_path / "w"), which="latest")
   np.testing.assert_allclose(a["mean_iou"], b["mean_iou"], rtol=1e-6)
 
-
-def _tensorboard_scalars(workdir, tag):
-  """[(step, value)] of `tag` as TensorBoard reads the event files (restart
-  markers drop what an interrupted run logged past its checkpoint)."""
-  from tensorboard.backend.event_processing import event_accumulator
-  events = event_accumulator.EventAccumulator(str(workdir), purge_orphaned_data=True)
-  events.Reload()
-  return [(e.step, e.value) for e in events.Scalars(tag)]
-

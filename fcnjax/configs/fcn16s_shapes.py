@@ -1,6 +1,6 @@
 """FCN-16s (tiny VGG backbone) on shapes.
 
-    python -m fcnjax.apps.main --config=fcn16s_shapes --workdir=runs/fcn16s_shapes
+    python -m fcnjax.main --config=fcn16s_shapes --workdir=runs/fcn16s_shapes
 """
 from fcnjax.config import default_config
 

@@ -1,6 +1,6 @@
 """FCN-32s (tiny VGG backbone) on shapes.
 
-    python -m fcnjax.apps.main --config=fcn32s_shapes --workdir=runs/fcn32s_shapes
+    python -m fcnjax.main --config=fcn32s_shapes --workdir=runs/fcn32s_shapes
 """
 from fcnjax.config import default_config
 

@@ -1,6 +1,6 @@
 """FCN-8s (VGG16, same geometry) on Cityscapes fine annotations, 19 classes.
 
-    python -m fcnjax.apps.main --config=fcn8s_cityscapes \
+    python -m fcnjax.main --config=fcn8s_cityscapes \
         --workdir=runs/fcn8s_cityscapes --config.data.data_dir=/data/tfds
 
 tfds needs leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip in

@@ -1,6 +1,6 @@
 """FCN-8s (VGG16, same geometry) on Oxford-IIIT Pet: pet / background, border ignored.
 
-    python -m fcnjax.apps.main --config=fcn8s_pets --workdir=runs/fcn8s_pets \
+    python -m fcnjax.main --config=fcn8s_pets --workdir=runs/fcn8s_pets \
         --config.init_from=vgg16.npz
 
 tfds prepares `oxford_iiit_pet` in --config.data.data_dir on first use (its

@@ -1,6 +1,6 @@
 """FCN-8s (small BN VGG backbone) on the embedded shapes dataset: the main job.
 
-    python -m fcnjax.apps.main --config=fcn8s_shapes --workdir=runs/fcn8s_shapes
+    python -m fcnjax.main --config=fcn8s_shapes --workdir=runs/fcn8s_shapes
 """
 from fcnjax.config import default_config
 

@@ -1,6 +1,6 @@
 """torchvision VGG16 weights -> fcnjax params (and a .npz for config.init_from).
 
-    python -m fcnjax.apps.convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
+    python -m fcnjax.convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
 
 Conversion: conv weights OIHW -> HWIO; classifier.0 (4096, 25088), flattened
 by torch in (C, H, W) order, -> a (7, 7, 512, 4096) fc6 conv kernel;

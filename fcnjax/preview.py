@@ -1,7 +1,7 @@
 """A grid of training images with their palette-coloured masks.
 
-    python -m fcnjax.apps.preview --dataset=shapes --out=grid.png
-    python -m fcnjax.apps.preview --dataset=voc --manual_dir=/data/VOC2012 --split=eval --out=voc.png
+    python -m fcnjax.preview --dataset=shapes --out=grid.png
+    python -m fcnjax.preview --dataset=voc --manual_dir=/data/VOC2012 --split=eval --out=voc.png
 """
 import numpy as np
 from absl import flags

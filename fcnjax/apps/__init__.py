@@ -1,1 +1,0 @@
-"""Entry points: flags and one library call each (the console scripts)."""
