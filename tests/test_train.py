@@ -221,4 +221,3 @@ def test_restore_onto_different_device_count(data_dir, tmp_path):
   a = inference.evaluate_workdir(config, str(tmp_path / "w"), which="latest")
   b = inference.evaluate_workdir(one, str(tmp_path / "w"), which="latest")
   np.testing.assert_allclose(a["mean_iou"], b["mean_iou"], rtol=1e-6)
-
