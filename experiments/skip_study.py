@@ -51,16 +51,16 @@ def main(argv):
   del argv
   cli.start()
   FLAGS = flags.FLAGS
-  unknown = sorted(set(FLAGS.runs or ()) - set(ARMS))
+  unknown = sorted(set(FLAGS.arms or ()) - set(ARMS))
   if unknown:
-    raise SystemExit(f"error: --runs: unknown {unknown}; valid: {list(ARMS)}")
-  arms = {name: ARMS[name] for name in (FLAGS.runs or ARMS)}
+    raise SystemExit(f"error: --arms: unknown {unknown}; valid: {list(ARMS)}")
+  arms = {name: ARMS[name] for name in (FLAGS.arms or ARMS)}
   study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds, CONTRASTS)
 
 
 def run():
   study.define_flags(os.path.join(cli.CONFIG_DIR, "skip_study.py"), "runs/skip_study")
-  flags.DEFINE_list("runs", None, f"A subset of {list(ARMS)} (default: all).")
+  flags.DEFINE_list("arms", None, f"A subset of {list(ARMS)} (default: all).")
   cli.run(main, __name__)
 
 

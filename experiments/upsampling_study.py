@@ -35,17 +35,17 @@ def main(argv):
   from fcnjax import models
   cli.start()
   FLAGS = flags.FLAGS
-  names = FLAGS.variants or list(models.UPSAMPLERS)
+  names = FLAGS.arms or list(models.UPSAMPLERS)
   unknown = sorted(set(names) - set(models.UPSAMPLERS))
   if unknown:
-    raise SystemExit(f"error: --variants: unknown {unknown}; valid: {list(models.UPSAMPLERS)}")
+    raise SystemExit(f"error: --arms: unknown {unknown}; valid: {list(models.UPSAMPLERS)}")
   arms = {name: {"model.upsample": name} for name in names}
   study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds, CONTRASTS)
 
 
 def run():
   study.define_flags(os.path.join(cli.CONFIG_DIR, "upsampling_study.py"), "runs/upsampling_study")
-  flags.DEFINE_list("variants", None, "Upsampling operators (default: all registered).")
+  flags.DEFINE_list("arms", None, "Upsampling operators (default: all registered).")
   cli.run(main, __name__)
 
 

@@ -24,7 +24,7 @@ SEEDS = (0, 1, 2)
 def study(tmp_path_factory):
   work = tmp_path_factory.mktemp("study")
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "upsampling_study.py"),
-         f"--workdir={work}", f"--variants={','.join(ARMS)}",
+         f"--workdir={work}", f"--arms={','.join(ARMS)}",
          f"--seeds={','.join(map(str, SEEDS))}",
          f"--config.data.data_dir={work / 'tfds'}"] + TOY
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
@@ -151,3 +151,28 @@ def test_figures_are_written(study):
       assert img.size[0] > 200 and img.size[1] > 100
   with Image.open(work / "predictions.png") as img:  # image | truth | 2 arms
     assert img.size[0] > img.size[1] * 0.9
+
+
+def test_skip_study_end_to_end_at_toy_size(tmp_path):
+  """The skip study's script at toy size: FCN-8s vs SegNet, the pre-registered
+  contrast whose arms ran, from the runs' own test scores and scipy."""
+  cmd = [sys.executable, os.path.join(ROOT, "experiments", "skip_study.py"),
+         f"--workdir={tmp_path}", "--arms=fcn8s,segnet", "--seeds=0,1",
+         f"--config.data.data_dir={tmp_path / 'tfds'}"] + TOY
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(tmp_path / "results.json") as f:
+    results = json.load(f)
+  assert sorted(r["name"] for r in results["runs"]) == [
+      "fcn8s,seed=0", "fcn8s,seed=1", "segnet,seed=0", "segnet,seed=1"]
+  [row] = results["contrasts"]
+  assert row["contrast"] == "fcn8s vs segnet"
+  a, b = _test_miou(results, "fcn8s"), _test_miou(results, "segnet")
+  assert row["mean"] == pytest.approx(np.mean(a - b), abs=1e-12)
+  if not np.all(a - b == (a - b)[0]):
+    ci = sps.ttest_rel(a, b).confidence_interval(0.95)
+    assert (row["t_low"], row["t_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
+  costs = results["costs"]
+  # SegNet keeps its switches (uint8), FCN-8s its pool3 / pool4 maps (float32)
+  assert costs["segnet"]["kept_bytes"] > 0 and costs["fcn8s"]["kept_bytes"] > 0
+  assert (tmp_path / "forest.png").exists() and (tmp_path / "results.md").exists()
