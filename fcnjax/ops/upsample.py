@@ -15,6 +15,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 
@@ -157,9 +158,12 @@ def transpose_conv(x, kernel, stride, padding=0):
   overlapping contributions are summed; output length (n-1)*s - 2p + k.
   Identical to PyTorch `ConvTranspose2d` with weight `K.permute(2, 3, 0, 1)`.
 
-  Computed as a phase (sub-pixel) decomposition: one dense matmul over the
-  ceil(k/s)^2 shifted copies of the input produces all s*s output phases,
-  then a depth-to-space, instead of convolving a zero-dilated input.
+  Stride 1 (DeconvNet's "deconvolution" layers) is the SAME-geometry
+  convolution with the flipped kernel and padding k - 1 - p: one XLA conv.
+  A stride s > 1 is computed as a phase (sub-pixel) decomposition: one dense
+  matmul over the ceil(k/s)^2 shifted copies of the input produces all s*s
+  output phases, then a depth-to-space, instead of convolving a zero-dilated
+  input.
   Args:
     x: (N, H, W, Cin).
     kernel: (kh, kw, Cin, Cout).
@@ -174,6 +178,11 @@ def transpose_conv(x, kernel, stride, padding=0):
   out_h, out_w = (h - 1) * sh - 2 * ph + kh, (w - 1) * sw - 2 * pw + kw
   if out_h <= 0 or out_w <= 0:
     raise ValueError(f"padding {(ph, pw)} too large: output {out_h}x{out_w}")
+  if (sh, sw) == (1, 1) and ph < kh and pw < kw:
+    return lax.conv_general_dilated(
+        x, kernel[::-1, ::-1].astype(x.dtype), (1, 1),
+        [(kh - 1 - ph, kh - 1 - ph), (kw - 1 - pw, kw - 1 - pw)],
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
   mh, mw = math.ceil(kh / sh), math.ceil(kw / sw)
   k = jnp.pad(kernel, ((0, mh * sh - kh), (0, mw * sw - kw), (0, 0), (0, 0)))
   # Phase r of output q*s + r sums x[q - m] * K[m*s + r]: a full correlation
