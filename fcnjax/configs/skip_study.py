@@ -4,7 +4,7 @@
 
 Same data, splits, batch, optimizer and scoring as `upsampling_study.py`
 (`fcnjax.config.study_config`); every arm of the study has the same budget,
-fixed by the pilot recorded in experiments/results/skip_study/README.md.
+fixed by the pilot recorded in experiments/results/pilot/README.md.
 """
 from fcnjax.config import study_config
 

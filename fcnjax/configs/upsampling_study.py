@@ -7,7 +7,7 @@ model.upsample over `fcnjax.models.UPSAMPLERS` with paired seeds:
 
 Splits, resolution and scoring: `fcnjax.config.study_config` and the
 protocol in `fcnjax.studies.study`. The budget (num_train_steps) comes from the
-pilot recorded in experiments/results/upsampling_study/README.md. For a GPU,
+pilot recorded in experiments/results/pilot/README.md. For a GPU,
 scale up from here: --config.num_train_steps=... --config.model.backbone=vgg16.
 """
 from fcnjax.config import study_config
