@@ -16,7 +16,7 @@ from test_multihost import BIND_FAILURES, _free_port, run_two_processes
 from test_train import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "experiments", "configs", "fcn8s_shapes.py")
+CONFIG = os.path.join(ROOT, "fcnjax", "configs", "fcn8s_shapes.py")
 TINY = {"data.tfds_config": "tiny", "data.crop_size": 32, "batch_size": 8,
         "eval_batch_size": 8, "num_train_steps": 4, "log_every_steps": 2,
         "eval_every_steps": 2, "checkpoint_every_steps": 2, "optimizer.warmup_steps": 0,
