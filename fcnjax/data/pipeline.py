@@ -50,16 +50,16 @@ def common_data_fields():
 
 
 def dataset_fields():
-  """{dataset name: a fresh copy of its own FIELDS} of every registered dataset
-  (copies: a placeholder is a reference that a config would otherwise share)."""
-  return {name: copy.deepcopy(dict(getattr(dataset(name), "FIELDS", {}))) for name in DATASETS}
+  """{dataset name: its own FIELDS} of every registered dataset (read-only)."""
+  return {name: getattr(dataset(name), "FIELDS", {}) for name in DATASETS}
 
 
 def default_data_config():
-  """The common fields plus each registered dataset's own FIELDS."""
+  """The common fields plus each registered dataset's own FIELDS (copied: a
+  placeholder is a reference that configs would otherwise share)."""
   fields = common_data_fields()
   for own in dataset_fields().values():
-    fields.update(own)
+    fields.update(copy.deepcopy(own))
   return ml_collections.ConfigDict(fields)
 
 
