@@ -175,3 +175,21 @@ def test_full_disk_stops_within_its_bound_and_the_rerun_resumes(data_dir, straig
       np.testing.assert_array_equal(x, y)
   finally:
     subprocess.run(["umount", "-l", directory], capture_output=True)
+
+
+def test_signal_in_the_last_step_completes_the_run_and_stops_the_study(data_dir, straight,
+                                                                     tmp_path, monkeypatch):
+  """A signal too late to end a run early (during its last step): the run
+  completes as an uninterrupted one and still raises Stopped, so a study
+  starts no further run."""
+  from fcnjax.studies import study
+  _at_step(monkeypatch, 6, _kill_self(signal.SIGTERM))
+  workdir = str(tmp_path / "study")
+  arms = {"first": {}, "second": {"optimizer.learning_rate": 2e-3}}
+  with pytest.raises(preemption.Stopped,
+                     match="after the last step 6: the run is complete") as stopped:
+    study.run_arms(_config(data_dir), workdir, arms, seeds=[0], log=lambda line: None)
+  assert stopped.value.finished and stopped.value.step == 6
+  assert os.listdir(workdir) == ["first,seed=0"]
+  monkeypatch.undo()
+  _assert_same_run(os.path.join(workdir, "first,seed=0"), straight)

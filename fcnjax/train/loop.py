@@ -55,7 +55,9 @@ def train_and_evaluate(config, workdir):
   """Trains `config.model` on `config.data`, evaluating and checkpointing.
 
   Raises `preemption.Stopped` after saving the step at which a stop signal
-  ended the run.
+  ended the run, and also when the signal came during the last step, the
+  final evaluation or the final save (the run is then complete): a caller
+  that goes on to other work (a study's next run) stops too.
   """
   validate.check_fields(config)  # before the workdir or the dataset is touched
   stop = preemption.stop_request(config)
@@ -78,12 +80,16 @@ def train_and_evaluate(config, workdir):
       writer = tensorboard.create_writer(workdir, purge_step=int(state.step) + 1,
                                          just_logging=jax.process_index() > 0)
       try:
-        return _train(config, workdir, info, state, dropout_rng, schedule, ckpt, writer,
-                      stop, window)
+        scores = _train(config, workdir, info, state, dropout_rng, schedule, ckpt, writer,
+                        stop, window)
       finally:
         writer.close()
     finally:
       ckpt.close()
+  if stop.requested:  # too late to stop before the last step: the caller must still stop
+    raise preemption.Stopped(stop.signal_name, config.num_train_steps, ckpt.directory,
+                             finished=True)
+  return scores
 
 
 def _resume(config, workdir, ckpt, state):

@@ -17,6 +17,11 @@ on the step (`multihost_utils.reached_preemption_sync_point`: the largest
 step any process has reached, plus one); SIGINT and SIGUSR1 are handed to it
 as a SIGTERM. Without that service (`jax_enable_preemption_service=False`)
 the processes all-gather their stop flags after every step.
+
+A signal during the last step, the final evaluation or the final save
+cannot end the run early; the run completes and then raises `Stopped`
+(`finished=True`) all the same, so that whatever called it (a study about
+to start its next run) stops too, with the same exit status.
 """
 import os
 import signal
@@ -35,11 +40,17 @@ JAX_NOTICE_KEY = "RECEIVED_PREEMPTION_NOTICE"  # set by JAX's preemption service
 class Stopped(Exception):
   """The run stopped on `signal_name` after saving the checkpoint of `step`."""
 
-  def __init__(self, signal_name, step, directory):
+  def __init__(self, signal_name, step, directory, finished=False):
     self.signal_name, self.step, self.directory = signal_name, step, directory
-    super().__init__(f"stopped by {signal_name} at step {step}: saved the checkpoint "
-                     f"{os.path.join(directory, str(step))}; rerun the same command to "
-                     "resume")
+    self.finished = finished
+    where = os.path.join(directory, str(step))
+    if finished:
+      text = (f"stopped by {signal_name} after the last step {step}: the run is complete "
+              f"(checkpoint {where}); rerun the same command to go on")
+    else:
+      text = (f"stopped by {signal_name} at step {step}: saved the checkpoint {where}; "
+              "rerun the same command to resume")
+    super().__init__(text)
 
 
 def parse_signals(text):
@@ -154,6 +165,14 @@ class StopRequest:
     if stop:
       self.stopping_at = step
     return stop
+
+  @property
+  def requested(self):
+    """Whether a stop was asked for, even one too late to end the run early:
+    every process agrees on one seen by the last `should_stop`; a single
+    process also counts a signal that came after it (final eval or save)."""
+    return self.stopping_at is not None or (jax.process_count() == 1
+                                            and self.received is not None)
 
   @property
   def signal_name(self):

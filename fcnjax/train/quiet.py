@@ -1,4 +1,4 @@
-"""Two kinds of orbax / tensorstore noise that say nothing to a user, silenced at their source.
+"""Three kinds of orbax / tensorstore noise that say nothing to a user, silenced at their source.
 
 - "Given directory is read only=...": orbax warns whenever a manager is
   opened read-only, which is what evaluate and predict mean to do (twice
@@ -9,6 +9,10 @@
   flight; each of those then completes into the closed loop, and Python
   prints the error through sys.unraisablehook. The restore's own error is
   reported (once) by `checkpoint.Checkpoints`.
+- "Task exception was never retrieved" (asyncio's logger, ERROR): the same
+  failed restore leaves orbax's other per-array tasks (`ArrayHandler.metadata`,
+  tensorstore reads) holding the same read error; when the garbage collector frees them,
+  asyncio logs each one, at a time that depends on the collector.
 """
 import logging
 import sys
@@ -28,6 +32,16 @@ def silence_read_only_warning():
     logger.addFilter(_ReadOnlyFilter())
 
 
+class _OrphanedOrbaxTaskFilter(logging.Filter):
+  """Drops asyncio's unretrieved-task errors that come from orbax or tensorstore."""
+
+  def filter(self, record):
+    message = str(record.msg)
+    if not message.startswith("Task exception was never retrieved"):
+      return True
+    return not any(source in message for source in ("orbax", "tensorstore"))
+
+
 def _closed_loop(unraisable):
   value = unraisable.exc_value
   return isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
@@ -35,8 +49,9 @@ def _closed_loop(unraisable):
 
 def silence_closed_loop_errors():
   """Makes sys.unraisablehook drop 'Event loop is closed' RuntimeErrors and
-  pass everything else on (idempotent). Process-wide: late reads may land
-  after the restore has returned."""
+  asyncio's logger drop orbax's orphaned-task errors, passing everything
+  else on (idempotent). Process-wide: late reads and garbage collection may
+  come after the restore has returned."""
   previous = sys.unraisablehook
   if getattr(previous, "_fcnjax_quiet", False):
     return
@@ -47,3 +62,6 @@ def silence_closed_loop_errors():
 
   hook._fcnjax_quiet = True
   sys.unraisablehook = hook
+  logger = logging.getLogger("asyncio")
+  if not any(isinstance(f, _OrphanedOrbaxTaskFilter) for f in logger.filters):
+    logger.addFilter(_OrphanedOrbaxTaskFilter())
