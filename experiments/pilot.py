@@ -56,7 +56,8 @@ def main(argv):
 
 def run():
   flags.DEFINE_enum("study", "upsampling", ["upsampling", "skip"], "Which study's arms.")
-  study.define_flags(os.path.join(cli.CONFIG_DIR, "upsampling_study.py"), "runs/pilot", seeds=1)
+  cli.define_study_flags(os.path.join(cli.CONFIG_DIR, "upsampling_study.py"),
+                         "runs/pilot", seeds=1)
   flags.DEFINE_list("arms", None, "The arms to pilot (seed 0 each).")
   flags.mark_flag_as_required("arms")
   cli.run(main, __name__)

@@ -59,7 +59,8 @@ def main(argv):
 
 
 def run():
-  study.define_flags(os.path.join(cli.CONFIG_DIR, "skip_study.py"), "runs/skip_study")
+  cli.define_study_flags(os.path.join(cli.CONFIG_DIR, "skip_study.py"),
+                         "runs/skip_study")
   flags.DEFINE_list("arms", None, f"A subset of {list(ARMS)} (default: all).")
   cli.run(main, __name__)
 

@@ -44,7 +44,8 @@ def main(argv):
 
 
 def run():
-  study.define_flags(os.path.join(cli.CONFIG_DIR, "upsampling_study.py"), "runs/upsampling_study")
+  cli.define_study_flags(os.path.join(cli.CONFIG_DIR, "upsampling_study.py"),
+                         "runs/upsampling_study")
   flags.DEFINE_list("arms", None, "Upsampling operators (default: all registered).")
   cli.run(main, __name__)
 

@@ -3,7 +3,6 @@
     python -m fcnjax.preview --dataset=shapes --out=grid.png
     python -m fcnjax.preview --dataset=voc --manual_dir=/data/VOC2012 --split=eval --out=voc.png
 """
-import numpy as np
 from absl import flags
 from PIL import Image
 
@@ -11,19 +10,14 @@ FLAGS = flags.FLAGS
 
 
 def preview_grid(data_config, split, num, size):
-  """(2*size, num*size, 3) uint8: images on top, coloured masks below."""
+  """(2*size, num*size, 3) uint8: images on top, coloured masks below
+  (`viz.image_mask_grid` of the split's first `num` examples)."""
   from fcnjax import viz
   from fcnjax.data import pipeline
   info = pipeline.get_info(data_config)
   source = pipeline.get_source(data_config, split)
-  tiles = []
-  for i in range(min(num, len(source))):
-    image, label = source[i]
-    mask = viz.colorize(label, info.palette)
-    tiles.append(np.concatenate([
-        np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR)),
-        np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST))], axis=0))
-  return np.concatenate(tiles, axis=1)
+  pairs = [source[i] for i in range(min(num, len(source)))]
+  return viz.image_mask_grid(pairs, info.palette, size)
 
 
 def main(argv):

@@ -83,6 +83,23 @@ def save_palette_png(path, mask, palette):
   image.save(path)
 
 
+def image_mask_grid(pairs, palette, size):
+  """(2*size, n*size, 3) uint8 from n (image (H, W, 3) uint8, mask (H, W))
+  pairs: images resized to size x size on top (bilinear), coloured masks
+  below (nearest)."""
+  tiles = []
+  for image, mask in pairs:
+    tiles.append(np.concatenate([
+        np.asarray(Image.fromarray(_as_uint8_image(image)).resize((size, size),
+                                                                  Image.BILINEAR)),
+        np.asarray(Image.fromarray(colorize(mask, palette)).resize((size, size),
+                                                                   Image.NEAREST))],
+        axis=0))
+  if not tiles:
+    raise ValueError("image_mask_grid: no (image, mask) pairs")
+  return np.concatenate(tiles, axis=1)
+
+
 def _makedirs_for(path):
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)

@@ -1,7 +1,23 @@
-"""Test setup: 8 fake CPU devices, set before jax is imported anywhere."""
+"""Test setup: 8 fake CPU devices, set before jax is imported anywhere; one
+JAX compilation cache for the session (in-process and the CLI processes the
+tests start), so the many tests that compile the same tiny programs compile
+each once."""
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+if "FCNJAX_COMPILATION_CACHE" not in os.environ:
+  _cache = tempfile.mkdtemp(prefix="fcnjax_test_jax_cache_")
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ["FCNJAX_COMPILATION_CACHE"] = _cache
+
+import jax  # noqa: E402  (after the flags above)
+
+jax.config.update("jax_compilation_cache_dir", os.environ["FCNJAX_COMPILATION_CACHE"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

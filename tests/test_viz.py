@@ -189,3 +189,18 @@ def test_markdown_table():
       "| bilinear | 0.6123 | 10 |",
       "| transpose | 0.5000 |  |",
   ]
+
+
+def test_image_mask_grid_stacks_images_over_palette_masks():
+  """At the images' own size the grid is the images side by side over
+  palette[mask] side by side, pixel for pixel."""
+  rng = np.random.default_rng(0)
+  pal = palette(5)
+  images = rng.integers(0, 256, (2, 6, 6, 3), dtype=np.uint8)
+  masks = rng.integers(0, 5, (2, 6, 6))
+  grid = viz.image_mask_grid(list(zip(images, masks)), pal, 6)
+  assert grid.shape == (12, 12, 3) and grid.dtype == np.uint8
+  np.testing.assert_array_equal(grid[:6], np.concatenate(images, axis=1))
+  np.testing.assert_array_equal(grid[6:], np.concatenate(pal[masks], axis=1))
+  with pytest.raises(ValueError, match="no \\(image, mask\\) pairs"):
+    viz.image_mask_grid([], pal, 6)

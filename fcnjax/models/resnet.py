@@ -11,7 +11,7 @@ Parameter tree (batch_stats mirrors the bn* entries with mean / var):
   layer{i}_{j}/conv{1,2[,3]}/kernel, bn{1,2[,3]}/{scale, bias}
   layer{i}_0/downsample_conv/kernel, downsample_bn/{scale, bias}   (where shapes change)
 Names follow torchvision's state dict (layer1.0.conv1 -> layer1_0/conv1), so
-`fcnjax.convert.resnet_from_torch` is a renaming and a transpose.
+`models.torch_weights.resnet_from_torch` is a renaming and a transpose.
 """
 import functools
 from typing import Any, Optional, Sequence

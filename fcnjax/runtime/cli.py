@@ -31,6 +31,14 @@ def define_flags(checkpoint_choice=False):
   flags.mark_flags_as_required(["config", "workdir"])
 
 
+def define_study_flags(default_config, default_workdir, seeds=5):
+  """The flags of a study script: --config (+ overrides), --workdir, --seeds."""
+  config_flags.DEFINE_config_file("config", default_config, "Base config of every run.",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", default_workdir, "Where the runs and results go.")
+  flags.DEFINE_list("seeds", [str(s) for s in range(seeds)], "Seeds of every arm (paired).")
+
+
 def default_compilation_cache_dir():
   return os.environ.get("FCNJAX_COMPILATION_CACHE",
                         os.path.join(os.path.expanduser("~"), ".cache", "fcnjax", "jax"))

@@ -39,16 +39,6 @@ SCORED_SPLITS = ("test", "train")
 METRICS = ("pixel_acc", "mean_acc", "mean_iou", "bf", "boundary_iou")
 
 
-def define_flags(default_config, default_workdir, seeds=5):
-  """The flags of a study script: --config (+ overrides), --workdir, --seeds."""
-  from absl import flags
-  from ml_collections import config_flags
-  config_flags.DEFINE_config_file("config", default_config, "Base config of every run.",
-                                  lock_config=True)
-  flags.DEFINE_string("workdir", default_workdir, "Where the runs and results go.")
-  flags.DEFINE_list("seeds", [str(s) for s in range(seeds)], "Seeds of every arm (paired).")
-
-
 def kept_bytes(model, input_shape):
   """Bytes per image a model keeps for its decoder: the leaves it sows into
   'intermediates' (switches: 1 byte per pooled element; FCN skip maps: their
