@@ -17,7 +17,7 @@ TOY = ["--config.data.tfds_config=tiny", "--config.data.crop_size=32",
        "--config.eval_every_steps=2", "--config.checkpoint_every_steps=4",
        "--config.optimizer.warmup_steps=0"]
 ARMS = ("learned", "bilinear")
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1)  # two paired seeds: the least a paired t interval needs
 
 
 @pytest.fixture(scope="module")
