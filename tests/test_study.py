@@ -54,21 +54,40 @@ def test_every_run_trains_on_selection_and_scores_its_final_weights(study):
   assert results["provenance"]["commit"] and results["seeds"] == list(SEEDS)
 
 
+def _toy_config(work):
+  """The toy study's base config, as its command line builds it."""
+  from fcnjax.studies import experiment
+  from fcnjax.configs.upsampling_study import get_config
+  config = get_config()
+  for arg in TOY + [f"--config.data.data_dir={work / 'tfds'}"]:
+    field, [value] = experiment.parse_sweep(arg[len("--config."):], config)
+    config = experiment.with_fields(config, {field: value})
+  return config
+
+
+def test_a_rerun_reads_every_run_back_with_the_same_scores(study):
+  """The same study again: nothing is trained, every run is marked cached and
+  scored as before (one scoring rule, fresh or resumed)."""
+  from fcnjax.studies import study as study_lib
+  work, results, _ = study
+  assert not any(run["cached"] for run in results["runs"])  # the first invocation trained them
+  arms = {run["arm"]: run["fields"] for run in results["runs"]}
+  again = study_lib.run_arms(_toy_config(work), str(work), arms, SEEDS, log=lambda line: None)
+  assert [r["name"] for r in again] == [r["name"] for r in results["runs"]]
+  for new, old in zip(again, results["runs"]):
+    assert new["cached"] and new["scores"] == old["scores"]
+
+
 def test_test_scores_equal_an_independent_confusion_matrix(study):
   """One run's test mIoU recomputed with numpy from its checkpoint's predictions."""
   from fcnjax.studies import experiment
-  from fcnjax.configs.upsampling_study import get_config
   from fcnjax.data import pipeline
   from fcnjax.inference import restore
   from fcnjax.train import step as step_lib
   import jax
   work, results, _ = study
   run = results["runs"][0]
-  config = get_config()
-  for arg in TOY + [f"--config.data.data_dir={work / 'tfds'}"]:
-    field, [value] = experiment.parse_sweep(arg[len("--config."):], config)
-    config = experiment.with_fields(config, {field: value})
-  config = experiment.with_fields(config, {**run["fields"], "seed": run["seed"]})
+  config = experiment.with_fields(_toy_config(work), {**run["fields"], "seed": run["seed"]})
   state, info = restore(config, str(work / run["name"]), which="latest")
   data = experiment.with_fields(config, {"data.eval_split": "test"}).data
   hist = np.zeros((info.num_classes,) * 2, np.int64)

@@ -185,6 +185,15 @@ def plateau_gain(points, fraction=0.2):
   return float(points[-1][1] - before[-1]) if before else float("nan")
 
 
+def _scored(run_dir, budget):
+  """Whether RUN/scores.json holds the scores of the finished run (step = budget)."""
+  try:
+    with open(os.path.join(run_dir, "scores.json")) as f:
+      return json.load(f).get("step") == budget
+  except (OSError, ValueError):
+    return False
+
+
 def train_run(config, run_dir):
   """Trains (or resumes) one run to its budget, then `score_run`."""
   from fcnjax.train import loop
@@ -193,7 +202,9 @@ def train_run(config, run_dir):
 
 
 def run_arms(config, workdir, arms, seeds, log=print):
-  """Trains every (arm, seed) in WORKDIR/<arm>,seed=<s>/ -> one dict per run."""
+  """Trains every (arm, seed) in WORKDIR/<arm>,seed=<s>/ -> one dict per run
+  ('wall_s': this invocation's time for it; 'cached': it was already trained
+  and scored, so that time is only the check)."""
   configs = {(a, s): experiment.with_fields(config, {**fields, SEED: int(s)})
              for a, fields in arms.items() for s in seeds}
   experiment.check_configs({f"{a},seed={s}": c for (a, s), c in configs.items()})
@@ -203,11 +214,12 @@ def run_arms(config, workdir, arms, seeds, log=print):
     log(f"[{k}/{len(configs)}] {name}")
     start = time.time()
     run_dir = os.path.join(workdir, name)
+    cached = _scored(run_dir, cfg.num_train_steps)  # trained by an earlier invocation
     scores = train_run(cfg, run_dir)
     curves = history.load_history(run_dir)
     runs.append({"arm": arm, SEED: int(seed), "name": name, "fields": arms[arm],
-                 "wall_s": round(time.time() - start, 1), "scores": scores,
-                 "curves": curves,
+                 "wall_s": round(time.time() - start, 1), "cached": cached,
+                 "scores": scores, "curves": curves,
                  "plateau_gain": plateau_gain(curves.get("eval_mean_iou", []))})
   return runs
 

@@ -74,10 +74,12 @@ def contrast_table(rows):
 
 def markdown(results):
   p = results["provenance"]
+  cached = sum(bool(r.get("cached")) for r in results["runs"])
+  note = f" ({cached} of them trained and scored before, read back)" if cached else ""
   return "\n\n".join([
       f"Commit {p['commit'][:12]}, {p['devices']} ({p['processor']}, {p['cpus']} cores), "
       f"jax {p['jax']}, flax {p['flax']}; wall time {results['wall_s'] / 60:.1f} min "
-      f"for {len(results['runs'])} runs; seeds {results['seeds']}.",
+      f"for {len(results['runs'])} runs{note}; seeds {results['seeds']}.",
       "Protocol: " + PROTOCOL,
       costs_table(results), seeds_table(results),
       "Pre-registered contrasts (test mIoU, A - B):", contrast_table(results["contrasts"]),
