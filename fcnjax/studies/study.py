@@ -153,23 +153,31 @@ def score_split(config, state, info, split):
   return scores
 
 
+def _cached_scores(run_dir, budget):
+  """RUN/scores.json when it holds the scores of the finished run (step =
+  budget), else None."""
+  path = os.path.join(run_dir, "scores.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    cached = json.load(f)
+  return cached if cached.get("step") == budget else None
+
+
 def score_run(config, run_dir):
   """{split: scores} of the run's final checkpoint, cached in RUN/scores.json
   (recomputed if the checkpoint's step changed). Refuses an unfinished run."""
   from fcnjax.inference import restore
-  path = os.path.join(run_dir, "scores.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      cached = json.load(f)
-    if cached.get("step") == config.num_train_steps:
-      return cached
+  cached = _cached_scores(run_dir, config.num_train_steps)
+  if cached is not None:
+    return cached
   state, info = restore(config, run_dir, which="latest")
   if int(state.step) != config.num_train_steps:
     raise ValueError(f"{run_dir}: the newest checkpoint is step {int(state.step)}, not the "
                      f"budget's {config.num_train_steps}; re-run the study to finish it")
   scores = {"step": int(state.step),
             **{split: score_split(config, state, info, split) for split in SCORED_SPLITS}}
-  with open(path, "w") as f:
+  with open(os.path.join(run_dir, "scores.json"), "w") as f:
     json.dump(scores, f, indent=2)
   return scores
 
@@ -183,15 +191,6 @@ def plateau_gain(points, fraction=0.2):
   final = points[-1][0]
   before = [v for s, v in points if s <= (1 - fraction) * final]
   return float(points[-1][1] - before[-1]) if before else float("nan")
-
-
-def _scored(run_dir, budget):
-  """Whether RUN/scores.json holds the scores of the finished run (step = budget)."""
-  try:
-    with open(os.path.join(run_dir, "scores.json")) as f:
-      return json.load(f).get("step") == budget
-  except (OSError, ValueError):
-    return False
 
 
 def train_run(config, run_dir):
@@ -214,7 +213,7 @@ def run_arms(config, workdir, arms, seeds, log=print):
     log(f"[{k}/{len(configs)}] {name}")
     start = time.time()
     run_dir = os.path.join(workdir, name)
-    cached = _scored(run_dir, cfg.num_train_steps)  # trained by an earlier invocation
+    cached = _cached_scores(run_dir, cfg.num_train_steps) is not None  # an earlier invocation's
     scores = train_run(cfg, run_dir)
     curves = history.load_history(run_dir)
     runs.append({"arm": arm, SEED: int(seed), "name": name, "fields": arms[arm],
