@@ -129,10 +129,29 @@ def test_init_from_bad_source(data_dir, untouched, tmp_path, kind):
 
 
 def test_init_from_a_run_of_another_model(data_dir, untouched, tmp_path):
-  config = tiny_config(data_dir, init_from=untouched, **{"model.name": "segnet",
-                                                         "data.crop_size": 32})
+  config = tiny_config(data_dir, init_from=untouched, **{
+      "model.name": "segnet", "model.backbone": "tiny", "data.crop_size": 32})
   _refused(ValueError, rf"config\.init_from={re.escape(repr(untouched))}: no parameter",
            loop.train_and_evaluate, config, str(tmp_path / "segnet"))
+
+
+def test_init_from_an_fcn_run_gives_segnet_its_encoder(data_dir, untouched):
+  """SegNet on the FCN run's backbone shares its encoder layers (one VGGBackbone):
+  init_from copies exactly those, and leaves the decoder as initialised."""
+  import jax
+  from fcnjax.train import assemble
+  config = tiny_config(data_dir, **{"model.name": "segnet", "data.crop_size": 32})
+  state, _ = assemble.create_state(
+      config, assemble.build_model(config, pipeline.get_info(config.data)), jax.random.key(0))
+  loaded = assemble.load_init(state, untouched)
+  fcn = checkpoint.restore_params(untouched, which="best")
+  flat = lambda tree: {jax.tree_util.keystr(k): np.asarray(v)
+                       for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  got, want, fresh = flat(loaded.params), flat(fcn), flat(state.params)
+  encoder = [k for k in got if k.startswith("['backbone']")]
+  assert encoder and all(k in want for k in encoder)  # conv{s}_{i}, bn{s}_{i}
+  for k in got:
+    np.testing.assert_array_equal(got[k], want[k] if k in encoder else fresh[k])
 
 
 # --- evaluate ------------------------------------------------------------------

@@ -145,9 +145,11 @@ def _torch(x):
 def test_segnet_switches_and_unpooling_by_value():
   x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 32, 32, 3)), jnp.float32)
   params, inter = _intermediates("segnet", x)
-  switches = inter["switches1"][0].astype(np.int64)
-  # The switches point at each 2x2 window's maximum of conv1_1 (unique maxima).
-  windows = inter["conv1_1"]["__call__"][0].reshape(1, 16, 2, 16, 2, 8)
+  switches = inter["backbone"]["switches1"][0].astype(np.int64)
+  # The switches point at each 2x2 window's maximum of relu(conv1_1), the tiny
+  # backbone's first pool's input (unique maxima: all-zero windows excluded).
+  pooled_input = np.maximum(inter["backbone"]["conv1_1"]["__call__"][0], 0)
+  windows = pooled_input.reshape(1, 16, 2, 16, 2, 8)
   windows = windows.transpose(0, 1, 3, 5, 2, 4).reshape(1, 16, 16, 8, 4)
   top2 = np.sort(windows, -1)[..., -2:]
   unique = top2[..., 1] > top2[..., 0]
@@ -165,7 +167,7 @@ def test_segnet_switches_and_unpooling_by_value():
 def test_deconvnet_unpools_then_deconvolves_by_value():
   x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 32, 32, 3)), jnp.float32)
   params, inter = _intermediates("deconvnet", x)
-  unpooled = _unpool(inter["deconv3_1"]["__call__"][0], inter["switches2"][0].astype(np.int64),
+  unpooled = _unpool(inter["deconv3_1"]["__call__"][0], inter["backbone"]["switches2"][0].astype(np.int64),
                      (16, 16))
   kernel = np.asarray(params["deconv2_1"]["TransposeConv_0"]["kernel"])  # (3, 3, in, out)
   expected = F.conv_transpose2d(_torch(unpooled),

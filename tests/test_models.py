@@ -39,7 +39,7 @@ def test_fcn_output_is_input_size_and_params_do_not_depend_on_it(variant, upsamp
 
 @pytest.mark.parametrize("name", ["segnet", "deconvnet"])
 def test_encoder_decoder_shapes(name):
-  model = models.build_model(dict(name=name, backbone="tiny"), 4)
+  model = models.build_model(dict(name=name, backbone="small"), 4)
   for shape in [(2, 97, 131, 3), (1, 64, 64, 3)]:
     x = jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32)
     variables = model.init(jax.random.key(0), x)
@@ -136,13 +136,15 @@ def test_errors_name_the_option():
     model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
-def _reference_encoder_decoder_params(deconvnet, num_classes):
-  """SegNet / DeconvNet (VGG16 encoder) layer by layer: convs without bias, each
-  followed by BatchNorm (scale + shift); the score conv with bias."""
+def _reference_encoder_decoder_params(deconvnet, num_classes, encoder_bn):
+  """SegNet / DeconvNet layer by layer: the VGG16 encoder's 3x3 convs with bias
+  (torchvision's vgg16 / vgg16_bn, encoder_bn: each followed by BatchNorm),
+  the decoder's convs without bias, each followed by BatchNorm (scale +
+  shift); the score conv with bias."""
   conv_bn = lambda k, cin, cout: k * k * cin * cout + 2 * cout
   vgg = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
          (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
-  total = sum(conv_bn(3, a, b) for a, b in vgg)
+  total = sum(9 * a * b + b + (2 * b if encoder_bn else 0) for a, b in vgg)
   decoder = [(512, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 256),
              (256, 256), (256, 256), (256, 128), (128, 128), (128, 64), (64, 64)]
   total += sum(conv_bn(3, a, b) for a, b in decoder)
@@ -151,12 +153,14 @@ def _reference_encoder_decoder_params(deconvnet, num_classes):
   return total + 9 * 64 * num_classes + num_classes  # conv1_1_D: 3x3, 64 -> classes
 
 
+@pytest.mark.parametrize("backbone", ["vgg16", "vgg16_bn"])
 @pytest.mark.parametrize("name", ["segnet", "deconvnet"])
-def test_encoder_decoder_params_match_the_reference_layers(name):
-  model = models.build_model(dict(name=name, backbone="vgg16"), 11)
+def test_encoder_decoder_params_match_the_reference_layers(name, backbone):
+  model = models.build_model(dict(name=name, backbone=backbone), 11)
   shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
   count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(shapes["params"]))
-  assert count == _reference_encoder_decoder_params(name == "deconvnet", 11)
+  assert count == _reference_encoder_decoder_params(name == "deconvnet", 11,
+                                                    backbone == "vgg16_bn")
 
 
 def _decoder(upsample, backbone="small"):

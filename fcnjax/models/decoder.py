@@ -1,7 +1,9 @@
 """An encoder-decoder in which the x2 upsampling operator is the only variable.
 
-Encoder: `len(widths)` stages of conv-BN-ReLU blocks, each closed by a 2x2 max
-pool that records its switches (uint8, 1 byte per pooled element). Decoder:
+Encoder: any registered backbone on its first config.model.depth stages
+(`family.encoder`: VGG's conv(-BN)-ReLU stages, each closed by a 2x2 max
+pool that records its switches, uint8, 1 byte per pooled element, when the
+operator needs them; a ResNet for operators without switches). Decoder:
 the mirrored stages, each *upsample x2 -> conv-BN-ReLU* (as in SegNet and the
 lecture: a parameter-free operator such as bed of nails is followed by learned
 filters). No skip connections, so the operator alone carries the spatial
@@ -20,21 +22,22 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fcnjax.models import family
-from fcnjax.models.encoder_decoder import ConvBNReLU, switch_encoder
+from fcnjax.models.encoder_decoder import ConvBNReLU
 from fcnjax.models.upsamplers import UPSAMPLERS
 
 
 class UpsamplingDecoderNet(nn.Module):
-  """Encoder with switch pools + skip-free decoder of x2 `upsample` stages.
+  """Backbone (its first `depth` stages, no head) + skip-free decoder of x2 stages.
 
-  widths: channels per encoder stage (one pool each, so the input needs at
-  least 2^len(widths) rows and columns); stage_sizes: conv-BN-ReLU blocks per
-  encoder stage; one per decoder stage.
+  backbone: an unbound module returning features by stride ('stride2' ...
+  'stride{2^n}', and features['switches'] when the operator needs them:
+  `family.encoder`). Decoder stage s (n .. 1): `upsample` x2 to the stride
+  2^(s-1) map's size (the input's for s = 1) -> one conv-BN-ReLU with that
+  map's channels (stage 1's: the stride-2 map's).
   """
   num_classes: int
+  backbone: nn.Module
   upsample: str = "max_unpool"
-  widths: Sequence[int] = (16, 32, 64, 96)
-  stage_sizes: Sequence[int] = (2, 2, 2, 2)
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
@@ -43,30 +46,40 @@ class UpsamplingDecoderNet(nn.Module):
   def __call__(self, x, *, train=False):
     if self.upsample not in UPSAMPLERS:
       raise ValueError(f"upsample={self.upsample!r}; valid: {tuple(UPSAMPLERS)}")
+    _, h, w, _ = x.shape
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     block = functools.partial(ConvBNReLU, axis_name=self.axis_name, **kw)
     up = UPSAMPLERS[self.upsample]
-    x, pools = switch_encoder(self, x.astype(self.dtype), self.stage_sizes, self.widths,
-                              train=train, keep_switches=up.needs_switches)
-    for s in range(len(self.widths), 0, -1):
-      switches, size = pools[s - 1]
-      x = up(2, name=f"up{s}", **kw)(x, switches, size)
-      out = self.widths[s - 2] if s > 1 else self.widths[0]
-      x = block(out, name=f"dec{s}")(x, train=train)
+    features = self.backbone(x.astype(self.dtype), train=train)
+    switches = features.get("switches", {})
+    depth = self.backbone.coarsest_stride.bit_length() - 1
+    x = features[f"stride{2 ** depth}"]
+    for s in range(depth, 0, -1):
+      finer = features[f"stride{2 ** (s - 1)}"] if s > 1 else features["stride2"]
+      size = finer.shape[1:3] if s > 1 else (h, w)
+      x = up(2, name=f"up{s}", **kw)(x, switches.get(f"stride{2 ** s}"), size)
+      x = block(finer.shape[-1], name=f"dec{s}")(x, train=train)
     score = nn.Conv(self.num_classes, (1, 1), name="score", **kw)(x)
     return score.astype(jnp.float32)
 
 
+def _switches(model_config):
+  return UPSAMPLERS[model_config["upsample"]].needs_switches
+
+
 def from_config(model_config, num_classes, *, dtype=jnp.float32, axis_name=None):
-  """The decoder net on the first config.model.depth stages of `VGG_SIZES[backbone]`."""
-  stage_sizes, widths = family.vgg_stages(model_config)
-  return UpsamplingDecoderNet(num_classes, upsample=model_config["upsample"], widths=widths,
-                              stage_sizes=stage_sizes, axis_name=axis_name, dtype=dtype)
+  """The decoder net on `family.encoder` (config.model.backbone, depth), which
+  records switches only when config.model.upsample needs them."""
+  backbone = family.encoder(model_config, switches=_switches(model_config),
+                            axis_name=axis_name, dtype=dtype)
+  return UpsamplingDecoderNet(num_classes, backbone=backbone,
+                              upsample=model_config["upsample"], axis_name=axis_name,
+                              dtype=dtype)
 
 
 def check(model_config, input_size=None):
   family.choice("upsample", model_config["upsample"], UPSAMPLERS, " for the decoder model")
-  family.vgg_stage_check(model_config, input_size)
+  family.encoder_check(_switches)(model_config, input_size)
 
 
 FAMILY = family.Family(from_config, ("upsample", "depth"), check)

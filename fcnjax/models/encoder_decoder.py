@@ -1,8 +1,9 @@
 """Encoder-decoder networks that upsample with max-unpooling switches.
 
 SegNet (Badrinarayanan et al.): a VGG encoder whose max-pools remember their
-switches (1 byte per pooled element); a mirrored decoder puts each value back
-with `max_unpool` and densifies it with convolutions.
+switches (1 byte per pooled element; `VGGBackbone(switches=True)`, any
+registered backbone that records them); a mirrored decoder puts each value
+back with `max_unpool` and densifies it with convolutions.
 
 DeconvNet (Noh et al.): the same encoder, fc6/fc7 as convolutions, then
 mirrored stages of max-unpooling followed by learned transpose convolutions
@@ -29,6 +30,9 @@ Departures from the reference nets, each deliberate:
   steps where this one reaches 0.10 (SegNet: 0.02).
 SegNet's decoder ends as the reference does: its last 3x3 conv (conv1_1_D)
 maps the stage-1 features straight to the classes (no extra conv-BN-ReLU).
+The encoder is the backbone's ('backbone' subtree): with 'vgg16_bn' it is
+the reference's (3x3 conv with bias -> BN -> ReLU); with 'vgg16' or 'tiny'
+it has no BatchNorm. The decoder mirrors the encoder's stage sizes.
 
 Inputs (N, H, W, 3) NHWC, outputs (N, H, W, num_classes) float32 logits.
 BatchNorm statistics live in the 'batch_stats' collection (train=True uses
@@ -42,7 +46,6 @@ import jax.numpy as jnp
 
 from fcnjax.models import family
 from fcnjax.models.upsamplers import MaxUnpool, TransposeConv
-from fcnjax.ops.upsample import max_pool_with_switches
 
 
 class ConvBNReLU(nn.Module):
@@ -68,62 +71,43 @@ class ConvBNReLU(nn.Module):
     return nn.relu(x)
 
 
-def switch_encoder(module, x, stage_sizes, widths, *, train, keep_switches=True):
-  """The switch-pool encoder of SegNet, DeconvNet and the decoder net.
-
-  Built in the calling module's scope (layers conv{s}_{i}, ConvBNReLU with
-  that module's axis_name and dtypes): per stage s, stage_sizes[s-1] 3x3
-  conv-BN-ReLU blocks of widths[s-1] channels, then a 2x2 max pool that
-  records its switches. x (N, H, W, C), H and W >= 2**len(widths).
-  Returns the (N, H/2^d, W/2^d, widths[-1]) bottleneck and, per stage, the
-  (switches or None, pre-pool (h, w)) the decoder unpools with; with
-  keep_switches the switches are also sown as intermediates 'switches{s}'
-  (what the model costs count as kept bytes).
-  """
-  depth = len(widths)
-  if min(x.shape[1:3]) < 2 ** depth:
-    raise ValueError(f"input {x.shape[1]}x{x.shape[2]} smaller than the "
-                     f"{2 ** depth}x{2 ** depth} the {depth} pooling stages need")
-  block = functools.partial(ConvBNReLU, axis_name=module.axis_name, dtype=module.dtype,
-                            param_dtype=module.param_dtype)
-  pools = []
-  for s, (n, width) in enumerate(zip(stage_sizes, widths), start=1):
-    for i in range(1, n + 1):
-      x = block(width, name=f"conv{s}_{i}")(x, train=train)
-    size = x.shape[1:3]
-    x, switches = max_pool_with_switches(x)
-    if keep_switches:
-      module.sow("intermediates", f"switches{s}", switches)
-    pools.append((switches if keep_switches else None, size))
-  return x, pools
-
-
 class _SwitchEncoderDecoder(nn.Module):
-  """Shared skeleton: encoder stages + switch pools, middle, mirrored decoder."""
+  """Shared skeleton: backbone with switch pools, middle, mirrored decoder.
+
+  backbone: an unbound module returning features by stride and
+  features['switches'] (`VGGBackbone(head=False, switches=True)`);
+  stage_sizes: its convs per stage, which the decoder mirrors.
+  """
   num_classes: int
-  stage_sizes: Sequence[int] = (2, 2, 3, 3, 3)
-  widths: Sequence[int] = (64, 128, 256, 512, 512)
+  backbone: nn.Module
+  stage_sizes: Sequence[int]
   deconv_decoder: bool = False  # DeconvNet: transpose convs in the decoder
-  fc_width: int = 0  # DeconvNet: fc6/fc7 width (0 = no fc layers)
+  fc_width: int = 0  # DeconvNet: fc6/fc7 width (0: no fc layers; None: 2x the bottleneck's)
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train=False):
+    _, h, w, _ = x.shape
+    features = self.backbone(x, train=train)
     depth = len(self.stage_sizes)
-    x, pools = switch_encoder(self, x, self.stage_sizes, self.widths, train=train)
+    maps = [features[f"stride{2 ** s}"] for s in range(1, depth + 1)]
+    widths = [m.shape[-1] for m in maps]
+    sizes = [(h, w)] + [m.shape[1:3] for m in maps]  # pre-pool sizes, stage by stage
     block = functools.partial(ConvBNReLU, axis_name=self.axis_name, dtype=self.dtype,
                               param_dtype=self.param_dtype)
-    if self.fc_width:
-      x = block(self.fc_width, kernel_size=7, name="fc6")(x, train=train)
-      x = block(self.fc_width, kernel_size=1, name="fc7")(x, train=train)
-      x = block(self.widths[-1], kernel_size=7, transpose=True, name="deconv_fc6")(x, train=train)
+    x = maps[-1]
+    if self.fc_width != 0:
+      fc_width = self.fc_width or 2 * widths[-1]
+      x = block(fc_width, kernel_size=7, name="fc6")(x, train=train)
+      x = block(fc_width, kernel_size=1, name="fc7")(x, train=train)
+      x = block(widths[-1], kernel_size=7, transpose=True, name="deconv_fc6")(x, train=train)
     for s in range(depth, 0, -1):
-      switches, size = pools[s - 1]
-      x = MaxUnpool(2, dtype=self.dtype, name=f"unpool{s}")(x, switches, size)
-      n, width = self.stage_sizes[s - 1], self.widths[s - 1]
-      out = self.widths[s - 2] if s > 1 else self.widths[0]
+      switches = features["switches"][f"stride{2 ** s}"]
+      x = MaxUnpool(2, dtype=self.dtype, name=f"unpool{s}")(x, switches, sizes[s - 1])
+      n, width = self.stage_sizes[s - 1], widths[s - 1]
+      out = widths[s - 2] if s > 1 else widths[0]
       last = 1 if s > 1 else 2  # the score conv is the last stage's last layer (conv1_1_D)
       for i in range(n, last - 1, -1):
         x = block(width if i > 1 else out, transpose=self.deconv_decoder,
@@ -134,18 +118,20 @@ class _SwitchEncoderDecoder(nn.Module):
 
 
 SegNet = functools.partial(_SwitchEncoderDecoder, deconv_decoder=False, fc_width=0)
-DeconvNet = functools.partial(_SwitchEncoderDecoder, deconv_decoder=True, fc_width=4096)
+DeconvNet = functools.partial(_SwitchEncoderDecoder, deconv_decoder=True, fc_width=None)
 
 
-def _family(name, net):
+def _family(net):
   def from_config(model_config, num_classes, *, dtype=jnp.float32, axis_name=None):
-    stage_sizes, widths = family.vgg_stages(model_config)
-    fc = {"fc_width": 2 * widths[-1]} if name == "deconvnet" and model_config["backbone"] != "vgg16" else {}
-    return net(num_classes, stage_sizes=stage_sizes, widths=widths, axis_name=axis_name,
-               dtype=dtype, **fc)
+    backbone = family.encoder(model_config, switches=True, axis_name=axis_name, dtype=dtype)
+    # DeconvNet's fc6 / fc7: VGG16's 4096 channels, else twice the bottleneck's.
+    fc = {"fc_width": 4096} if net is DeconvNet and model_config["backbone"].startswith(
+        "vgg16") else {}
+    return net(num_classes, backbone=backbone, stage_sizes=backbone.stage_sizes,
+               axis_name=axis_name, dtype=dtype, **fc)
 
-  return family.Family(from_config, ("depth",), family.vgg_stage_check)
+  return family.Family(from_config, ("depth",), family.encoder_check(lambda c: True))
 
 
-SEGNET = _family("segnet", SegNet)
-DECONVNET = _family("deconvnet", DeconvNet)
+SEGNET = _family(SegNet)
+DECONVNET = _family(DeconvNet)

@@ -34,36 +34,32 @@ def choice(field, value, valid, what=""):
     raise ValueError(f"config.model.{field}={value!r}; valid{what}: {tuple(valid)}")
 
 
-def min_input_check(pools):
-  """A `check` refusing inputs smaller than 2**pools(model_config) pixels a side."""
+def check_depth(backbone, depth, stages):
+  """ValueError naming config.model.depth unless it is None or 1..stages."""
+  if depth is not None and (not isinstance(depth, int) or not 1 <= depth <= stages):
+    raise ValueError(f"config.model.depth={depth!r}: backbone {backbone!r} has {stages} "
+                     f"stride-halving stages; use 1..{stages} (None: all)")
+
+
+def encoder(model_config, *, switches, axis_name=None, dtype=None):
+  """An encoder-decoder's encoder: `BACKBONES[config.model.backbone]` on its first
+  config.model.depth stages (None: all), without its head, recording its
+  pools' switches when `switches` (ValueError naming what it cannot provide)."""
+  import jax.numpy as jnp
+  from fcnjax.models.backbones import BACKBONES
+  return BACKBONES[model_config["backbone"]](
+      model_config, axis_name=axis_name, dtype=dtype or jnp.float32,
+      depth=model_config["depth"], head=False, switches=switches)
+
+
+def encoder_check(switches):
+  """A `check` of an encoder-decoder family: the encoder it asks for can be
+  built, and an input_size x input_size image passes all its pools."""
   def check(model_config, input_size=None):
-    if input_size is None:
-      return
-    need = 2 ** pools(model_config)
-    if input_size < need:
+    need = encoder(model_config, switches=switches(model_config)).coarsest_stride
+    if input_size is not None and input_size < need:
       raise ValueError(f"config.data.crop_size={input_size}: config.model.name="
-                       f"{model_config['name']!r} pools {pools(model_config)} times and "
-                       f"needs at least {need}x{need} inputs")
+                       f"{model_config['name']!r} pools {need.bit_length() - 1} times "
+                       f"(backbone {model_config['backbone']!r}, depth "
+                       f"{model_config['depth']}) and needs at least {need}x{need} inputs")
   return check
-
-
-def vgg_stages(model_config):
-  """(stage_sizes, widths) of `VGG_SIZES[backbone]`, the first `depth` stages
-  (config.model.depth; None: all): the one size table of the networks that
-  build a VGG-style switch-pool encoder (decoder, SegNet, DeconvNet)."""
-  from fcnjax.models.vgg import VGG_SIZES
-  name, backbone, depth = model_config["name"], model_config["backbone"], model_config["depth"]
-  choice("backbone", backbone, VGG_SIZES, f" for {name} (a VGG-style switch-pool encoder)")
-  sizes = VGG_SIZES[backbone]
-  stages = len(sizes["stage_sizes"])
-  depth = stages if depth is None else depth
-  if not isinstance(depth, int) or not 1 <= depth <= stages:
-    raise ValueError(f"config.model.depth={model_config['depth']!r}: {backbone!r} has "
-                     f"{stages} pooling stages; use 1..{stages} (None: all)")
-  return tuple(sizes["stage_sizes"][:depth]), tuple(sizes["widths"][:depth])
-
-
-def vgg_stage_check(model_config, input_size=None):
-  """`check` of a switch-pool encoder family: backbone, depth, input size."""
-  stages, _ = vgg_stages(model_config)
-  min_input_check(lambda c: len(stages))(model_config, input_size)

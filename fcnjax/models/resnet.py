@@ -19,6 +19,9 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fcnjax.models import family
+from fcnjax.models.vgg import VGG_SIZES
+
 # torchvision's kaiming_normal_(mode='fan_out', nonlinearity='relu') for convs.
 CONV_INIT = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
@@ -78,8 +81,13 @@ class ResNet(nn.Module):
   """
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   bottleneck: bool = False
+  depth: Optional[int] = None  # keep the first `depth` strides (stem = 1); None: all
   axis_name: Optional[str] = None  # BatchNorm statistics averaged over this device axis
   dtype: Any = jnp.float32
+
+  @property
+  def coarsest_stride(self):
+    return 2 ** (self.depth or len(self.stage_sizes) + 1)
 
   @nn.compact
   def __call__(self, x, *, train=False):
@@ -90,7 +98,8 @@ class ResNet(nn.Module):
                      name="bn1")(x)
     features = {"stride2": nn.relu(x)}
     x = nn.max_pool(features["stride2"], (3, 3), strides=(2, 2), padding=_pad(3))
-    for i, n in enumerate(self.stage_sizes):
+    layers = (self.depth or len(self.stage_sizes) + 1) - 1  # the stem is the first stride
+    for i, n in enumerate(self.stage_sizes[:layers]):
       for j in range(n):
         stride = 2 if (i > 0 and j == 0) else 1
         x = ResidualBlock(64 * 2 ** i, stride, self.bottleneck, self.axis_name,
@@ -99,9 +108,16 @@ class ResNet(nn.Module):
     return features
 
 
-def resnet(size, model_config, axis_name=None, dtype=jnp.float32):
-  """ResNet of RESNET_SIZES[size]; it has one geometry (torchvision's) and no
-  dropout, so it refuses the VGG fields set otherwise rather than ignore them."""
+def resnet(size, model_config, axis_name=None, dtype=jnp.float32, *, depth=None, head=True,
+           switches=False):
+  """ResNet of RESNET_SIZES[size] (no head to drop: `head` changes nothing); it has
+  one geometry (torchvision's), no dropout and no 2x2 pools, so it refuses the
+  VGG fields set otherwise, and switches, rather than ignore them."""
+  del head
+  if switches:
+    raise ValueError(f"config.model.backbone={size!r} records no pooling switches (its one "
+                     "max pool is 3x3 / stride 2, overlapping): max-unpooling needs a "
+                     f"backbone with 2x2 switch pools, one of {tuple(VGG_SIZES)}")
   geometry = model_config.get("geometry", "same")
   if geometry != "same":
     raise ValueError(f"config.model.geometry={geometry!r}: the {size} backbone has "
@@ -109,4 +125,5 @@ def resnet(size, model_config, axis_name=None, dtype=jnp.float32):
   if model_config.get("dropout_rate", 0.0):
     raise ValueError(f"config.model.dropout_rate={model_config['dropout_rate']!r}: the "
                      f"{size} backbone has no dropout; leave it at 0.0")
-  return ResNet(axis_name=axis_name, dtype=dtype, **RESNET_SIZES[size])
+  family.check_depth(size, depth, len(RESNET_SIZES[size]["stage_sizes"]) + 1)
+  return ResNet(depth=depth, axis_name=axis_name, dtype=dtype, **RESNET_SIZES[size])

@@ -1,4 +1,9 @@
-"""VGG backbones: VGG16 (torchvision layer order) and two CPU-sized VGG-like nets.
+"""VGG backbones: VGG16 / VGG16-BN (torchvision layer order) and two CPU-sized nets.
+
+One encoder for every family: FCN and U-Net read its features by stride
+(fc7 as stride32); SegNet, DeconvNet and the decoder take it without the
+fc6/fc7 head (`head=False`), on their first `depth` stages, with 2x2 pools
+that record their switches (`switches=True`) when they unpool with them.
 
 Parameter tree of VGG16 (the FCN's 'backbone' subtree is the same minus fc8):
   backbone/conv{stage}_{i}/{kernel,bias}  3x3 convs, kernel HWIO (features.N)
@@ -13,7 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fcnjax.ops.fc import FC_IMPLS
-from fcnjax.ops.upsample import max_pool
+from fcnjax.ops.upsample import max_pool, max_pool_with_switches
 
 GEOMETRIES = ("same", "paper", "torchvision")
 
@@ -21,13 +26,20 @@ GEOMETRIES = ("same", "paper", "torchvision")
 class VGGBackbone(nn.Module):
   """VGG feature extractor returning features by stride (the backbone protocol).
 
-  Input (N, H, W, 3), NHWC. Geometry:
+  Input (N, H, W, 3), NHWC; per stage s: stage_sizes[s-1] 3x3 convs (with
+  bias; batch_norm: conv -> BatchNorm -> ReLU) of widths[s-1] channels, then
+  a 2x2 max pool. Geometry:
     'same': convs SAME, ceil pooling, fc6 SAME: pool_k has ceil(H / 2^k) rows,
       so any input size works.
     'paper': the Caffe FCN reference: conv1_1 padding 100, ceil pooling, fc6 VALID.
     'torchvision': conv padding 1, floor pooling, fc6 VALID (ImageNet classifier).
-  Returns {'stride2': pool1, 'stride4': pool2, 'stride8': pool3, 'stride16': pool4,
-  'stride32': fc7 (after dropout)}.
+  Returns {'stride2': pool1, 'stride4': pool2, ..., 'stride{2^n}': pool_n}
+  for n stages, where head=True replaces the coarsest map by fc7 (after
+  dropout): for VGG16 'stride32' is fc7. switches=True: floor pools that
+  record their switches (uint8, the window offset of each maximum), returned
+  as features['switches'] = {'stride2': (N, H/2, W/2, C1), ...} and sown as
+  intermediates 'switches{s}' (what a model keeps for its decoder); the
+  input then needs at least 2^n rows and columns.
   """
   stage_sizes: Sequence[int] = (2, 2, 3, 3, 3)
   widths: Sequence[int] = (64, 128, 256, 512, 512)
@@ -36,17 +48,41 @@ class VGGBackbone(nn.Module):
   fc_impl: str = "matmul"  # fc6 / fc7 as 'matmul' (im2col, fast on CPU) or 'xla' (lax conv)
   geometry: str = "same"
   dropout_rate: float = 0.5
-  batch_norm: bool = False  # conv -> BatchNorm -> ReLU (the 'small' CPU backbone)
+  batch_norm: bool = False  # conv -> BatchNorm -> ReLU ('small', 'vgg16_bn')
+  head: bool = True  # fc6 / fc7 on the last pool
+  switches: bool = False  # floor pools that record their switches
   axis_name: Optional[str] = None  # BatchNorm statistics averaged over this device axis
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x, *, train=False):
+  @property
+  def coarsest_stride(self):
+    return 2 ** len(self.stage_sizes)
+
+  def _check(self, x):
     if self.geometry not in GEOMETRIES:
       raise ValueError(f"geometry={self.geometry!r}; valid: {GEOMETRIES}")
+    if self.switches and self.geometry == "paper":
+      raise ValueError("switches=True pools in floor mode; the 'paper' geometry pools in "
+                       "ceil mode (use geometry='same')")
+    if self.switches and min(x.shape[1:3]) < self.coarsest_stride:
+      n = self.coarsest_stride
+      raise ValueError(f"input {x.shape[1]}x{x.shape[2]} smaller than the {n}x{n} the "
+                       f"{len(self.stage_sizes)} switch-recording pools need")
+
+  def _pool(self, x, s, features):
+    if not self.switches:
+      return max_pool(x, 2, ceil_mode=self.geometry != "torchvision")
+    x, switches = max_pool_with_switches(x)
+    self.sow("intermediates", f"switches{s}", switches)
+    features["switches"][f"stride{2 ** s}"] = switches
+    return x
+
+  @nn.compact
+  def __call__(self, x, *, train=False):
+    self._check(x)
     conv = functools.partial(nn.Conv, dtype=self.dtype, param_dtype=self.param_dtype)
-    pools = {}
+    features = {"switches": {}} if self.switches else {}
     for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths), start=1):
       for i in range(1, n + 1):
         pad = 100 if (self.geometry == "paper" and s == 1 and i == 1) else 1
@@ -56,21 +92,23 @@ class VGGBackbone(nn.Module):
                            axis_name=self.axis_name if train else None,
                            param_dtype=self.param_dtype, name=f"bn{s}_{i}")(x)
         x = nn.relu(x)
-      x = max_pool(x, 2, ceil_mode=self.geometry != "torchvision")
-      pools[s] = x
-    fc6_pad = "SAME" if self.geometry == "same" else "VALID"
-    fc = functools.partial(conv, conv_general_dilated=FC_IMPLS[self.fc_impl])
-    x = nn.relu(fc(self.fc_width, (self.fc6_kernel,) * 2, padding=fc6_pad, name="fc6")(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    x = nn.relu(fc(self.fc_width, (1, 1), name="fc7")(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return {"stride2": pools[1], "stride4": pools[2], "stride8": pools[3],
-            "stride16": pools[4], "stride32": x}
+      x = features[f"stride{2 ** s}"] = self._pool(x, s, features)
+    if self.head:
+      fc6_pad = "SAME" if self.geometry == "same" else "VALID"
+      fc = functools.partial(conv, conv_general_dilated=FC_IMPLS[self.fc_impl])
+      x = nn.relu(fc(self.fc_width, (self.fc6_kernel,) * 2, padding=fc6_pad, name="fc6")(x))
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      x = nn.relu(fc(self.fc_width, (1, 1), name="fc7")(x))
+      x = features[f"stride{self.coarsest_stride}"] = nn.Dropout(
+          self.dropout_rate, deterministic=not train)(x)
+    return features
 
 
-# VGGBackbone sizes by backbone name; SegNet / DeconvNet reuse the stage sizes and widths.
+# VGGBackbone sizes by backbone name: the one size table of every VGG-based model.
 VGG_SIZES = {
     "vgg16": dict(stage_sizes=(2, 2, 3, 3, 3), widths=(64, 128, 256, 512, 512), fc_width=4096),
+    "vgg16_bn": dict(stage_sizes=(2, 2, 3, 3, 3), widths=(64, 128, 256, 512, 512),
+                     fc_width=4096, batch_norm=True),
     "small": dict(stage_sizes=(2, 2, 2, 2, 2), widths=(16, 32, 64, 96, 96), fc_width=192,
                   batch_norm=True),
     "tiny": dict(stage_sizes=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32), fc_width=32),
