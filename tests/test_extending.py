@@ -56,9 +56,15 @@ class StridedNet(nn.Module):
       features[f"stride{stride}"] = x
     return features
 
+  coarsest_stride = 32
 
-def strided_net(model_config, axis_name=None, dtype=jnp.float32):
-  """The backbone factory: this net reads no config field."""
+
+def strided_net(model_config, axis_name=None, dtype=jnp.float32, *, depth=None, head=True,
+                switches=False):
+  """The backbone factory: this net reads no config field, has no head to drop,
+  one depth and no switch pools."""
+  if switches or depth is not None:
+    raise ValueError("config.model.backbone='strided' has no switch pools and one depth")
   return StridedNet(dtype=dtype)
 
 
@@ -134,3 +140,12 @@ def test_toy_backbone_trains_two_steps_in_an_fcn(registered, tmp_path):
   model = assemble.build_model(config, pipeline.get_info(config.data))
   params = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))["params"]
   assert sorted(params["backbone"]) == ["Conv_0", "Conv_1", "Conv_2"]
+  # The encoder-decoders refuse it, naming what it does not provide.
+  with pytest.raises(ValueError, match="no switch pools"):
+    assemble.build_model(experiment.with_fields(config, {"model.name": "segnet"}),
+                         pipeline.get_info(config.data))
+  decoder = assemble.build_model(experiment.with_fields(
+      config, {"model.name": "decoder", "model.upsample": "nearest"}),
+      pipeline.get_info(config.data))
+  with pytest.raises(ValueError, match=r"the decoder model needs .*missing \['stride2', 'stride4'\]"):
+    decoder.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))

@@ -195,3 +195,36 @@ def test_learned_decoder_starts_as_the_bilinear_decoder():
   random = _decoder("learned_random").init(jax.random.key(0), x)
   assert not np.allclose(_decoder("learned_random").apply(random, x),
                          _decoder("bilinear").apply(shared, x), atol=1e-3)
+
+
+def _sown(model, x):
+  variables = model.init(jax.random.key(0), x)
+  _, state = model.apply(variables, x, mutable=["intermediates"])
+  return state.get("intermediates", {})
+
+
+def test_the_encoder_records_switches_only_for_an_operator_that_needs_them():
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(1, 32, 32, 3)), jnp.float32)
+  assert _sown(_decoder("nearest"), x) == {}
+  sown = _sown(_decoder("max_unpool"), x)["backbone"]
+  assert sorted(sown) == ["switches1", "switches2", "switches3", "switches4"]
+  for s in range(1, 5):  # 1 byte per pooled element: (1, 32 / 2^s, 32 / 2^s, widths[s-1])
+    (switches,) = sown[f"switches{s}"]
+    assert switches.dtype == jnp.uint8
+    assert switches.shape == (1, 32 >> s, 32 >> s, (16, 32, 64, 96)[s - 1])
+    assert int(switches.max()) <= 3
+
+
+def test_encoder_decoders_take_any_backbone_that_provides_what_they_need():
+  x = jnp.zeros((2, 64, 64, 3))
+  model = _decoder("nearest", backbone="resnet18")  # no switches needed: ResNet's stages
+  out = jax.eval_shape(lambda: model.apply(model.init(jax.random.key(0), x), x))
+  assert out.shape == (2, 64, 64, 5)
+  params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+  assert "layer3_0" in params["backbone"] and "layer4_0" not in params["backbone"]  # depth 4
+  for cfg in (dict(name="segnet"), dict(name="deconvnet"),
+              dict(name="decoder", upsample="max_unpool")):
+    with pytest.raises(ValueError, match="'resnet18' records no pooling switches"):
+      models.build_model(dict(cfg, backbone="resnet18"), 5)
+  with pytest.raises(ValueError, match=r"depth=6: backbone 'small' has 5 stride-halving"):
+    models.build_model(dict(name="segnet", backbone="small", depth=6), 5)

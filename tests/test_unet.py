@@ -36,9 +36,24 @@ def test_unet_is_fully_convolutional_with_a_skip_at_every_stride():
   assert params["dec1_1"]["Conv_0"]["kernel"].shape == (3, 3, 8, 8)  # no skip at stride 1
 
 
-def test_unet_refuses_an_operator_that_needs_switches():
-  with pytest.raises(ValueError, match="switches"):
-    _unet("tiny", upsample="max_unpool")
+def test_unet_unpools_with_the_backbones_switches_where_it_records_them():
+  """max_unpool: the VGG backbone without fc6 / fc7, recording switches; each
+  stage unpools by the switches of the pool it inverts (compared with numpy)."""
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 32, 32, 3)), jnp.float32)
+  model = _unet("tiny", upsample="max_unpool")
+  variables = model.init(jax.random.key(0), x)
+  assert "fc6" not in variables["params"]["backbone"]
+  y, state = model.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])
+  assert y.shape == (1, 32, 32, 4)
+  inter = state["intermediates"]
+  pooled = np.asarray(inter["backbone"]["switches5"][0]).astype(np.int64)  # pool5 -> stride 32
+  coarse = np.asarray(inter["backbone"]["__call__"][0]["stride32"])
+  expected = np.zeros((1, 2, 2, coarse.shape[-1]), np.float32)
+  b, i, j, c = np.indices(coarse.shape)
+  expected[b, 2 * i + pooled // 2, 2 * j + pooled % 2, c] = coarse
+  np.testing.assert_array_equal(np.asarray(inter["up16"]["__call__"][0]), expected)
+  with pytest.raises(ValueError, match="records no pooling switches"):
+    _unet("resnet18", upsample="max_unpool")
 
 
 @pytest.mark.parametrize("backbone", ["tiny", "resnet18"])

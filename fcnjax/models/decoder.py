@@ -53,6 +53,8 @@ class UpsamplingDecoderNet(nn.Module):
     features = self.backbone(x.astype(self.dtype), train=train)
     switches = features.get("switches", {})
     depth = self.backbone.coarsest_stride.bit_length() - 1
+    family.require(features, [f"stride{2 ** s}" for s in range(1, depth + 1)],
+                   "the decoder model")
     x = features[f"stride{2 ** depth}"]
     for s in range(depth, 0, -1):
       finer = features[f"stride{2 ** (s - 1)}"] if s > 1 else features["stride2"]

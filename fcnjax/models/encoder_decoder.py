@@ -92,6 +92,8 @@ class _SwitchEncoderDecoder(nn.Module):
     _, h, w, _ = x.shape
     features = self.backbone(x, train=train)
     depth = len(self.stage_sizes)
+    family.require(features, [f"stride{2 ** s}" for s in range(1, depth + 1)] + ["switches"],
+                   type(self).__name__)
     maps = [features[f"stride{2 ** s}"] for s in range(1, depth + 1)]
     widths = [m.shape[-1] for m in maps]
     sizes = [(h, w)] + [m.shape[1:3] for m in maps]  # pre-pool sizes, stage by stage

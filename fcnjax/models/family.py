@@ -34,6 +34,14 @@ def choice(field, value, valid, what=""):
     raise ValueError(f"config.model.{field}={value!r}; valid{what}: {tuple(valid)}")
 
 
+def require(features, keys, who):
+  """ValueError unless the backbone's features hold every key `who` reads."""
+  missing = [k for k in keys if k not in features]
+  if missing:
+    raise ValueError(f"the backbone returned {sorted(features)}; {who} needs {tuple(keys)} "
+                     f"(missing {missing})")
+
+
 def check_depth(backbone, depth, stages):
   """ValueError naming config.model.depth unless it is None or 1..stages."""
   if depth is not None and (not isinstance(depth, int) or not 1 <= depth <= stages):
@@ -52,14 +60,22 @@ def encoder(model_config, *, switches, axis_name=None, dtype=None):
       depth=model_config["depth"], head=False, switches=switches)
 
 
+def check_input_size(model_config, backbone, input_size=None):
+  """ValueError naming config.data.crop_size when input_size x input_size images
+  are smaller than the backbone's coarsest stride (switch pools floor-divide)."""
+  need = backbone.coarsest_stride
+  if input_size is not None and input_size < need:
+    raise ValueError(f"config.data.crop_size={input_size}: config.model.name="
+                     f"{model_config['name']!r} pools {need.bit_length() - 1} times "
+                     f"(backbone {model_config['backbone']!r}, depth "
+                     f"{model_config.get('depth')}) and needs at least {need}x{need} inputs")
+
+
 def encoder_check(switches):
   """A `check` of an encoder-decoder family: the encoder it asks for can be
-  built, and an input_size x input_size image passes all its pools."""
+  built (switches(model_config): whether it must record them), and an
+  input_size x input_size image passes all its pools."""
   def check(model_config, input_size=None):
-    need = encoder(model_config, switches=switches(model_config)).coarsest_stride
-    if input_size is not None and input_size < need:
-      raise ValueError(f"config.data.crop_size={input_size}: config.model.name="
-                       f"{model_config['name']!r} pools {need.bit_length() - 1} times "
-                       f"(backbone {model_config['backbone']!r}, depth "
-                       f"{model_config['depth']}) and needs at least {need}x{need} inputs")
+    backbone = encoder(model_config, switches=switches(model_config))
+    check_input_size(model_config, backbone, input_size)
   return check

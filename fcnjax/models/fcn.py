@@ -79,10 +79,7 @@ class FCN(nn.Module):
     backbone = self.backbone or VGGBackbone(geometry=self.geometry, dropout_rate=0.0,
                                             name="backbone", **kw)
     features = backbone(x, train=train)
-    missing = [k for k in STRIDES[self.variant] if k not in features]
-    if missing:
-      raise ValueError(f"the backbone returned {sorted(features)}; FCN-{self.variant} "
-                       f"needs {STRIDES[self.variant]}")
+    family.require(features, STRIDES[self.variant], f"FCN-{self.variant}")
     return features
 
   @nn.compact

@@ -2,11 +2,15 @@
 
 The backbone returns its features by stride (`models/backbones.py`); the
 decoder starts at the coarsest one and climbs x2 at a time to stride 1. Each
-stage: the upsampling operator (any entry of `UPSAMPLERS` that needs no
-switches) -> concatenate the backbone's features of that stride, where it
-has them (the skip) -> two conv-BN-ReLU with as many channels as the skip
-(half the input's where there is none). A 1x1 conv gives (N, H, W,
-num_classes) float32 logits for (N, H, W, 3) NHWC images of any size.
+stage: the upsampling operator (any entry of `UPSAMPLERS`) -> concatenate the
+backbone's features of that stride, where it has them (the skip) -> two
+conv-BN-ReLU with as many channels as the skip (half the input's where there
+is none). A 1x1 conv gives (N, H, W, num_classes) float32 logits for
+(N, H, W, 3) NHWC images of any size. An operator that needs switches
+(max-unpooling) gets the backbone without its head (VGG: pool5, not fc7, at
+stride 32), recording its pools' switches: every stage then unpools the map
+whose channels match the pool's (a SegNet with skips); a backbone that
+records none (ResNet) is refused.
 
 The reference U-Net has its own encoder, VALID convolutions and crops; here
 the encoder is the backbone (VGG: pool1..pool4 and fc7; ResNet: conv1 and
@@ -49,10 +53,11 @@ class UNet(nn.Module):
     s = strides[-1]
     y = features[f"stride{s}"].astype(self.dtype)
     while s > 1:
+      switches = features.get("switches", {}).get(f"stride{s}")  # of the pool to stride s
       s //= 2
-      y = UPSAMPLERS[self.upsample](2, name=f"up{s}", **kw)(
-          y, size=(math.ceil(h / s), math.ceil(w / s)))
       skip = features.get(f"stride{s}")
+      size = skip.shape[1:3] if skip is not None else (math.ceil(h / s), math.ceil(w / s))
+      y = UPSAMPLERS[self.upsample](2, name=f"up{s}", **kw)(y, switches, size)
       width = skip.shape[-1] if skip is not None else max(y.shape[-1] // 2, 8)
       if skip is not None:
         y = jnp.concatenate([y, skip.astype(self.dtype)], axis=-1)
@@ -62,22 +67,25 @@ class UNet(nn.Module):
     return score.astype(jnp.float32)
 
 
+def _backbone(model_config, axis_name=None, dtype=jnp.float32):
+  """The backbone; without its head and recording switches if the operator needs them."""
+  from fcnjax.models.backbones import BACKBONES
+  switches = UPSAMPLERS[model_config["upsample"]].needs_switches
+  return BACKBONES[model_config["backbone"]](model_config, axis_name=axis_name, dtype=dtype,
+                                             head=not switches, switches=switches)
+
+
 def check(model_config, input_size=None):
-  """upsample: an operator without switches; the backbone in its 'same' geometry."""
-  del input_size  # any size: the skips are fitted to ceil(H / s)
-  name = model_config["upsample"]
-  family.choice("upsample", name, UPSAMPLERS, " for unet")
-  if UPSAMPLERS[name].needs_switches:
-    raise ValueError(f"config.model.upsample={name!r} needs pooling switches, which no "
-                     "backbone returns; use one of "
-                     f"{tuple(k for k, v in UPSAMPLERS.items() if not v.needs_switches)}")
+  """upsample: one of UPSAMPLERS, with switches only on a backbone that records them."""
+  family.choice("upsample", model_config["upsample"], UPSAMPLERS, " for unet")
+  backbone = _backbone(model_config)  # ValueError where switches cannot be recorded
+  if UPSAMPLERS[model_config["upsample"]].needs_switches:
+    family.check_input_size(model_config, backbone, input_size)
 
 
 def from_config(model_config, num_classes, *, dtype=jnp.float32, axis_name=None):
-  from fcnjax.models.backbones import BACKBONES
-  backbone = BACKBONES[model_config["backbone"]](model_config, axis_name=axis_name, dtype=dtype)
-  return UNet(num_classes, backbone=backbone, upsample=model_config["upsample"],
-              axis_name=axis_name, dtype=dtype)
+  return UNet(num_classes, backbone=_backbone(model_config, axis_name, dtype),
+              upsample=model_config["upsample"], axis_name=axis_name, dtype=dtype)
 
 
 FAMILY = family.Family(from_config, ("upsample", "dropout_rate"), check)
