@@ -152,24 +152,39 @@ def _train_summary(window, learning_rate, images_per_s):
   return dict(summary, learning_rate=learning_rate, train_images_per_s=images_per_s)
 
 
+def _start(config, workdir, info, state, ckpt):
+  """The driver (with the state on its devices) and the batch iterator from the
+  state's step on; a finished run first prints its saved scores."""
+  start_step = int(state.step)
+  if start_step == config.num_train_steps and jax.process_index() == 0:
+    print(resume.saved_scores_line(workdir, start_step, ckpt.metrics(start_step)))
+  driver = assemble.make_driver(config, info, assemble.class_weights(config, info))
+  batches = pipeline.train_batches(config.data, config.batch_size, seed=config.seed,
+                                   start_step=start_step, process_index=jax.process_index(),
+                                   process_count=jax.process_count())
+  logging.info("Training %s from step %d to %d on %d devices (%s driver)",
+               config.model.name, start_step, config.num_train_steps, driver.num_devices,
+               config.parallel)
+  return driver, driver.put_state(state), batches
+
+
+def _record_eval(step, scores, writer, history, workdir):
+  """Logs an evaluation's scalars and appends its mIoU / boundary IoU to the history."""
+  writer.write_scalars(step, {f"eval_{k}": v for k, v in _scalars(scores).items()})
+  for key in ("mean_iou", "boundary_iou"):
+    history.setdefault(f"eval_{key}", []).append((step, scores[key]))
+  save_history(workdir, history)
+
+
 def _train(config, workdir, info, state, rng, schedule, ckpt, writer, stop, window):
   """The loop: metrics stay on the device until a log, eval or save step, so
   the host prepares the next batch while the device runs this one. `window`:
   the per-step metrics since the last log (saved by a stopped run)."""
   start_step = int(state.step)
-  if start_step == config.num_train_steps and jax.process_index() == 0:
-    print(resume.saved_scores_line(workdir, start_step, ckpt.metrics(start_step)))
-  driver = assemble.make_driver(config, info, assemble.class_weights(config, info))
-  state = driver.put_state(state)
-  batches = pipeline.train_batches(config.data, config.batch_size, seed=config.seed,
-                                   start_step=start_step, process_index=jax.process_index(),
-                                   process_count=jax.process_count())
+  driver, state, batches = _start(config, workdir, info, state, ckpt)
   report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                            writer=writer)
   history, window, scores = load_history(workdir, start_step), list(window), None
-  logging.info("Training %s from step %d to %d on %d devices (%s driver)",
-               config.model.name, start_step, config.num_train_steps, driver.num_devices,
-               config.parallel)
   pending, timed, t0 = [], 0, time.time()
   if start_step < config.num_train_steps and stop.should_stop_at_start(start_step):
     _stop(stop, start_step, driver.to_host(state), ckpt, window, workdir, history)
@@ -195,10 +210,7 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer, stop, wind
     if evaluated:
       with report.timed("eval"):
         scores = evaluate(driver, state, config, info)
-      writer.write_scalars(step, {f"eval_{k}": v for k, v in _scalars(scores).items()})
-      for key in ("mean_iou", "boundary_iou"):
-        history.setdefault(f"eval_{key}", []).append((step, scores[key]))
-      save_history(workdir, history)
+      _record_eval(step, scores, writer, history, workdir)
     if saved:
       ckpt.save(step, driver.to_host(state), scores if evaluated else None)
     if stop.should_stop(step) and step < config.num_train_steps:
