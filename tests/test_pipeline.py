@@ -56,8 +56,27 @@ def _batch_by_definition(data_config, source, batch_size, seed, step):
   return pipeline.normalize(np.stack(images), data_config.normalization), np.stack(labels)
 
 
+@pytest.fixture(params=[True, False], ids=["flags_parsed", "flags_unparsed"])
+def absl_flags(request):
+  """absl's flags parsed (as under an entry point) or not (a library call); restored after."""
+  from absl import flags
+  was = flags.FLAGS.is_parsed()
+  flags.FLAGS.unparse_flags()
+  if request.param:
+    flags.FLAGS.mark_as_parsed()
+  yield request.param
+  flags.FLAGS.unparse_flags()
+  if was:
+    flags.FLAGS.mark_as_parsed()
+
+
 @pytest.mark.parametrize("threads, workers", [(0, 0), (3, 0), (1, 2)])
-def test_grain_threads_and_workers_keep_the_batch_definition(data_config, threads, workers):
+def test_grain_threads_and_workers_keep_the_batch_definition(data_config, threads, workers,
+                                                             absl_flags, monkeypatch):
+  """Worker processes where absl's flags are parsed; threads, with a warning, where not."""
+  from absl import logging
+  warnings = []
+  monkeypatch.setattr(logging, "warning", lambda msg, *args: warnings.append(msg % args))
   source = pipeline.get_source(data_config, "train")
   batches = _take(pipeline.train_batches(data_config, 8, seed=5, start_step=6,
                                          num_threads=threads, num_workers=workers), 4)
@@ -65,6 +84,11 @@ def test_grain_threads_and_workers_keep_the_batch_definition(data_config, thread
     image, label = _batch_by_definition(data_config, source, 8, 5, step)
     np.testing.assert_array_equal(batch["image"], image)
     np.testing.assert_array_equal(batch["label"], label)
+  fell_back = bool(workers) and not absl_flags
+  assert [w for w in warnings if "num_workers" in w] == (
+      ["config.data.num_workers=2: grain's worker processes need absl's flags parsed, and "
+       "this process has not parsed them (a library call, not an entry point); making "
+       "batches with num_threads=1 instead"] if fell_back else [])
 
 
 def test_every_example_once_per_epoch(data_config):

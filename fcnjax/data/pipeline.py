@@ -17,6 +17,7 @@ import os
 from typing import Sequence
 
 from absl import flags
+from absl import logging
 import ml_collections
 from ml_collections import config_dict
 import numpy as np
@@ -230,7 +231,9 @@ def train_batches(data_config, batch_size, *, seed, start_step=0, process_index=
   B = batch_size // process_count and S = data_config.crop_size; the global
   batch of step t depends only on (seed, t). Batches are made ahead by grain:
   `num_threads` threads (default data_config.num_threads), `num_workers`
-  processes if > 0 (None: `default_num_workers()`), `prefetch` batches buffered.
+  processes if > 0 (None: `default_num_workers()`; grain's workers read absl
+  flags, so where they are not parsed, a warning and threads only),
+  `prefetch` batches buffered.
   """
   import grain
   defaults = default_data_config()  # configs saved before these fields existed
@@ -243,9 +246,13 @@ def train_batches(data_config, batch_size, *, seed, start_step=0, process_index=
   batches = dataset.to_iter_dataset(options)
   workers = pick(num_workers, "num_workers")
   workers = default_num_workers() if workers is None else workers
+  if workers and not flags.FLAGS.is_parsed():  # grain's workers read its absl flags
+    logging.warning("config.data.num_workers=%d: grain's worker processes need absl's "
+                    "flags parsed, and this process has not parsed them (a library call, "
+                    "not an entry point); making batches with num_threads=%d instead",
+                    workers, threads)
+    workers = 0
   if workers:
-    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags
-      flags.FLAGS.mark_as_parsed()
     batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return iter(batches)
 
