@@ -20,7 +20,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       name="fcn", variant="8s", backbone="small", upsample="learned", geometry="same",
       zero_init_score=True, dropout_rate=0.0,
-      depth=config_dict.placeholder(int)))  # switch-pool encoders: pools used (None: all)
+      depth=config_dict.placeholder(int)))  # encoder-decoders: backbone stages used (None: all)
   config.dtype = "float32"  # or "bfloat16" (compute; params stay float32)
 
   config.optimizer = ml_collections.ConfigDict(dict(
