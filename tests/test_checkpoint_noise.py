@@ -40,3 +40,22 @@ def test_unreadable_step_gives_one_warning_and_read_only_none(tmp_path, caplog, 
   assert len([m for m in messages if "cannot be read" in m]) == 1, messages
   assert "left it in place, using step 1" in messages[-1] and "tensorstore_spec" not in messages[-1]
   assert unraisable == [], [str(u.exc_value) for u in unraisable]
+
+
+def test_the_asyncio_filter_drops_orbax_and_tensorstore_leftovers_only():
+  """asyncio's two unretrieved-exception messages, as its default handler writes
+  them: dropped when they name orbax / tensorstore, kept otherwise."""
+  from fcnjax.train import quiet
+  record = lambda msg: logging.LogRecord("asyncio", logging.ERROR, "base_events.py", 1, msg,
+                                         None, None)
+  keep = quiet._OrphanedOrbaxTaskFilter().filter
+  error = ('ValueError(\'OUT_OF_RANGE: Error opening "zarr" driver: Error reading '
+           '"params.kernel/.zarray" in OCDBT database at local file "/w/2/default/"\')')
+  assert not keep(record("Task exception was never retrieved\nfuture: <Task finished "
+                         "coro=<ArrayHandler.metadata() done, defined at /site-packages/"
+                         "orbax/checkpoint/type_handlers.py:1>>"))
+  assert not keep(record(f"Future exception was never retrieved\nfuture: <Future finished "
+                         f"exception={error}>"))
+  assert keep(record("Future exception was never retrieved\nfuture: <Future finished "
+                     "exception=KeyError('mine')>"))
+  assert keep(record(f"something else: {error}"))

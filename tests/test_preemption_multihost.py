@@ -16,8 +16,11 @@ from test_multihost_cli import _command, _start_pair, _wait_for
 from test_preemption import _assert_same_run
 from test_train import tiny_config
 
-FIELDS = {"num_train_steps": 40, "log_every_steps": 3, "eval_every_steps": 20,
-          "checkpoint_every_steps": 20, "model.backbone": "tiny"}
+# Long enough (a few seconds) for a signal sent after the first log to reach
+# every process before the last step, however fast the CPU runs the tiny net.
+STEPS = 200
+FIELDS = {"num_train_steps": STEPS, "log_every_steps": 3, "eval_every_steps": STEPS // 2,
+          "checkpoint_every_steps": STEPS // 2, "model.backbone": "tiny"}
 
 
 def _stop_mid_training(command, env, logs, signals):
@@ -66,13 +69,13 @@ def test_sigterm_stops_both_processes_and_the_restart_is_bit_exact(tmp_path):
   assert codes == [75, 75], "\n".join(log[-3000:] for log in logs)
   assert elapsed < 60, elapsed
   step, other = _stopped_steps(logs, "SIGTERM")
-  assert step == other and 0 < step < 40
+  assert step == other and 0 < step < STEPS
   assert str(step) in os.listdir(os.path.join(resumed, "checkpoints"))
   assert not os.path.exists(os.path.join(resumed, ".lock"))
 
   codes, logs = run_two_processes(command, env)
   assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
-  assert f"Resuming from step {step}" in logs[0] or f"from step {step} to 40" in logs[0]
+  assert f"Resuming from step {step}" in logs[0] or f"from step {step} to {STEPS}" in logs[0]
   _assert_same_run(resumed, straight)
 
 
@@ -91,7 +94,7 @@ def test_sigusr1_to_one_process_stops_both_at_the_same_step(tmp_path, jax_servic
   assert elapsed < 60, elapsed
   assert "fcnjax: SIGUSR1 received: stopping after the current step" in logs[1]
   step, other = _stopped_steps(logs, "SIGUSR1")
-  assert step == other and 0 < step < 40
+  assert step == other and 0 < step < STEPS
 
 
 def test_full_disk_during_a_two_process_save_ends_both_within_the_bound(tmp_path):
@@ -103,7 +106,8 @@ def test_full_disk_during_a_two_process_save_ends_both_within_the_bound(tmp_path
   directory = os.path.join(workdir, "checkpoints")
   pipeline.get_info(tiny_config(data_dir).data)
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  fields = dict(FIELDS, num_train_steps=60, checkpoint_timeout_s=20)
+  fields = dict(FIELDS, num_train_steps=60, eval_every_steps=20, checkpoint_every_steps=20,
+                checkpoint_timeout_s=20)
   command = _command("fcnjax.main", workdir, data_dir, ["--peer_timeout=10"], **fields)
   _mount_tmpfs(directory, "4m")
   try:

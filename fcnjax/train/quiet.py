@@ -9,10 +9,11 @@
   flight; each of those then completes into the closed loop, and Python
   prints the error through sys.unraisablehook. The restore's own error is
   reported (once) by `checkpoint.Checkpoints`.
-- "Task exception was never retrieved" (asyncio's logger, ERROR): the same
-  failed restore leaves orbax's other per-array tasks (`ArrayHandler.metadata`,
-  tensorstore reads) holding the same read error; when the garbage collector frees them,
-  asyncio logs each one, at a time that depends on the collector.
+- "Task exception was never retrieved" / "Future exception was never
+  retrieved" (asyncio's logger, ERROR): the same failed restore leaves
+  orbax's other per-array tasks (`ArrayHandler.metadata`) and tensorstore's
+  read futures holding the same read error; when the garbage collector frees
+  them, asyncio logs each one, at a time that depends on the collector.
 """
 import logging
 import sys
@@ -32,14 +33,21 @@ def silence_read_only_warning():
     logger.addFilter(_ReadOnlyFilter())
 
 
+# asyncio's messages for a task / future whose exception nobody retrieved.
+UNRETRIEVED = ("Task exception was never retrieved", "Future exception was never retrieved")
+# What names orbax or tensorstore in them: a task's coroutine (orbax's module
+# path), a future's exception (tensorstore's error text: zarr driver, OCDBT).
+SOURCES = ("orbax", "tensorstore", '"zarr" driver', "OCDBT database")
+
+
 class _OrphanedOrbaxTaskFilter(logging.Filter):
-  """Drops asyncio's unretrieved-task errors that come from orbax or tensorstore."""
+  """Drops asyncio's unretrieved task / future errors that come from orbax or tensorstore."""
 
   def filter(self, record):
     message = str(record.msg)
-    if not message.startswith("Task exception was never retrieved"):
+    if not message.startswith(UNRETRIEVED):
       return True
-    return not any(source in message for source in ("orbax", "tensorstore"))
+    return not any(source in message for source in SOURCES)
 
 
 def _closed_loop(unraisable):
