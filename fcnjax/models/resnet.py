@@ -86,8 +86,13 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
 
   @property
+  def num_strides(self):
+    """Stride-halving stages kept: the stem, then one per layer."""
+    return self.depth or len(self.stage_sizes) + 1
+
+  @property
   def coarsest_stride(self):
-    return 2 ** (self.depth or len(self.stage_sizes) + 1)
+    return 2 ** self.num_strides
 
   @nn.compact
   def __call__(self, x, *, train=False):
@@ -98,8 +103,7 @@ class ResNet(nn.Module):
                      name="bn1")(x)
     features = {"stride2": nn.relu(x)}
     x = nn.max_pool(features["stride2"], (3, 3), strides=(2, 2), padding=_pad(3))
-    layers = (self.depth or len(self.stage_sizes) + 1) - 1  # the stem is the first stride
-    for i, n in enumerate(self.stage_sizes[:layers]):
+    for i, n in enumerate(self.stage_sizes[:self.num_strides - 1]):  # the stem is stride 2
       for j in range(n):
         stride = 2 if (i > 0 and j == 0) else 1
         x = ResidualBlock(64 * 2 ** i, stride, self.bottleneck, self.axis_name,
