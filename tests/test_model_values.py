@@ -214,3 +214,40 @@ def test_fcn32s_with_a_fixed_upsampler_by_value(upsample):
   expected = _fixed_up(score, upsample, 32)[:, :70, :45]
   # f32: the bilinear taps are 2x2 sums of a 32-channel score conv (4 sqrt(36) eps)
   np.testing.assert_allclose(got, expected, rtol=0, atol=3e-6 * np.abs(expected).max())
+
+
+def _majority(switches):
+  """Per window, the offset most channels hold (ties: the lowest), as (N, h, w, 1)."""
+  counts = np.stack([(switches == o).sum(-1) for o in range(4)], -1)
+  return counts.argmax(-1)[..., None]
+
+
+def test_fcn8s_with_max_unpooling_by_value():
+  """FCN-8s with max_unpool == the score maps max-unpooled by a numpy loop: x2
+  by pool5's, then pool4's switches (the offset most channels chose), x8 as
+  three x2 unpools by pool3's, pool2's and pool1's, zeros elsewhere."""
+  config = dict(name="fcn", variant="8s", backbone="tiny", upsample="max_unpool",
+                zero_init_score=False)
+  model = models.build_model(config, 3)
+  x = np.random.default_rng(2).normal(size=(2, 70, 45, 3)).astype(np.float32)
+  params = _random_variables(model, x)["params"]
+  got = np.asarray(jax.jit(model.apply)({"params": params}, x))
+  backbone = models.BACKBONES["tiny"](config, switches=True)
+  feats = jax.jit(backbone.apply)({"params": params["backbone"]}, x)
+  switches = {k: np.asarray(v).astype(np.int64) for k, v in feats.pop("switches").items()}
+  sizes = {2 ** s: feats[f"stride{2 ** s}"].shape[1:3] for s in range(1, 6)}
+  sizes[1] = x.shape[1:3]
+
+  def unpool(score, stride):  # the pool whose output is at `stride`
+    shared = np.broadcast_to(_majority(switches[f"stride{stride}"]), score.shape)
+    return _unpool(score, shared, sizes[stride // 2])
+
+  assert sizes[32] == (2, 1)  # floor pools: 70 // 32, 45 // 32
+  s = unpool(_score(feats["stride32"], params["score_fr"]), 32)
+  s = unpool(s + _score(feats["stride16"], params["score_pool4"]), 16)
+  s = s + _score(feats["stride8"], params["score_pool3"])
+  expected = unpool(unpool(unpool(s, 8), 4), 2)
+  assert got.shape == expected.shape == (2, 70, 45, 3)
+  assert 0 < (expected != 0).mean() <= 1 / 64  # one position per 8 x 8 block at most
+  # f32: each value a sum of three 1x1 score convs over 32, 32 and 16 channels
+  np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())

@@ -21,7 +21,7 @@ def _shape_and_params(model, shape):
 
 
 FCN_CASES = [(v, up, "same") for v in ("32s", "16s", "8s")
-             for up in ("learned", "bilinear", "nearest", "bed_of_nails")]
+             for up in ("learned", "bilinear", "nearest", "bed_of_nails", "max_unpool")]
 FCN_CASES += [(v, up, "paper") for v in ("32s", "16s", "8s") for up in ("learned", "bilinear")]
 
 
@@ -130,6 +130,16 @@ def test_errors_name_the_option():
     models.build_model(dict(name="fcn", backbone="resnet"), 3)
   with pytest.raises(ValueError, match="model.name"):
     models.build_model(dict(name="transformer"), 3)
+  with pytest.raises(ValueError, match="'resnet18' records no pooling switches"):
+    models.build_model(dict(name="fcn", backbone="resnet18", upsample="max_unpool"), 3)
+  with pytest.raises(ValueError, match="kernel-2f geometry"):
+    models.build_model(dict(name="fcn", backbone="tiny", geometry="paper",
+                            upsample="max_unpool"), 3)
+  unpooling = dict(name="fcn", backbone="tiny", upsample="max_unpool")
+  models.MODELS["fcn"].check(unpooling, input_size=32)
+  with pytest.raises(ValueError, match=r"crop_size=31: .* needs at least 32x32"):
+    models.MODELS["fcn"].check(unpooling, input_size=31)
+  models.MODELS["fcn"].check(dict(unpooling, upsample="nearest"), input_size=31)
   model = models.FCN(3, geometry="paper", upsample="nearest",
                      backbone=models.BACKBONES["tiny"](dict(geometry="paper")))
   with pytest.raises(ValueError, match="paper"):

@@ -110,6 +110,25 @@ def test_max_unpool_puts_value_at_switch_numpy_loop():
   np.testing.assert_array_equal(y, expected)
 
 
+def test_shared_switches_are_the_majority_offset_and_unpool_every_channel_there():
+  switches = RNG.integers(0, 4, size=(2, 3, 5, 7)).astype(np.uint8)
+  switches[0, 0, 0] = [0, 0, 1, 1, 2, 3, 3]  # a tie between 0, 1 and 3: the lowest, 0
+  switches[0, 0, 1] = [2, 2, 2, 0, 1, 3, 3]  # 2 by majority
+  shared = np.asarray(up.shared_switches(jnp.asarray(switches)))
+  assert shared.shape == (2, 3, 5, 1) and shared.dtype == np.uint8
+  for b, i, j in np.ndindex(2, 3, 5):
+    counts = np.bincount(switches[b, i, j], minlength=4)
+    assert shared[b, i, j, 0] == np.flatnonzero(counts == counts.max())[0]
+  assert shared[0, 0, 0, 0] == 0 and shared[0, 0, 1, 0] == 2
+  scores = RNG.normal(size=(2, 3, 5, 4)).astype(np.float32)  # other channels than the pool's
+  y = np.asarray(up.max_unpool(jnp.asarray(scores), jnp.asarray(shared), output_size=(7, 11)))
+  expected = np.zeros((2, 7, 11, 4), np.float32)
+  for b, i, j in np.ndindex(2, 3, 5):
+    o = shared[b, i, j, 0]
+    expected[b, 2 * i + o // 2, 2 * j + o % 2] = scores[b, i, j]
+  np.testing.assert_array_equal(y, expected)
+
+
 def test_switch_bytes_per_pooled_element():
   x = jnp.asarray(RNG.normal(size=(2, 16, 16, 8)).astype(np.float32))
   pooled, switches = up.max_pool_with_switches(x)

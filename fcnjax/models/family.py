@@ -16,6 +16,8 @@ studies need no knowledge of it:
 import dataclasses
 from typing import Callable, Tuple
 
+import jax.numpy as jnp
+
 
 def no_check(model_config, input_size=None):
   del model_config, input_size
@@ -49,14 +51,13 @@ def check_depth(backbone, depth, stages):
                      f"stride-halving stages; use 1..{stages} (None: all)")
 
 
-def encoder(model_config, *, switches, axis_name=None, dtype=None):
+def encoder(model_config, *, switches, axis_name=None, dtype=jnp.float32):
   """An encoder-decoder's encoder: `BACKBONES[config.model.backbone]` on its first
   config.model.depth stages (None: all), without its head, recording its
   pools' switches when `switches` (ValueError naming what it cannot provide)."""
-  import jax.numpy as jnp
-  from fcnjax.models.backbones import BACKBONES
+  from fcnjax.models.backbones import BACKBONES  # backbones imports this module
   return BACKBONES[model_config["backbone"]](
-      model_config, axis_name=axis_name, dtype=dtype or jnp.float32,
+      model_config, axis_name=axis_name, dtype=dtype,
       depth=model_config["depth"], head=False, switches=switches)
 
 

@@ -11,6 +11,15 @@ input, exactly the input size, in both geometries:
   kernel-2f upscore layers without padding) and its crop offsets:
   32s: upscore 19 | 16s: score_pool4 5, upscore16 27 | 8s: score_pool4 5,
   score_pool3 9, upscore8 31.
+
+Max-unpooling ('same' geometry, a backbone with switch pools): each x2 step
+inverts the pool it lines up with (the stride-32 -> 16 step pool5, the
+stride-16 -> 8 step pool4) and the final x8 / x16 / x32 step is one x2 unpool
+per pool it crosses (x8: pool3, pool2, pool1). The score maps have
+num_classes channels, not the pool's, so a window's values go to the one
+offset most of the pool's channels chose (`ops.upsample.shared_switches`).
+Like bed of nails, this leaves the output sparse: no layer follows the
+final unpools.
 """
 import functools
 from typing import Any, Optional
@@ -22,6 +31,7 @@ from fcnjax.models import family
 from fcnjax.models.upsamplers import PAPER_UPSAMPLERS, UPSAMPLERS
 from fcnjax.models.vgg import VGGBackbone
 from fcnjax.ops.crop import crop
+from fcnjax.ops.upsample import shared_switches
 
 VARIANTS = ("32s", "16s", "8s")
 # The backbone features each variant reads, coarsest first.
@@ -62,10 +72,6 @@ class FCN(nn.Module):
       raise ValueError(f"variant={self.variant!r}; valid: {VARIANTS}")
     if self.upsample not in UPSAMPLERS:
       raise ValueError(f"upsample={self.upsample!r}; valid: {tuple(UPSAMPLERS)}")
-    if UPSAMPLERS[self.upsample].needs_switches:
-      raise ValueError(f"upsample={self.upsample!r} needs the switches of a 2x2 max pool at "
-                       "every stage; FCN's final x8 / x16 / x32 upsampling inverts no "
-                       "single pool (use it in the decoder model)")
     if self.geometry not in ("same", "paper"):
       raise ValueError(f"geometry={self.geometry!r}; valid: ('same', 'paper')")
     if self.geometry == "paper" and self.upsample not in PAPER_UPSAMPLERS:
@@ -77,10 +83,31 @@ class FCN(nn.Module):
     """The backbone's {stride: (N, h, w, C)} maps this variant reads."""
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     backbone = self.backbone or VGGBackbone(geometry=self.geometry, dropout_rate=0.0,
-                                            name="backbone", **kw)
+                                            switches=self._unpools, name="backbone", **kw)
     features = backbone(x, train=train)
     family.require(features, STRIDES[self.variant], f"FCN-{self.variant}")
+    if self._unpools:
+      crossed = [f"stride{2 ** s}" for s in range(1, 6)]
+      family.require(features.get("switches", {}), crossed, f"FCN with upsample="
+                     f"{self.upsample!r} (the switches of the pools it inverts)")
     return features
+
+  @property
+  def _unpools(self):
+    return UPSAMPLERS[self.upsample].needs_switches
+
+  def _upsample(self, up, score, stride, factor, name, features, size):
+    """score (at `stride`) x factor; a switch operator unpools x2 through each pool
+    crossed, coarsest first, by its switches shared over the class channels."""
+    if not self._unpools:
+      return up(factor, name=name)(score)
+    steps = factor.bit_length() - 1
+    for s in (stride >> i for i in range(steps)):
+      finer = features[f"stride{s // 2}"].shape[1:3] if s > 2 else size
+      step = name if steps == 1 else f"{name}_pool{s.bit_length() - 1}"
+      score = up(2, name=step)(score, shared_switches(features["switches"][f"stride{s}"]),
+                               finer)
+    return score
 
   @nn.compact
   def __call__(self, x, *, train=False):
@@ -92,9 +119,11 @@ class FCN(nn.Module):
     score = ScoreHead(self.num_classes, self.zero_init_score, name="score_fr",
                       **kw)(features["stride32"])
     up = functools.partial(UPSAMPLERS[self.upsample], padding=0 if paper else None, **kw)
+    stride = 32
     for skip in STRIDES[self.variant][1:]:
       up_name, score_name = SKIP_NAMES[skip]
-      score = up(2, name=up_name)(score)
+      score = self._upsample(up, score, stride, 2, up_name, features, None)
+      stride //= 2
       self.sow("intermediates", f"kept_{skip}", features[skip])  # held for the skip
       skip_score = ScoreHead(self.num_classes, self.zero_init_score, name=score_name,
                              **kw)(features[skip])
@@ -103,8 +132,8 @@ class FCN(nn.Module):
       else:  # crop the upsampled map to the skip scores (both block-aligned)
         score = score[:, :skip_score.shape[1], :skip_score.shape[2]]
       score = score + skip_score
-    factor = {"32s": 32, "16s": 16, "8s": 8}[self.variant]
-    score = up(factor, name=FINAL_NAMES[self.variant])(score)
+    score = self._upsample(up, score, stride, stride, FINAL_NAMES[self.variant], features,
+                           (h, w))
     offset = PAPER_OFFSETS[self.variant]["final"] if paper else 0
     return crop(score, offset, (h, w)).astype(jnp.float32)
 
@@ -112,23 +141,37 @@ class FCN(nn.Module):
 FIELDS = ("variant", "upsample", "geometry", "zero_init_score", "dropout_rate")
 
 
+def _backbone(model_config, axis_name=None, dtype=jnp.float32):
+  """BACKBONES[config.model.backbone], with switch pools when the operator unpools
+  (ValueError from a backbone that has none)."""
+  from fcnjax.models.backbones import BACKBONES
+  return BACKBONES[model_config["backbone"]](model_config, axis_name=axis_name, dtype=dtype,
+                                             switches=_switches(model_config))
+
+
+def _switches(model_config):
+  return UPSAMPLERS[model_config.get("upsample", FCN.upsample)].needs_switches
+
+
 def check(model_config, input_size=None):
-  """The FCN fields' values (`FCN._check` at config time)."""
-  del input_size  # 'same' geometry: any size
+  """The FCN fields' values (`FCN._check` at config time); with max-unpooling, the
+  backbone's switch pools and an input that passes them all."""
   cfg = {k: model_config[k] for k in FIELDS[:4] if k in model_config}
   try:
     FCN(1, **cfg)._check()
   except ValueError as e:
     raise ValueError(f"config.model.{e}") from None
+  backbone = _backbone(model_config)
+  if _switches(model_config):  # 'same' geometry without switches: any size
+    family.check_input_size(model_config, backbone, input_size)
 
 
 def from_config(model_config, num_classes, *, dtype=jnp.float32, axis_name=None):
   """FCN over `BACKBONES[model_config['backbone']]` (the backbone reads its own
-  fields, e.g. geometry and dropout_rate)."""
-  from fcnjax.models.backbones import BACKBONES
-  backbone = BACKBONES[model_config["backbone"]](model_config, axis_name=axis_name, dtype=dtype)
+  fields, e.g. geometry and dropout_rate; switch pools for max-unpooling)."""
   cfg = {k: model_config[k] for k in FIELDS[:4] if k in model_config}
-  return FCN(num_classes, backbone=backbone, dtype=dtype, **cfg)
+  return FCN(num_classes, backbone=_backbone(model_config, axis_name, dtype), dtype=dtype,
+             **cfg)
 
 
 FAMILY = family.Family(from_config, FIELDS, check)

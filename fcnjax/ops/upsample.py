@@ -5,7 +5,9 @@
 * `max_pool`: k x k / stride k max pooling as a reshape and a max.
 * `max_pool_with_switches` / `max_unpool`: the pooling switches (argmax offset
   inside each window, one byte per pooled element) put values back where the
-  maximum came from.
+  maximum came from; `shared_switches` gives one switch per window for
+  all channels (the offset most channels chose), to unpool a map whose
+  channels are not the pooled features' (FCN's class scores).
 * `bilinear_kernel` / `bilinear_upsample`: the fixed FCN bilinear filter.
 * `transpose_conv`: strided transpose convolution, PyTorch `ConvTranspose2d`
   semantics, computed by a phase (sub-pixel) decomposition.
@@ -116,7 +118,8 @@ def max_unpool(pooled, switches, window=2, output_size=None):
 
   Vectorised inside the windows (a one-hot over k*k positions), no scatter.
   Args:
-    pooled, switches: (N, h, w, C) from `max_pool_with_switches`.
+    pooled: (N, h, w, C); switches: (N, h, w, C) from `max_pool_with_switches`,
+      or (N, h, w, 1) from `shared_switches` (one position for every channel).
     output_size: optional (H, W) >= (h*k, w*k), e.g. the pre-pool size; the
       extra bottom rows / right columns are zeros.
   Returns: (N, H, W, C), zeros everywhere but at the switch positions.
@@ -133,6 +136,18 @@ def max_unpool(pooled, switches, window=2, output_size=None):
       raise ValueError(f"output_size {output_size} smaller than {(h * k, w * k)}")
     y = jnp.pad(y, ((0, 0), (0, oh - h * k), (0, ow - w * k), (0, 0)))
   return y
+
+
+def shared_switches(switches, window=2):
+  """One switch per window for every channel: the offset most channels chose.
+
+  switches (N, h, w, C) uint8 from `max_pool_with_switches` -> (N, h, w, 1)
+  uint8; a tie goes to the lowest offset. `max_unpool` with it puts all
+  channels of a map at the same position of each window.
+  """
+  k2 = window * window
+  votes = (switches[..., None] == jnp.arange(k2, dtype=jnp.uint8)).sum(axis=-2)
+  return jnp.argmax(votes, axis=-1).astype(jnp.uint8)[..., None]
 
 
 def bilinear_kernel(kernel_size, channels):
