@@ -51,14 +51,21 @@ def check_depth(backbone, depth, stages):
                      f"stride-halving stages; use 1..{stages} (None: all)")
 
 
-def encoder(model_config, *, switches, axis_name=None, dtype=jnp.float32):
-  """An encoder-decoder's encoder: `BACKBONES[config.model.backbone]` on its first
-  config.model.depth stages (None: all), without its head, recording its
-  pools' switches when `switches` (ValueError naming what it cannot provide)."""
+def backbone(model_config, *, head=True, switches=False, depth=None, axis_name=None,
+             dtype=jnp.float32):
+  """`BACKBONES[config.model.backbone]` on its first `depth` stages (None: all), with
+  its head or not, recording its pools' switches when `switches` (ValueError naming
+  what it cannot provide)."""
   from fcnjax.models.backbones import BACKBONES  # backbones imports this module
-  return BACKBONES[model_config["backbone"]](
-      model_config, axis_name=axis_name, dtype=dtype,
-      depth=model_config["depth"], head=False, switches=switches)
+  return BACKBONES[model_config["backbone"]](model_config, axis_name=axis_name, dtype=dtype,
+                                             depth=depth, head=head, switches=switches)
+
+
+def encoder(model_config, *, switches, axis_name=None, dtype=jnp.float32):
+  """An encoder-decoder's encoder: the backbone on config.model.depth stages, without
+  its head, recording switches when `switches`."""
+  return backbone(model_config, head=False, switches=switches, depth=model_config["depth"],
+                  axis_name=axis_name, dtype=dtype)
 
 
 def check_input_size(model_config, backbone, input_size=None):

@@ -142,11 +142,9 @@ FIELDS = ("variant", "upsample", "geometry", "zero_init_score", "dropout_rate")
 
 
 def _backbone(model_config, axis_name=None, dtype=jnp.float32):
-  """BACKBONES[config.model.backbone], with switch pools when the operator unpools
-  (ValueError from a backbone that has none)."""
-  from fcnjax.models.backbones import BACKBONES
-  return BACKBONES[model_config["backbone"]](model_config, axis_name=axis_name, dtype=dtype,
-                                             switches=_switches(model_config))
+  """The backbone with its head; switch pools when the operator unpools."""
+  return family.backbone(model_config, switches=_switches(model_config), axis_name=axis_name,
+                         dtype=dtype)
 
 
 def _switches(model_config):
@@ -167,7 +165,7 @@ def check(model_config, input_size=None):
 
 
 def from_config(model_config, num_classes, *, dtype=jnp.float32, axis_name=None):
-  """FCN over `BACKBONES[model_config['backbone']]` (the backbone reads its own
+  """FCN over `family.backbone` (config.model.backbone; the backbone reads its own
   fields, e.g. geometry and dropout_rate; switch pools for max-unpooling)."""
   cfg = {k: model_config[k] for k in FIELDS[:4] if k in model_config}
   return FCN(num_classes, backbone=_backbone(model_config, axis_name, dtype), dtype=dtype,

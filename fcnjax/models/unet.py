@@ -69,10 +69,9 @@ class UNet(nn.Module):
 
 def _backbone(model_config, axis_name=None, dtype=jnp.float32):
   """The backbone; without its head and recording switches if the operator needs them."""
-  from fcnjax.models.backbones import BACKBONES
   switches = UPSAMPLERS[model_config["upsample"]].needs_switches
-  return BACKBONES[model_config["backbone"]](model_config, axis_name=axis_name, dtype=dtype,
-                                             head=not switches, switches=switches)
+  return family.backbone(model_config, head=not switches, switches=switches,
+                         axis_name=axis_name, dtype=dtype)
 
 
 def check(model_config, input_size=None):
