@@ -27,11 +27,11 @@ def main(argv):
   del argv
   cli.start()
   import skip_study
-  import upsampling_study
+  from fcnjax import models
   from fcnjax.train import history, loop
   FLAGS = flags.FLAGS
   arms = (skip_study.ARMS if FLAGS.study == "skip" else
-          {a: {"model.upsample": a} for a in upsampling_study.DENSE + upsampling_study.SPARSE})
+          {a: {"model.upsample": a} for a in models.UPSAMPLERS})
   config = FLAGS.config
   rows, curves = [], {}
   for arm in FLAGS.arms:

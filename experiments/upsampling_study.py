@@ -9,7 +9,8 @@ skip study uses) is the only variable. Protocol, tables and figures:
 `fcnjax.studies.study`. Pre-registered contrasts (test mIoU, paired over seeds):
 dense (nearest, bilinear, learned, learned_random) vs sparse (bed of nails,
 max-unpool) operators; bilinear-init vs random-init transpose conv; learned
-vs fixed bilinear. Config fields can be overridden as in training; re-running
+vs fixed bilinear. Which operators are dense or sparse is read from the
+registry (each operator's declared kind). Config fields can be overridden as in training; re-running
 resumes and rescores by the same rule.
 """
 import os
@@ -19,11 +20,21 @@ from absl import flags
 from fcnjax.runtime import cli
 from fcnjax.studies import study
 
-DENSE = ("nearest", "bilinear", "learned", "learned_random")
-SPARSE = ("bed_of_nails", "max_unpool")
-CONTRASTS = {
-    "dense vs sparse": ({**{a: 1 / len(DENSE) for a in DENSE},
-                         **{a: -1 / len(SPARSE) for a in SPARSE}}, "dense", "sparse"),
+
+
+def contrasts(names):
+  """The pre-registered contrasts over the arms `names`; dense and sparse read
+  from each operator's declared kind (`models.operator`)."""
+  from fcnjax import models
+  dense = [a for a in names if models.resolve(a).dense]
+  sparse = [a for a in names if not models.resolve(a).dense]
+  return {
+      "dense vs sparse": ({**{a: 1 / len(dense) for a in dense},
+                           **{a: -1 / len(sparse) for a in sparse}}, "dense", "sparse"),
+      **LECTURE_CONTRASTS}
+
+
+LECTURE_CONTRASTS = {
     "learned (bilinear init) vs learned_random": (
         {"learned": 1.0, "learned_random": -1.0}, "learned", "learned_random"),
     "learned vs bilinear (fixed)": ({"learned": 1.0, "bilinear": -1.0}, "learned", "bilinear"),
@@ -35,18 +46,19 @@ def main(argv):
   from fcnjax import models
   cli.start()
   FLAGS = flags.FLAGS
-  names = FLAGS.arms or list(models.UPSAMPLERS)
+  names = FLAGS.arms or list(models.LECTURE_UPSAMPLERS)
   unknown = sorted(set(names) - set(models.UPSAMPLERS))
   if unknown:
     raise SystemExit(f"error: --arms: unknown {unknown}; valid: {list(models.UPSAMPLERS)}")
   arms = {name: {"model.upsample": name} for name in names}
-  study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds, CONTRASTS)
+  study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds, contrasts(names))
 
 
 def run():
   cli.define_study_flags(os.path.join(cli.CONFIG_DIR, "upsampling_study.py"),
                          "runs/upsampling_study")
-  flags.DEFINE_list("arms", None, "Upsampling operators (default: all registered).")
+  flags.DEFINE_list("arms", None, "Upsampling operators (default: the lecture's, "
+                    "models.LECTURE_UPSAMPLERS; any registered name).")
   cli.run(main, __name__)
 
 

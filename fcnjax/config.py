@@ -2,6 +2,7 @@
 import ml_collections
 from ml_collections import config_dict
 
+from fcnjax import models
 from fcnjax.data import pipeline
 
 
@@ -17,15 +18,22 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.crop_size = 96
   config.num_classes = config_dict.placeholder(int)  # unset: the dataset's; else must agree
 
+  # models.MODEL_DEFAULTS; upsample None: the family's operator (fcn: learned, segnet,
+  # deconvnet, decoder: max_unpool, unet: bilinear); upsample_options: the operator's
+  # options (models/operator.py), set in a config file; depth (encoder-decoders): the
+  # backbone stages used (None: all); skips (decoder): the encoder's map concatenated
+  # after each x2 stage.
   config.model = ml_collections.ConfigDict(dict(
-      name="fcn", variant="8s", backbone="small", upsample="learned", geometry="same",
-      zero_init_score=True, dropout_rate=0.0,
-      depth=config_dict.placeholder(int)))  # encoder-decoders: backbone stages used (None: all)
+      models.MODEL_DEFAULTS, upsample=config_dict.placeholder(str),
+      upsample_options=ml_collections.ConfigDict(), depth=config_dict.placeholder(int)))
   config.dtype = "float32"  # or "bfloat16" (compute; params stay float32)
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adam", learning_rate=3e-3, schedule="cosine", warmup_steps=50,
       momentum=0.9, nesterov=False, weight_decay=0.0, grad_clip=0.0, step_every=0))
+  # name: a term of train/losses.LOSSES (ce, focal, dice, lovasz) or a weighted sum
+  # such as "ce+0.5*dice"; reduction and class weighting apply to the ce and focal terms.
+  config.loss = ml_collections.ConfigDict(dict(name="ce", focal_gamma=2.0))
   config.loss_reduction = "mean"  # "sum": the reference FCN's summed loss
   config.class_weighting = "none"  # or "median_frequency" (SegNet's class balancing)
 

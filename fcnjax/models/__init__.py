@@ -1,7 +1,8 @@
 """Flax models: backbones, FCN-32s/16s/8s, encoder-decoders, patch classifier.
 
 `MODELS` maps `config.model.name` to a model family (`models.family.Family`):
-a new family is one module plus one line here.
+a new family is one module plus one line here. `UPSAMPLERS` is the one
+operator set (`models/operator.py`: what each operator needs and is).
 """
 import jax.numpy as jnp
 
@@ -14,8 +15,9 @@ from fcnjax.models.fcn import FCN, ScoreHead
 from fcnjax.models.unet import UNet
 from fcnjax.models.patch_classifier import (ConvolutionalPatchClassifier, PatchClassifier,
                                             convolutionalize, extract_patches)
-from fcnjax.models.upsamplers import (UPSAMPLERS, BedOfNailsUpsample, BilinearUpsample,
-                                      MaxUnpool, NearestUpsample, TransposeConvUpsample)
+from fcnjax.models.operator import Operator, Upsample
+from fcnjax.models.upsamplers import (LECTURE_UPSAMPLERS, UPSAMPLERS, BedOfNailsUpsample, BilinearUpsample,
+                                      MaxUnpool, NearestUpsample, TransposeConvUpsample, resolve)
 from fcnjax.models.vgg import VGG16, VGG_SIZES, VGGBackbone
 
 MODELS = {
@@ -27,6 +29,11 @@ MODELS = {
 }
 # Every config.model field some family reads (besides name and backbone).
 MODEL_FIELDS = tuple(dict.fromkeys(f for fam in MODELS.values() for f in fam.fields))
+# The config.model block's defaults (FCN-8s on the small BN VGG); None: the
+# family's own default (`Family.defaults`), e.g. each family's operator.
+MODEL_DEFAULTS = dict(name="fcn", variant="8s", backbone="small", upsample=None,
+                      upsample_options={}, geometry="same", zero_init_score=True,
+                      dropout_rate=0.0, depth=None, skips=False)
 
 
 def family_of(model_config):
@@ -37,12 +44,20 @@ def family_of(model_config):
   return MODELS[name]
 
 
+def resolved(model_config):
+  """A plain dict of config.model with MODEL_DEFAULTS for missing fields and the
+  family's defaults for fields left None."""
+  cfg = {**MODEL_DEFAULTS, **dict(model_config)}
+  return family_of(cfg).resolved(cfg)
+
+
 def check_model(model_config, input_size=None):
   """The family's own checks of its fields (for input_size x input_size inputs)."""
-  if model_config.get("backbone") not in BACKBONES:
-    raise ValueError(f"config.model.backbone={model_config.get('backbone')!r}; "
+  cfg = resolved(model_config)
+  if cfg.get("backbone") not in BACKBONES:
+    raise ValueError(f"config.model.backbone={cfg.get('backbone')!r}; "
                      f"valid: {tuple(BACKBONES)}")
-  family_of(model_config).check(model_config, input_size)
+  family_of(cfg).check(cfg, input_size)
 
 
 def build_model(model_config, num_classes, dtype=jnp.float32, axis_name=None):
@@ -53,7 +68,6 @@ def build_model(model_config, num_classes, dtype=jnp.float32, axis_name=None):
   step runs under; BatchNorm layers average their batch statistics over it
   (synchronised BN), so a run's numbers do not depend on the device count.
   """
-  from fcnjax import config as config_lib
-  cfg = {**config_lib.default_config().model.to_dict(), **dict(model_config)}
+  cfg = resolved(model_config)
   check_model(cfg)
   return family_of(cfg).from_config(cfg, num_classes, dtype=dtype, axis_name=axis_name)

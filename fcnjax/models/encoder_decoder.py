@@ -1,4 +1,4 @@
-"""Encoder-decoder networks that upsample with max-unpooling switches.
+"""Encoder-decoder networks that upsample with max-unpooling switches (or any operator).
 
 SegNet (Badrinarayanan et al.): a VGG encoder whose max-pools remember their
 switches (1 byte per pooled element; `VGGBackbone(switches=True)`, any
@@ -34,6 +34,9 @@ The encoder is the backbone's ('backbone' subtree): with 'vgg16_bn' it is
 the reference's (3x3 conv with bias -> BN -> ReLU); with 'vgg16' or 'tiny'
 it has no BatchNorm. The decoder mirrors the encoder's stage sizes.
 
+Both take any operator of the one set in place of max-unpooling
+(config.model.upsample; the decoder stages keep their names, 'unpool{s}').
+
 Inputs (N, H, W, 3) NHWC, outputs (N, H, W, num_classes) float32 logits.
 BatchNorm statistics live in the 'batch_stats' collection (train=True uses
 batch statistics; pass axis_name to average them across devices).
@@ -44,8 +47,9 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fcnjax.models import family
-from fcnjax.models.upsamplers import MaxUnpool, TransposeConv
+from fcnjax.models import backbones, family
+from fcnjax.models.operator import encoder_input
+from fcnjax.models.upsamplers import TransposeConv, resolve
 
 
 class ConvBNReLU(nn.Module):
@@ -72,27 +76,31 @@ class ConvBNReLU(nn.Module):
 
 
 class _SwitchEncoderDecoder(nn.Module):
-  """Shared skeleton: backbone with switch pools, middle, mirrored decoder.
+  """Shared skeleton: backbone, middle, mirrored decoder.
 
-  backbone: an unbound module returning features by stride and
-  features['switches'] (`VGGBackbone(head=False, switches=True)`);
-  stage_sizes: its convs per stage, which the decoder mirrors.
+  backbone: an unbound module returning features by stride and what the
+  operator needs (max-unpooling: features['switches'], `VGGBackbone(head=False,
+  switches=True)`); stage_sizes: its convs per stage, which the decoder
+  mirrors; upsample: the operator of every decoder stage (a registry name or
+  a resolved `operator.Operator`; the reference nets': max_unpool).
   """
   num_classes: int
   backbone: nn.Module
   stage_sizes: Sequence[int]
   deconv_decoder: bool = False  # DeconvNet: transpose convs in the decoder
   fc_width: int = 0  # DeconvNet: fc6/fc7 width (0: no fc layers; None: 2x the bottleneck's)
+  upsample: Any = "max_unpool"
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train=False):
+    op = resolve(self.upsample)
     _, h, w, _ = x.shape
     features = self.backbone(x, train=train)
     depth = len(self.stage_sizes)
-    family.require(features, [f"stride{2 ** s}" for s in range(1, depth + 1)] + ["switches"],
+    family.require(features, [f"stride{2 ** s}" for s in range(1, depth + 1)],
                    type(self).__name__)
     maps = [features[f"stride{2 ** s}"] for s in range(1, depth + 1)]
     widths = [m.shape[-1] for m in maps]
@@ -106,8 +114,9 @@ class _SwitchEncoderDecoder(nn.Module):
       x = block(fc_width, kernel_size=1, name="fc7")(x, train=train)
       x = block(widths[-1], kernel_size=7, transpose=True, name="deconv_fc6")(x, train=train)
     for s in range(depth, 0, -1):
-      switches = features["switches"][f"stride{2 ** s}"]
-      x = MaxUnpool(2, dtype=self.dtype, name=f"unpool{s}")(x, switches, sizes[s - 1])
+      given = encoder_input(op, features, 2 ** s)
+      x = op(2, dtype=self.dtype, param_dtype=self.param_dtype, name=f"unpool{s}")(
+          x, given, sizes[s - 1])
       n, width = self.stage_sizes[s - 1], widths[s - 1]
       out = widths[s - 2] if s > 1 else widths[0]
       last = 1 if s > 1 else 2  # the score conv is the last stage's last layer (conv1_1_D)
@@ -124,15 +133,29 @@ DeconvNet = functools.partial(_SwitchEncoderDecoder, deconv_decoder=True, fc_wid
 
 
 def _family(net):
+  def built(model_config, axis_name=None, dtype=jnp.float32):
+    op = resolve(model_config["upsample"], model_config.get("upsample_options"))
+    backbone = backbones.encoder(model_config, op, axis_name=axis_name, dtype=dtype)
+    stages = getattr(backbone, "stage_sizes", ())
+    if len(stages) != backbone.coarsest_stride.bit_length() - 1:
+      raise ValueError(f"config.model.backbone={model_config['backbone']!r}: "
+                       f"config.model.name={model_config['name']!r} mirrors an encoder of "
+                       "conv stages each closed by a 2x2 pool (a VGG size)")
+    return op, backbone
+
   def from_config(model_config, num_classes, *, dtype=jnp.float32, axis_name=None):
-    backbone = family.encoder(model_config, switches=True, axis_name=axis_name, dtype=dtype)
+    op, backbone = built(model_config, axis_name, dtype)
     # DeconvNet's fc6 / fc7: VGG16's 4096 channels, else twice the bottleneck's.
     fc = {"fc_width": 4096} if net is DeconvNet and model_config["backbone"].startswith(
         "vgg16") else {}
     return net(num_classes, backbone=backbone, stage_sizes=backbone.stage_sizes,
-               axis_name=axis_name, dtype=dtype, **fc)
+               upsample=op, axis_name=axis_name, dtype=dtype, **fc)
 
-  return family.Family(from_config, ("depth",), family.encoder_check(lambda c: True))
+  def check(model_config, input_size=None):
+    family.check_input_size(model_config, built(model_config)[1], input_size)
+
+  return family.Family(from_config, ("depth", "upsample", "upsample_options"), check,
+                       defaults={"upsample": "max_unpool"})
 
 
 SEGNET = _family(SegNet)

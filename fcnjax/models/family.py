@@ -11,12 +11,16 @@ studies need no knowledge of it:
       (a field it does not read must stay at its default: a changed value is
       refused, not silently ignored);
   check(model_config, input_size=None): ValueError naming the field when a
-      value cannot work (for input_size x input_size inputs, when given).
+      value cannot work (for input_size x input_size inputs, when given);
+  defaults: the family's own defaults of the fields it reads (a config field
+      left at None, e.g. config.model.upsample, takes the family's default).
+
+A family builds its backbone with `backbones.build` (what its operator needs
+from the encoder, `models/operator.py`) and resolves its operator once
+(`upsamplers.resolve`) when it is built.
 """
 import dataclasses
-from typing import Callable, Tuple
-
-import jax.numpy as jnp
+from typing import Any, Callable, Mapping, Tuple
 
 
 def no_check(model_config, input_size=None):
@@ -28,6 +32,15 @@ class Family:
   from_config: Callable
   fields: Tuple[str, ...] = ()
   check: Callable = no_check
+  defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def resolved(self, model_config):
+    """model_config (a mapping) with this family's defaults for fields left None."""
+    cfg = dict(model_config)
+    for k, v in self.defaults.items():
+      if cfg.get(k) is None:
+        cfg[k] = v
+    return cfg
 
 
 def choice(field, value, valid, what=""):
@@ -51,23 +64,6 @@ def check_depth(backbone, depth, stages):
                      f"stride-halving stages; use 1..{stages} (None: all)")
 
 
-def backbone(model_config, *, head=True, switches=False, depth=None, axis_name=None,
-             dtype=jnp.float32):
-  """`BACKBONES[config.model.backbone]` on its first `depth` stages (None: all), with
-  its head or not, recording its pools' switches when `switches` (ValueError naming
-  what it cannot provide)."""
-  from fcnjax.models.backbones import BACKBONES  # backbones imports this module
-  return BACKBONES[model_config["backbone"]](model_config, axis_name=axis_name, dtype=dtype,
-                                             depth=depth, head=head, switches=switches)
-
-
-def encoder(model_config, *, switches, axis_name=None, dtype=jnp.float32):
-  """An encoder-decoder's encoder: the backbone on config.model.depth stages, without
-  its head, recording switches when `switches`."""
-  return backbone(model_config, head=False, switches=switches, depth=model_config["depth"],
-                  axis_name=axis_name, dtype=dtype)
-
-
 def check_input_size(model_config, backbone, input_size=None):
   """ValueError naming config.data.crop_size when input_size x input_size images
   are smaller than the backbone's coarsest stride (switch pools floor-divide)."""
@@ -77,13 +73,3 @@ def check_input_size(model_config, backbone, input_size=None):
                      f"{model_config['name']!r} pools {need.bit_length() - 1} times "
                      f"(backbone {model_config['backbone']!r}, depth "
                      f"{model_config.get('depth')}) and needs at least {need}x{need} inputs")
-
-
-def encoder_check(switches):
-  """A `check` of an encoder-decoder family: the encoder it asks for can be
-  built (switches(model_config): whether it must record them), and an
-  input_size x input_size image passes all its pools."""
-  def check(model_config, input_size=None):
-    backbone = encoder(model_config, switches=switches(model_config))
-    check_input_size(model_config, backbone, input_size)
-  return check

@@ -19,7 +19,9 @@ per pool it crosses (x8: pool3, pool2, pool1). The score maps have
 num_classes channels, not the pool's, so a window's values go to the one
 offset most of the pool's channels chose (`ops.upsample.shared_switches`).
 Like bed of nails, this leaves the output sparse: no layer follows the
-final unpools.
+final unpools. IndexNet (holistic: one index map per pool) unpools the same
+way by each pool's index. Guided operators (FADE, SAPA) are refused: the
+final step outputs at stride 1, where the backbone has no map to guide it.
 """
 import functools
 from typing import Any, Optional
@@ -27,8 +29,9 @@ from typing import Any, Optional
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fcnjax.models import family
-from fcnjax.models.upsamplers import PAPER_UPSAMPLERS, UPSAMPLERS
+from fcnjax.models import backbones, family
+from fcnjax.models.operator import backbone_request
+from fcnjax.models.upsamplers import PAPER_UPSAMPLERS, resolve
 from fcnjax.models.vgg import VGGBackbone
 from fcnjax.ops.crop import crop
 from fcnjax.ops.upsample import shared_switches
@@ -61,52 +64,67 @@ class FCN(nn.Module):
   num_classes: int
   variant: str = "32s"
   backbone: Optional[nn.Module] = None
-  upsample: str = "learned"
+  upsample: Any = "learned"  # a registry name or a resolved operator.Operator
   geometry: str = "same"
   zero_init_score: bool = True
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
+  @property
+  def op(self):
+    return resolve(self.upsample)
+
   def _check(self):
     if self.variant not in VARIANTS:
       raise ValueError(f"variant={self.variant!r}; valid: {VARIANTS}")
-    if self.upsample not in UPSAMPLERS:
-      raise ValueError(f"upsample={self.upsample!r}; valid: {tuple(UPSAMPLERS)}")
+    op = self.op
     if self.geometry not in ("same", "paper"):
       raise ValueError(f"geometry={self.geometry!r}; valid: ('same', 'paper')")
-    if self.geometry == "paper" and self.upsample not in PAPER_UPSAMPLERS:
-      raise ValueError(f"upsample={self.upsample!r} does not have the kernel-2f geometry "
+    if self.geometry == "paper" and op.name not in PAPER_UPSAMPLERS:
+      raise ValueError(f"upsample={op.name!r} does not have the kernel-2f geometry "
                        f"the 'paper' crops assume; use one of {PAPER_UPSAMPLERS} or "
                        "geometry='same'")
+    if op.guided:
+      raise ValueError(f"upsample={op.name!r} is guided by the encoder's map at its output "
+                       "stride; FCN's final x8/x16/x32 step outputs at stride 1, where the "
+                       "backbone has no map (use it in unet, decoder, segnet or deconvnet)")
+    if op.needs == "index" and dict(op.options).get("block", op.module.block) != "holistic":
+      raise ValueError(f"upsample={op.name!r}: a depthwise index has the pool's channels, "
+                       "FCN's score maps num_classes; use the holistic 'indexnet'")
 
   def _features(self, x, train):
     """The backbone's {stride: (N, h, w, C)} maps this variant reads."""
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    request = backbone_request(self.op)
+    del request["full_resolution"]  # refused by _check
     backbone = self.backbone or VGGBackbone(geometry=self.geometry, dropout_rate=0.0,
-                                            switches=self._unpools, name="backbone", **kw)
+                                            name="backbone", **request, **kw)
     features = backbone(x, train=train)
     family.require(features, STRIDES[self.variant], f"FCN-{self.variant}")
     if self._unpools:
       crossed = [f"stride{2 ** s}" for s in range(1, 6)]
-      family.require(features.get("switches", {}), crossed, f"FCN with upsample="
-                     f"{self.upsample!r} (the switches of the pools it inverts)")
+      family.require(features.get(self.op.needs, {}), crossed, f"FCN with upsample="
+                     f"{self.op.name!r} (the {self.op.needs} of the pools it inverts)")
     return features
 
   @property
   def _unpools(self):
-    return UPSAMPLERS[self.upsample].needs_switches
+    return self.op.needs in ("switches", "index")
 
   def _upsample(self, up, score, stride, factor, name, features, size):
-    """score (at `stride`) x factor; a switch operator unpools x2 through each pool
-    crossed, coarsest first, by its switches shared over the class channels."""
+    """score (at `stride`) x factor; a switch (index) operator unpools x2 through each
+    pool crossed, coarsest first, by its switches shared over the class channels
+    (by its one-channel holistic index)."""
     if not self._unpools:
       return up(factor, name=name)(score)
     steps = factor.bit_length() - 1
     for s in (stride >> i for i in range(steps)):
       finer = features[f"stride{s // 2}"].shape[1:3] if s > 2 else size
       step = name if steps == 1 else f"{name}_pool{s.bit_length() - 1}"
-      score = up(2, name=step)(score, shared_switches(features["switches"][f"stride{s}"]),
-                               finer)
+      given = features[self.op.needs][f"stride{s}"]
+      if self.op.needs == "switches":
+        given = shared_switches(given)
+      score = up(2, name=step)(score, given, finer)
     return score
 
   @nn.compact
@@ -118,7 +136,7 @@ class FCN(nn.Module):
     features = self._features(x, train)
     score = ScoreHead(self.num_classes, self.zero_init_score, name="score_fr",
                       **kw)(features["stride32"])
-    up = functools.partial(UPSAMPLERS[self.upsample], padding=0 if paper else None, **kw)
+    up = functools.partial(self.op, padding=0 if paper else None, **kw)
     stride = 32
     for skip in STRIDES[self.variant][1:]:
       up_name, score_name = SKIP_NAMES[skip]
@@ -138,38 +156,40 @@ class FCN(nn.Module):
     return crop(score, offset, (h, w)).astype(jnp.float32)
 
 
-FIELDS = ("variant", "upsample", "geometry", "zero_init_score", "dropout_rate")
+FIELDS = ("variant", "upsample", "geometry", "zero_init_score", "dropout_rate",
+          "upsample_options")
 
 
-def _backbone(model_config, axis_name=None, dtype=jnp.float32):
-  """The backbone with its head; switch pools when the operator unpools."""
-  return family.backbone(model_config, switches=_switches(model_config), axis_name=axis_name,
-                         dtype=dtype)
-
-
-def _switches(model_config):
-  return UPSAMPLERS[model_config.get("upsample", FCN.upsample)].needs_switches
+def _fields(model_config):
+  """FCN's own constructor fields, the operator resolved with its options."""
+  cfg = {k: model_config[k] for k in FIELDS[:4] if k in model_config}
+  cfg["upsample"] = resolve(cfg.get("upsample", FCN.upsample),
+                            model_config.get("upsample_options"))
+  return cfg
 
 
 def check(model_config, input_size=None):
-  """The FCN fields' values (`FCN._check` at config time); with max-unpooling, the
-  backbone's switch pools and an input that passes them all."""
-  cfg = {k: model_config[k] for k in FIELDS[:4] if k in model_config}
+  """The FCN fields' values (`FCN._check` at config time); with max-unpooling or
+  IndexNet, the backbone's floor pools and an input that passes them all."""
   try:
+    cfg = _fields(model_config)
     FCN(1, **cfg)._check()
   except ValueError as e:
-    raise ValueError(f"config.model.{e}") from None
-  backbone = _backbone(model_config)
-  if _switches(model_config):  # 'same' geometry without switches: any size
+    msg = str(e)
+    raise ValueError(msg if msg.startswith("config.") else f"config.model.{msg}") from None
+  backbone = backbones.build(model_config, cfg["upsample"])
+  if cfg["upsample"].needs in ("switches", "index"):  # 'same' geometry otherwise: any size
     family.check_input_size(model_config, backbone, input_size)
 
 
 def from_config(model_config, num_classes, *, dtype=jnp.float32, axis_name=None):
-  """FCN over `family.backbone` (config.model.backbone; the backbone reads its own
-  fields, e.g. geometry and dropout_rate; switch pools for max-unpooling)."""
-  cfg = {k: model_config[k] for k in FIELDS[:4] if k in model_config}
-  return FCN(num_classes, backbone=_backbone(model_config, axis_name, dtype), dtype=dtype,
-             **cfg)
+  """FCN over `backbones.build` (config.model.backbone; the backbone reads its own
+  fields, e.g. geometry and dropout_rate; switch or index pools for the operators
+  that unpool by them)."""
+  cfg = _fields(model_config)
+  return FCN(num_classes, backbone=backbones.build(model_config, cfg["upsample"],
+                                                   axis_name=axis_name, dtype=dtype),
+             dtype=dtype, **cfg)
 
 
-FAMILY = family.Family(from_config, FIELDS, check)
+FAMILY = family.Family(from_config, FIELDS, check, defaults={"upsample": "learned"})

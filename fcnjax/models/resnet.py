@@ -113,11 +113,20 @@ class ResNet(nn.Module):
 
 
 def resnet(size, model_config, axis_name=None, dtype=jnp.float32, *, depth=None, head=True,
-           switches=False):
+           switches=False, index_block=None, full_resolution=False):
   """ResNet of RESNET_SIZES[size] (no head to drop: `head` changes nothing); it has
-  one geometry (torchvision's), no dropout and no 2x2 pools, so it refuses the
-  VGG fields set otherwise, and switches, rather than ignore them."""
+  one geometry (torchvision's), no dropout, no 2x2 pools and no stride-1 map, so
+  it refuses the VGG fields set otherwise, switches, index pools and guidance at
+  stride 1, rather than ignore them."""
   del head
+  if index_block is not None:
+    raise ValueError(f"config.model.backbone={size!r} has no 2x2 pools to index (its one "
+                     "max pool is 3x3 / stride 2): IndexNet needs a backbone with 2x2 "
+                     "pools, one of the VGG sizes")
+  if full_resolution:
+    raise ValueError(f"config.model.backbone={size!r} has no stride-1 map (its stem "
+                     "convolves with stride 2): a guided operator's last x2 step needs "
+                     "the encoder's full-resolution map; use a VGG size")
   if switches:
     raise ValueError(f"config.model.backbone={size!r} records no pooling switches (its one "
                      "max pool is 3x3 / stride 2, overlapping): max-unpooling needs a "

@@ -1,26 +1,20 @@
-"""The upsampling operators as Flax modules (thin wrappers over `fcnjax.ops.upsample`).
+"""The one operator set: `UPSAMPLERS` {name: Upsample subclass}, and `resolve`.
 
-One set, one signature, used by FCN, the skip-free decoder and the
-encoder-decoders alike:
-
-    up = UPSAMPLERS[name](factor, padding=None, dtype=..., name=...)
-    y = up(x, switches=None, size=None)
-
-x (N, h, w, C) -> y (N, h*f, w*f, C); `size` (H, W) crops or zero-pads the
-result at the bottom/right to the matching pre-pool map's size. An operator
-whose class sets `needs_switches` (max-unpooling) takes the (N, h, w, C)
-uint8 switches of the max pool it inverts (window = factor); a network
-records switches only for such an operator. padding=None is the
-block-aligned ('same') geometry; the transpose-conv operators take padding=0
-for the Caffe geometry (kernel 2f, output (h+1)*f, before the reference crop).
-A new operator is one class here plus one line in `UPSAMPLERS`; every model
-and study picks it up.
+The lecture's operators are defined here (thin wrappers over
+`fcnjax.ops.upsample`), today's in `models/modern_upsamplers.py`; the
+protocol they follow (what each needs from the encoder, its kind, its
+options) is `models/operator.py`. padding=None is the block-aligned ('same')
+geometry; the transpose-conv operators take padding=0 for the Caffe geometry
+(kernel 2f, output (h+1)*f, before the reference crop). A new operator is
+one class plus one line in `UPSAMPLERS`; every family and study picks it up.
 """
 from typing import Any, Callable, ClassVar, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fcnjax.models import modern_upsamplers as modern
+from fcnjax.models.operator import Operator, Upsample, fit  # noqa: F401 (public names)
 from fcnjax.ops import upsample as ops
 
 
@@ -29,12 +23,6 @@ def bilinear_init(key, shape, dtype=jnp.float32):
   del key
   k, _, cin, cout = shape
   return ops.bilinear_kernel(k, max(cin, cout))[:, :, :cin, :cout].astype(dtype)
-
-
-def fit(x, size):
-  """Zero-pads or crops (N, h, w, C) at the bottom/right to (N, *size, C)."""
-  x = x[:, :size[0], :size[1]]
-  return jnp.pad(x, ((0, 0), (0, size[0] - x.shape[1]), (0, size[1] - x.shape[2]), (0, 0)))
 
 
 class TransposeConv(nn.Module):
@@ -66,39 +54,25 @@ class TransposeConv(nn.Module):
     return y
 
 
-class Upsample(nn.Module):
-  """Base of every operator: (x, switches=None, size=None) -> x upsampled x`factor`."""
-  factor: int
-  padding: Optional[int] = None
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-  needs_switches: ClassVar[bool] = False
-
-  @nn.compact
-  def __call__(self, x, switches=None, size=None):
-    if self.needs_switches and switches is None:
-      raise ValueError(f"{type(self).__name__} needs the switches of the max pool it inverts")
-    y = self.upsample(x.astype(self.dtype), switches, size)
-    return y if size is None else fit(y, size)
-
-
 class NearestUpsample(Upsample):
   """Nearest-neighbour unpooling: each value fills its f x f block."""
 
-  def upsample(self, x, switches, size):
+  def upsample(self, x, given, size):
     return ops.nearest_upsample(x, self.factor)
 
 
 class BedOfNailsUpsample(Upsample):
   """Bed of nails: each value at the top-left of its block, zeros elsewhere."""
+  dense: ClassVar[bool] = False
 
-  def upsample(self, x, switches, size):
+  def upsample(self, x, given, size):
     return ops.bed_of_nails(x, self.factor)
 
 
 class MaxUnpool(Upsample):
   """Max-unpooling: each value back at its window's argmax (the pool's switches)."""
-  needs_switches: ClassVar[bool] = True
+  needs: ClassVar[str] = "switches"
+  dense: ClassVar[bool] = False
 
   def upsample(self, x, switches, size):
     return ops.max_unpool(x, switches, window=self.factor, output_size=size)
@@ -107,7 +81,7 @@ class MaxUnpool(Upsample):
 class BilinearUpsample(Upsample):
   """Fixed bilinear upsampling (kernel 2f, padding None -> f//2, 0 -> Caffe geometry)."""
 
-  def upsample(self, x, switches, size):
+  def upsample(self, x, given, size):
     return ops.bilinear_upsample(x, self.factor, self.padding)
 
 
@@ -116,8 +90,9 @@ class TransposeConvUpsample(Upsample):
   upscore layers), padding None -> f//2; channels kept; initialised to the
   bilinear filter, or LeCun-normal with random_init."""
   random_init: bool = False
+  learned: ClassVar[bool] = True
 
-  def upsample(self, x, switches, size):
+  def upsample(self, x, given, size):
     f = self.factor
     padding = f // 2 if self.padding is None else self.padding
     init = nn.initializers.lecun_normal() if self.random_init else bilinear_init
@@ -138,6 +113,25 @@ UPSAMPLERS = {
     "bilinear": BilinearUpsample,
     "learned": TransposeConvUpsample,
     "learned_random": RandomTransposeConvUpsample,
+    **modern.VARIANTS,  # pixel shuffle, CARAFE, IndexNet, DySample, FADE, SAPA
 }
+# The lecture's operators (the recorded upsampling study's arms).
+LECTURE_UPSAMPLERS = ("nearest", "bed_of_nails", "max_unpool", "bilinear", "learned",
+                      "learned_random")
 # Upsamplers with the kernel-2f transpose-conv geometry the Caffe crops assume.
 PAPER_UPSAMPLERS = ("learned", "learned_random", "bilinear")
+
+
+def resolve(upsample, options=None):
+  """The `Operator` of a registry name (with config.model.upsample_options), an
+  `Upsample` subclass, or an Operator (returned as it is). ValueError naming
+  config.model.upsample for an unknown name."""
+  if isinstance(upsample, Operator):
+    if options:
+      raise ValueError(f"options {dict(options)} given with a resolved operator")
+    return upsample
+  if isinstance(upsample, type) and issubclass(upsample, Upsample):
+    return Operator.of(upsample.__name__, upsample, options)
+  if upsample not in UPSAMPLERS:
+    raise ValueError(f"config.model.upsample={upsample!r}; valid: {tuple(UPSAMPLERS)}")
+  return Operator.of(upsample, UPSAMPLERS[upsample], options)

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fcnjax.ops.fc import FC_IMPLS
-from fcnjax.ops.upsample import max_pool, max_pool_with_switches
+from fcnjax.ops.upsample import index_pool, max_pool, max_pool_with_switches
 
 GEOMETRIES = ("same", "paper", "torchvision")
 
@@ -39,7 +39,13 @@ class VGGBackbone(nn.Module):
   record their switches (uint8, the window offset of each maximum), returned
   as features['switches'] = {'stride2': (N, H/2, W/2, C1), ...} and sown as
   intermediates 'switches{s}' (what a model keeps for its decoder); the
-  input then needs at least 2^n rows and columns.
+  input then needs at least 2^n rows and columns. index_block (an IndexNet
+  block factory, `models.modern_upsamplers.IndexBlock`): floor pools that
+  pool index-weighted (`ops.upsample.index_pool`) by the block's encoder
+  index, returning its decoder index as features['index'] = {'stride2':
+  (N, H', W', 1 or C1), ...} (H' = 2 * (H // 2)), sown as 'index{s}'.
+  full_resolution: also features['stride1'], stage 1's map before pool1
+  (guidance at the output stride of the last x2 step).
   """
   stage_sizes: Sequence[int] = (2, 2, 3, 3, 3)
   widths: Sequence[int] = (64, 128, 256, 512, 512)
@@ -51,6 +57,8 @@ class VGGBackbone(nn.Module):
   batch_norm: bool = False  # conv -> BatchNorm -> ReLU ('small', 'vgg16_bn')
   head: bool = True  # fc6 / fc7 on the last pool
   switches: bool = False  # floor pools that record their switches
+  index_block: Optional[Any] = None  # floor pools weighted by this block's index
+  full_resolution: bool = False  # also return 'stride1' (stage 1 before its pool)
   axis_name: Optional[str] = None  # BatchNorm statistics averaged over this device axis
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
@@ -62,15 +70,23 @@ class VGGBackbone(nn.Module):
   def _check(self, x):
     if self.geometry not in GEOMETRIES:
       raise ValueError(f"geometry={self.geometry!r}; valid: {GEOMETRIES}")
-    if self.switches and self.geometry == "paper":
-      raise ValueError("switches=True pools in floor mode; the 'paper' geometry pools in "
+    floor = "switch-recording" if self.switches else "index-weighted"
+    if (self.switches or self.index_block) and self.geometry == "paper":
+      raise ValueError(f"{floor} pools are floor mode; the 'paper' geometry pools in "
                        "ceil mode (use geometry='same')")
-    if self.switches and min(x.shape[1:3]) < self.coarsest_stride:
+    if (self.switches or self.index_block) and min(x.shape[1:3]) < self.coarsest_stride:
       n = self.coarsest_stride
       raise ValueError(f"input {x.shape[1]}x{x.shape[2]} smaller than the {n}x{n} the "
-                       f"{len(self.stage_sizes)} switch-recording pools need")
+                       f"{len(self.stage_sizes)} {floor} pools need")
 
-  def _pool(self, x, s, features):
+  def _pool(self, x, s, features, train):
+    if self.index_block is not None:
+      index_en, index_de = self.index_block(axis_name=self.axis_name, dtype=self.dtype,
+                                            param_dtype=self.param_dtype,
+                                            name=f"index_block{s}")(x, train=train)
+      self.sow("intermediates", f"index{s}", index_de)
+      features["index"][f"stride{2 ** s}"] = index_de
+      return index_pool(x, index_en.astype(x.dtype), 2)
     if not self.switches:
       return max_pool(x, 2, ceil_mode=self.geometry != "torchvision")
     x, switches = max_pool_with_switches(x)
@@ -83,6 +99,8 @@ class VGGBackbone(nn.Module):
     self._check(x)
     conv = functools.partial(nn.Conv, dtype=self.dtype, param_dtype=self.param_dtype)
     features = {"switches": {}} if self.switches else {}
+    if self.index_block is not None:
+      features["index"] = {}
     for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths), start=1):
       for i in range(1, n + 1):
         pad = 100 if (self.geometry == "paper" and s == 1 and i == 1) else 1
@@ -92,7 +110,9 @@ class VGGBackbone(nn.Module):
                            axis_name=self.axis_name if train else None,
                            param_dtype=self.param_dtype, name=f"bn{s}_{i}")(x)
         x = nn.relu(x)
-      x = features[f"stride{2 ** s}"] = self._pool(x, s, features)
+      if s == 1 and self.full_resolution:
+        features["stride1"] = x
+      x = features[f"stride{2 ** s}"] = self._pool(x, s, features, train)
     if self.head:
       fc6_pad = "SAME" if self.geometry == "same" else "VALID"
       fc = functools.partial(conv, conv_general_dilated=FC_IMPLS[self.fc_impl])

@@ -7,6 +7,25 @@ whose model fields or class count differ get one error naming those fields.
 import json
 import os
 
+from fcnjax import models
+
+# Families that took no operator before config.model.upsample_options existed:
+# their checkpoints from then unpool by switches, whatever upsample says.
+_SWITCH_ONLY_BEFORE = ("segnet", "deconvnet")
+
+
+def resolved_model(model):
+  """A saved or configured model block as the model built from it: defaults for
+  missing fields, each family's own for fields left None."""
+  legacy = "upsample_options" not in model and model.get("name") in _SWITCH_ONLY_BEFORE
+  try:
+    model = models.resolved(model)
+  except ValueError:  # an unknown family: compared as written
+    return dict(model)
+  if legacy:
+    model["upsample"] = "max_unpool"
+  return model
+
 
 def describe(config, info):
   """What each checkpoint records about its run (JSON-ready)."""
@@ -18,8 +37,9 @@ def describe(config, info):
 def mismatches(saved, expected):
   """The model fields and num_classes that differ, one 'field: a vs b' each."""
   diffs = []
-  for key in sorted(set(saved["model"]) | set(expected["model"])):
-    a, b = saved["model"].get(key), expected["model"].get(key)
+  saved_model, expected_model = map(resolved_model, (saved["model"], expected["model"]))
+  for key in sorted(set(saved_model) | set(expected_model)):
+    a, b = saved_model.get(key), expected_model.get(key)
     if a != b:
       diffs.append(f"model.{key}: checkpoint {a!r}, config {b!r}")
   if saved["num_classes"] != expected["num_classes"]:
