@@ -32,10 +32,12 @@ def _toy_source(data_config, split, limit=None):
 
 
 class PixelShuffle(upsamplers.Upsample):
-  """x`factor` sub-pixel upsampling: 1x1 conv to f*f*C channels, then depth-to-space
+  """Declares nothing it needs from the encoder and its kind (learned, dense).
+  x`factor` sub-pixel upsampling: 1x1 conv to f*f*C channels, then depth-to-space
   (output pixel (f*i + a, f*j + b), channel c = conv channel (a*f + b)*C + c at (i, j))."""
+  learned = True
 
-  def upsample(self, x, switches, size):
+  def upsample(self, x, given, size):
     n, h, w, c = x.shape
     f = self.factor
     y = nn.Conv(f * f * c, (1, 1), dtype=self.dtype, name="conv")(x)
@@ -72,7 +74,7 @@ def strided_net(model_config, axis_name=None, dtype=jnp.float32, *, depth=None, 
 def registered(monkeypatch):
   toy = types.SimpleNamespace(CLASS_NAMES=("background", "square"), source=_toy_source)
   monkeypatch.setitem(pipeline.DATASETS, "toy", toy)  # the one registry line each
-  monkeypatch.setitem(models.UPSAMPLERS, "pixel_shuffle", PixelShuffle)
+  monkeypatch.setitem(models.UPSAMPLERS, "outside_shuffle", PixelShuffle)
   monkeypatch.setitem(models.BACKBONES, "strided", strided_net)
 
 
@@ -103,18 +105,25 @@ def test_pixel_shuffle_is_depth_to_space():
   np.testing.assert_allclose(y, expected[:, :, :7], rtol=1e-5, atol=1e-6)
 
 
-def test_toy_dataset_and_upsampler_train_two_steps(registered, tmp_path):
-  config = _toy_config(**{"model.name": "decoder", "model.backbone": "tiny",
-                          "model.upsample": "pixel_shuffle", "model.depth": 4})
+@pytest.mark.parametrize("family,fields,stages", [
+    ("decoder", {"model.depth": 4}, 4), ("segnet", {"model.depth": 4}, 4),
+    ("fcn", {"model.variant": "8s"}, 3)])
+def test_toy_dataset_and_upsampler_train_two_steps(registered, tmp_path, family, fields, stages):
+  """The operator registered from outside trains in the decoder, SegNet and FCN-8s."""
+  config = _toy_config(**{"model.name": family, "model.backbone": "tiny",
+                          "model.upsample": "outside_shuffle", **fields})
   info = pipeline.get_info(config.data)
   assert info.class_names == ("background", "square") and info.num_train == 16
   scores = loop.train_and_evaluate(config, str(tmp_path))
   assert np.isfinite(scores["mean_iou"]) and len(scores["per_class_iou"]) == 2
+  assert models.resolve("outside_shuffle").kind == ("learned", "dense", "unguided")
   model = assemble.build_model(config, info)
   params = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))["params"]
   kernels = [v.shape for path, v in jax.tree_util.tree_flatten_with_path(params)[0]
-             if v.ndim == 4 and v.shape[:2] == (1, 1) and v.shape[3] == 4 * v.shape[2]]
-  assert len(kernels) == 4  # one sub-pixel conv in each of the four decoder stages
+             if v.ndim == 4 and v.shape[:2] == (1, 1) and v.shape[3] == 4 * v.shape[2]
+             and any(getattr(k, "key", "") == "conv" for k in path)]
+  # One sub-pixel conv per x2 stage (FCN-8s: upscore2, upscore_pool4; its x8 one has 64C).
+  assert len(kernels) == (2 if family == "fcn" else stages)
 
 
 def test_strided_backbone_gives_the_fcn_its_skips():

@@ -86,7 +86,8 @@ class VGGBackbone(nn.Module):
                                             name=f"index_block{s}")(x, train=train)
       self.sow("intermediates", f"index{s}", index_de)
       features["index"][f"stride{2 ** s}"] = index_de
-      return index_pool(x, index_en.astype(x.dtype), 2)
+      h, w = index_en.shape[1:3]  # the floor windows' extent
+      return index_pool(x[:, :h, :w], index_en.astype(x.dtype), 2)
     if not self.switches:
       return max_pool(x, 2, ceil_mode=self.geometry != "torchvision")
     x, switches = max_pool_with_switches(x)
