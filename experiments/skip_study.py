@@ -1,76 +1,8 @@
-"""The skip study: FCN-32s / 16s / 8s, FCN-8s's upsamplers, FCN-8s vs SegNet vs DeconvNet.
+"""The skip study (`fcnjax.studies.skip`): `fcnjax-study skip [flags]`."""
+import sys
 
-    python experiments/skip_study.py --workdir=runs/skip_study
-
-Arms (each with every seed, paired):
-  fcn32s / fcn16s / fcn8s with learned (bilinear-initialised) upsamplers:
-    the analogue of the FCN paper's Table 2;
-  fcn8s with bilinear, nearest, bed_of_nails and max_unpool as its
-    upsamplers (the same operator code as the upsampling study's decoder):
-    FCN's last layer has nothing after it, so bed of nails leaves 63 of
-    every 64 logits at the bias and cannot learn there; max-unpooling is as
-    sparse, with each window's scores at the offset most of the pool's
-    channels chose rather than at its top-left;
-  segnet and deconvnet (switch-unpooling decoders) on the same encoder widths:
-    SegNet with 4 pools (a 4x4 bottleneck), DeconvNet with 3 (an 8x8
-    bottleneck for its 7x7 fc6, as the reference's 7x7 fc6 on a 7x7 pool5);
-    both chosen by the pilot on the selection split.
-Pre-registered contrasts (test mIoU): 16s vs 32s, 8s vs 16s, learned vs
-fixed bilinear in FCN-8s, dense vs sparse (bed of nails) in FCN-8s,
-max-unpooling vs bed of nails in FCN-8s (do the switches place the sparse
-scores better than the block's top-left?), FCN-8s vs SegNet and vs
-DeconvNet. Protocol, tables and figures: `fcnjax.studies.study`.
-"""
-import os
-
-from absl import flags
-
-from fcnjax.runtime import cli
-from fcnjax.studies import study
-
-ARMS = {
-    "fcn32s": {"model.name": "fcn", "model.variant": "32s"},
-    "fcn16s": {"model.name": "fcn", "model.variant": "16s"},
-    "fcn8s": {"model.name": "fcn", "model.variant": "8s"},
-    "fcn8s_bilinear": {"model.name": "fcn", "model.upsample": "bilinear"},
-    "fcn8s_nearest": {"model.name": "fcn", "model.upsample": "nearest"},
-    "fcn8s_bed_of_nails": {"model.name": "fcn", "model.upsample": "bed_of_nails"},
-    "fcn8s_max_unpool": {"model.name": "fcn", "model.upsample": "max_unpool"},
-    "segnet": {"model.name": "segnet", "model.depth": 4},
-    "deconvnet": {"model.name": "deconvnet", "model.depth": 3},
-}
-DENSE = ("fcn8s", "fcn8s_bilinear", "fcn8s_nearest")
-CONTRASTS = {
-    "fcn16s vs fcn32s": ({"fcn16s": 1.0, "fcn32s": -1.0}, "fcn16s", "fcn32s"),
-    "fcn8s vs fcn16s": ({"fcn8s": 1.0, "fcn16s": -1.0}, "fcn8s", "fcn16s"),
-    "fcn8s learned vs bilinear (fixed)": (
-        {"fcn8s": 1.0, "fcn8s_bilinear": -1.0}, "learned", "bilinear"),
-    "fcn8s dense vs sparse": ({**{a: 1 / len(DENSE) for a in DENSE},
-                               "fcn8s_bed_of_nails": -1.0}, "dense", "sparse"),
-    "fcn8s max-unpool vs bed of nails": (
-        {"fcn8s_max_unpool": 1.0, "fcn8s_bed_of_nails": -1.0}, "max_unpool", "bed_of_nails"),
-    "fcn8s vs segnet": ({"fcn8s": 1.0, "segnet": -1.0}, "fcn8s", "segnet"),
-    "fcn8s vs deconvnet": ({"fcn8s": 1.0, "deconvnet": -1.0}, "fcn8s", "deconvnet"),
-}
-
-
-def main(argv):
-  del argv
-  cli.start()
-  FLAGS = flags.FLAGS
-  unknown = sorted(set(FLAGS.arms or ()) - set(ARMS))
-  if unknown:
-    raise SystemExit(f"error: --arms: unknown {unknown}; valid: {list(ARMS)}")
-  arms = {name: ARMS[name] for name in (FLAGS.arms or ARMS)}
-  study.run_study(FLAGS.config, FLAGS.workdir, arms, FLAGS.seeds, CONTRASTS)
-
-
-def run():
-  cli.define_study_flags(os.path.join(cli.CONFIG_DIR, "skip_study.py"),
-                         "runs/skip_study")
-  flags.DEFINE_list("arms", None, f"A subset of {list(ARMS)} (default: all).")
-  cli.run(main, __name__)
-
+from fcnjax import run_study
 
 if __name__ == "__main__":
-  run()
+  sys.argv.insert(1, "skip")
+  run_study.run()

@@ -14,13 +14,26 @@ The protocol (every study follows it; `experiments/results/*/README.md` repeat i
   allow) in every arm; contrasts are tested on per-seed differences
   (`fcnjax.stats`).
 
+* Scores are cached per run under a key of what determines them
+  (`run_key`: the run's resolved config and a hash of the numerics code,
+  ops / models / train / data / metrics); a run whose key changed is moved
+  aside (RUN.stale-<old key>/, nothing deleted) and retrained, not read back.
+* Each run records where it ran (`provenance`: commit, CPU, jax / jaxlib /
+  flax versions) in RUN/run.json; a study refuses to mix commits or
+  library versions across its runs, or CPUs within a seed (so no paired
+  difference straddles two machines), unless allow_mixed.
+
 `run_study(config, workdir, arms, seeds, contrasts)` trains every (arm,
-seed), scores it on the test and train splits, and writes results.json,
-results.md and the figures (`fcnjax.studies.study_report`).
+seed), scores it on the scored splits (test first), and writes
+results.json, results.md and the figures (`fcnjax.studies.study_report`);
+`status` lists the runs done and left; `pilot` trains seed 0 of arms and
+reports each selection curve's last-20 % gain.
 """
+import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 
@@ -28,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import fcnjax
 from fcnjax import metrics, stats
 from fcnjax.studies import experiment
 from fcnjax.studies import study_report as report
@@ -153,30 +167,66 @@ def score_split(config, state, info, split):
   return scores
 
 
-def _cached_scores(run_dir, budget):
+NUMERICS_CODE = ("ops", "models", "train", "data", "metrics.py")
+
+
+def code_hash():
+  """sha256 of the sources that determine a run's numbers (NUMERICS_CODE)."""
+  root = os.path.dirname(os.path.abspath(fcnjax.__file__))
+  digest = hashlib.sha256()
+  for entry in NUMERICS_CODE:
+    path = os.path.join(root, entry)
+    files = [path] if entry.endswith(".py") else sorted(
+        os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(".py"))
+    for name in files:
+      digest.update(os.path.relpath(name, root).encode())
+      with open(name, "rb") as f:
+        digest.update(f.read())
+  return digest.hexdigest()
+
+
+def run_key(config, code=None):
+  """What determines a run's scores: its resolved config and the numerics code."""
+  text = json.dumps(json.loads(config.to_json_best_effort()), sort_keys=True)
+  return hashlib.sha256(f"{code or code_hash()}\n{text}".encode()).hexdigest()[:16]
+
+
+def _cached_scores(run_dir, budget, key=None):
   """RUN/scores.json when it holds the scores of the finished run (step =
-  budget), else None."""
+  budget) under `key` (None: any key), else None."""
   path = os.path.join(run_dir, "scores.json")
   if not os.path.exists(path):
     return None
   with open(path) as f:
     cached = json.load(f)
-  return cached if cached.get("step") == budget else None
+  if cached.get("step") != budget or (key is not None and cached.get("key") != key):
+    return None
+  return cached
 
 
-def score_run(config, run_dir):
+def _stale_key(run_dir, key):
+  """The key RUN was trained under when it differs from `key` (None otherwise)."""
+  path = os.path.join(run_dir, "run.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    old = json.load(f).get("key")
+  return old if old != key else None
+
+
+def score_run(config, run_dir, splits=SCORED_SPLITS, key=None):
   """{split: scores} of the run's final checkpoint, cached in RUN/scores.json
-  (recomputed if the checkpoint's step changed). Refuses an unfinished run."""
+  under `key` (recomputed if the step or key changed). Refuses an unfinished run."""
   from fcnjax.inference import restore
-  cached = _cached_scores(run_dir, config.num_train_steps)
+  cached = _cached_scores(run_dir, config.num_train_steps, key)
   if cached is not None:
     return cached
   state, info = restore(config, run_dir, which="latest")
   if int(state.step) != config.num_train_steps:
     raise ValueError(f"{run_dir}: the newest checkpoint is step {int(state.step)}, not the "
                      f"budget's {config.num_train_steps}; re-run the study to finish it")
-  scores = {"step": int(state.step),
-            **{split: score_split(config, state, info, split) for split in SCORED_SPLITS}}
+  scores = {"step": int(state.step), "key": key,
+            **{split: score_split(config, state, info, split) for split in splits}}
   with open(os.path.join(run_dir, "scores.json"), "w") as f:
     json.dump(scores, f, indent=2)
   return scores
@@ -193,54 +243,172 @@ def plateau_gain(points, fraction=0.2):
   return float(points[-1][1] - before[-1]) if before else float("nan")
 
 
-def train_run(config, run_dir):
-  """Trains (or resumes) one run to its budget, then `score_run`."""
+def train_run(config, run_dir, splits=SCORED_SPLITS, key=None, log=print):
+  """Trains (or resumes) one run to its budget under `key`, then `score_run`. A
+  run directory trained under another key is moved aside and retrained; the
+  run's key, provenance and training wall time go to RUN/run.json."""
   from fcnjax.train import loop
-  loop.train_and_evaluate(config, run_dir)
-  return score_run(config, run_dir)
+  stale = _stale_key(run_dir, key) if key else None
+  if stale:
+    aside = f"{run_dir}.stale-{stale}"
+    log(f"{run_dir}: trained under key {stale}, now {key}: moved to {aside}, retraining")
+    shutil.move(run_dir, aside)
+  if _cached_scores(run_dir, config.num_train_steps, key) is None:
+    start = time.time()
+    loop.train_and_evaluate(config, run_dir)
+    record = {"key": key, "provenance": provenance(), "train_wall_s": round(time.time() - start, 1)}
+    path = os.path.join(run_dir, "run.json")
+    if os.path.exists(path):  # a resumed run keeps where it started
+      with open(path) as f:
+        record = {**json.load(f), "resumed": record}
+    with open(path, "w") as f:
+      json.dump(record, f, indent=2)
+  return score_run(config, run_dir, splits, key)
 
 
-def run_arms(config, workdir, arms, seeds, log=print):
-  """Trains every (arm, seed) in WORKDIR/<arm>,seed=<s>/ -> one dict per run
-  ('wall_s': this invocation's time for it; 'cached': it was already trained
-  and scored, so that time is only the check)."""
+def run_configs(config, workdir, arms, seeds):
+  """{(arm, seed): (run name, run dir, config)} in study order."""
   configs = {(a, s): experiment.with_fields(config, {**fields, SEED: int(s)})
              for a, fields in arms.items() for s in seeds}
-  experiment.check_configs({f"{a},seed={s}": c for (a, s), c in configs.items()})
+  return {k: (f"{k[0]},seed={k[1]}", os.path.join(workdir, f"{k[0]},seed={k[1]}"), c)
+          for k, c in configs.items()}
+
+
+def _run_record(run_dir):
+  path = os.path.join(run_dir, "run.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+MIXED_FIELDS = ("commit", "jax", "jaxlib", "flax")
+
+
+def check_mixing(runs, current, allow_mixed=False):
+  """ValueError naming the runs whose commit or library versions differ from
+  `current`, or whose CPU differs from another run of the same seed.
+  runs: {(arm, seed): run.json record}."""
+  diffs = []
+  for (arm, seed), record in runs.items():
+    prov = record.get("provenance", {})
+    for field in MIXED_FIELDS:
+      if prov.get(field) != current.get(field):
+        diffs.append(f"{arm},seed={seed}: {field} {prov.get(field)!r} (now "
+                     f"{current.get(field)!r})")
+  by_seed = {}
+  for (arm, seed), record in runs.items():
+    by_seed.setdefault(seed, {}).setdefault(record.get("provenance", {}).get("cpu"), []).append(arm)
+  for seed, cpus in by_seed.items():
+    if len(cpus) > 1:
+      diffs.append(f"seed {seed} ran on {len(cpus)} CPUs: " + "; ".join(
+          f"{cpu}: {arms}" for cpu, arms in cpus.items()))
+  if diffs and not allow_mixed:
+    raise ValueError("the study's runs would mix machines or code (--allow_mixed to accept): "
+                     + " | ".join(diffs))
+  return diffs
+
+
+def run_arms(config, workdir, arms, seeds, log=print, splits=SCORED_SPLITS, allow_mixed=False):
+  """Trains every (arm, seed) in WORKDIR/<arm>,seed=<s>/ -> one dict per run
+  ('wall_s': this invocation's time for it; 'cached': it was already trained
+  and scored under the same key, so that time is only the check)."""
+  planned = run_configs(config, workdir, arms, seeds)
+  experiment.check_configs({name: c for name, _, c in planned.values()})
+  code = code_hash()
+  done = {k: r for k, (_, d, _) in planned.items() if (r := _run_record(d))}
+  check_mixing(done, provenance(), allow_mixed)
   runs = []
-  for k, ((arm, seed), cfg) in enumerate(configs.items(), start=1):
-    name = f"{arm},seed={seed}"
-    log(f"[{k}/{len(configs)}] {name}")
+  for k, ((arm, seed), (name, run_dir, cfg)) in enumerate(planned.items(), start=1):
+    log(f"[{k}/{len(planned)}] {name}")
     start = time.time()
-    run_dir = os.path.join(workdir, name)
-    cached = _cached_scores(run_dir, cfg.num_train_steps) is not None  # an earlier invocation's
-    scores = train_run(cfg, run_dir)
+    key = run_key(cfg, code)
+    cached = _cached_scores(run_dir, cfg.num_train_steps, key) is not None
+    scores = train_run(cfg, run_dir, splits, key, log)
     curves = history.load_history(run_dir)
+    record = _run_record(run_dir) or {}
     runs.append({"arm": arm, SEED: int(seed), "name": name, "fields": arms[arm],
                  "wall_s": round(time.time() - start, 1), "cached": cached,
+                 "key": key, "provenance": record.get("provenance"),
                  "scores": scores, "curves": curves,
                  "plateau_gain": plateau_gain(curves.get("eval_mean_iou", []))})
   return runs
 
 
-def summarize(runs, arms):
+def status(config, workdir, arms, seeds):
+  """Rows (arm, seed, state, train wall s) of every planned run: 'done' (scored
+  under its current key), 'stale' (trained under another key), 'partial'
+  (checkpoints short of the budget), 'left'; and an estimate of the time left
+  (the mean training wall time of the done runs times the runs not done)."""
+  code = code_hash()
+  rows, walls = [], []
+  for (arm, seed), (name, run_dir, cfg) in run_configs(config, workdir, arms, seeds).items():
+    key, record = run_key(cfg, code), _run_record(run_dir) or {}
+    if _cached_scores(run_dir, cfg.num_train_steps, key) is not None:
+      state = "done"
+      walls.append(record.get("train_wall_s", float("nan")))
+    elif record.get("key") not in (None, key):
+      state = "stale"
+    elif os.path.isdir(os.path.join(run_dir, "checkpoints")):
+      state = "partial"
+    else:
+      state = "left"
+    rows.append({"arm": arm, SEED: int(seed), "state": state,
+                 "train_wall_s": record.get("train_wall_s")})
+  walls = [w for w in walls if w == w]
+  left = sum(r["state"] != "done" for r in rows)
+  eta = float(np.mean(walls)) * left if walls else float("nan")
+  return rows, eta
+
+
+def pilot(config, workdir, arms, flat=0.01, log=print):
+  """Trains seed 0 of each arm in WORKDIR/<arm>/ and reports its selection-mIoU
+  curve with the gain over its last 20 % of steps ('flat' below `flat`);
+  the test split is never touched. Returns the table's rows."""
+  from fcnjax.train import loop
+  rows = []
+  for arm, fields in arms.items():
+    run_dir = os.path.join(workdir, arm)
+    loop.train_and_evaluate(experiment.with_fields(config, {**fields, SEED: 0}), run_dir)
+    curve = history.load_history(run_dir)["eval_mean_iou"]
+    gain = plateau_gain(curve)
+    log(f"{arm}: gain over the last 20 % {gain:+.3f}")
+    rows.append({"arm": arm, "steps": config.num_train_steps, "curve": curve,
+                 "selection mIoU": " ".join(f"{v:.3f}" for _, v in curve),
+                 "gain last 20 %": f"{gain:+.3f}", "flat": "yes" if gain < flat else "no"})
+  return rows
+
+
+def summarize(runs, arms, splits=SCORED_SPLITS):
   """{arm: {split: {metric: stats.describe(per-seed values)}}, plus per-seed
   mIoU and the largest plateau gain}."""
   out = {}
   for arm in arms:
     members = sorted((r for r in runs if r["arm"] == arm), key=lambda r: r[SEED])
     out[arm] = {split: {m: stats.describe([r["scores"][split][m] for r in members])
-                        for m in METRICS} for split in SCORED_SPLITS}
+                        for m in METRICS} for split in splits}
     out[arm]["seeds"] = [r[SEED] for r in members]
     out[arm]["plateau_gain_max"] = max(r["plateau_gain"] for r in members)
   return out
 
 
-def test_scores(runs, arms, metric="mean_iou"):
+def test_scores(runs, arms, metric="mean_iou", split=TEST_SPLIT):
   """{arm: [test score per seed, in seed order]} (seeds paired across arms)."""
-  return {arm: [r["scores"][TEST_SPLIT][metric] for r in
+  return {arm: [r["scores"][split][metric] for r in
                 sorted((r for r in runs if r["arm"] == arm), key=lambda r: r[SEED])]
           for arm in arms}
+
+
+def cpu_model():
+  """The CPU's model name (/proc/cpuinfo), or the platform's processor string."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
 
 
 def provenance():
@@ -251,19 +419,23 @@ def provenance():
                             cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
   except OSError:
     commit = ""
+  import jaxlib
   return {"commit": commit or "unknown", "machine": platform.platform(),
-          "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-          "jax": jax.__version__, "flax": flax.__version__,
+          "processor": platform.processor() or platform.machine(), "cpu": cpu_model(),
+          "cpus": os.cpu_count(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+          "flax": flax.__version__,
           "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
 
 
-def run_study(config, workdir, arms, seeds, contrasts, log=print):
+def run_study(config, workdir, arms, seeds, contrasts, log=print, splits=SCORED_SPLITS,
+              declared=None, allow_mixed=False):
   """Trains and scores every arm x seed, then the tables, contrasts and figures.
 
   arms: {label: {dotted field: value}}; seeds: the paired seeds;
   contrasts: the pre-registered ones, {name: (weights {arm: w}, 'A', 'B')}
   (`fcnjax.stats.compare`), those whose arms all run; every pair of arms is
   compared as well.
+  splits: the scored splits, the contrasts' first; declared: {contrast: date}.
   Returns the results dict written to WORKDIR/results.json.
   """
   if len(seeds) < 2:
@@ -274,12 +446,12 @@ def run_study(config, workdir, arms, seeds, contrasts, log=print):
   costs = model_costs(configs)  # first, while nothing else runs in this process
   for name, cost in costs.items():
     log(f"cost {name}: {cost}")
-  runs = run_arms(config, workdir, arms, seeds, log)
-  scores = test_scores(runs, arms)
+  runs = run_arms(config, workdir, arms, seeds, log, splits, allow_mixed)
+  scores = test_scores(runs, arms, split=splits[0])
   results = {"protocol": report.PROTOCOL, "provenance": provenance(),
              "config": json.loads(config.to_json_best_effort()), "arms": arms,
              "seeds": [int(s) for s in seeds], "costs": costs, "runs": runs,
-             "summary": summarize(runs, arms),
+             "summary": summarize(runs, arms, splits), "declared": dict(declared or {}),
              "contrasts": stats.compare(scores, contrasts),
              "pairwise": stats.compare(scores, stats.pairwise(list(arms)))}
   results["wall_s"] = round(time.time() - start, 1)

@@ -83,6 +83,8 @@ def markdown(results):
       "Protocol: " + PROTOCOL,
       costs_table(results), seeds_table(results),
       "Pre-registered contrasts (test mIoU, A - B):", contrast_table(results["contrasts"]),
+      *([("Declared: " + "; ".join(f"{k}: {v}" for k, v in results["declared"].items()))]
+        if results.get("declared") else []),
       "Every pair of arms (Holm over all pairs):", contrast_table(results["pairwise"])])
 
 

@@ -1,0 +1,83 @@
+"""Runs a registered study: its arms x paired seeds, scored by one protocol.
+
+    fcnjax-study upsampling --workdir=runs/upsampling_study
+    fcnjax-study skip --arms=fcn8s,segnet --seeds=0,1,2,3,4,5,6,7,8,9
+    fcnjax-study upsampling --status          # runs done and left, time left
+    fcnjax-study upsampling --pilot --arms=carafe,dysample-s+ \
+        --config.num_train_steps=3000 --workdir=runs/pilot   # is the budget flat?
+
+The studies are `fcnjax.studies.registry.STUDIES` (one module each: arms,
+pre-registered contrasts with their dates, base config, scored splits).
+--config overrides the study's base config field by field
+(--config.num_train_steps=...). Re-running resumes, reads back every run
+already scored under the same key (config and numerics code), and retrains
+a run whose key changed (the old one moved aside). A long study can run from
+a pinned worktree of one commit (README "Running a study from a pinned
+worktree").
+"""
+import json
+import os
+import sys
+
+from absl import flags
+
+from fcnjax import viz
+from fcnjax.runtime import cli
+from fcnjax.studies import registry, study
+
+
+def _name(argv):
+  """The study named on the command line (the first non-flag argument)."""
+  names = [a for a in argv[1:] if not a.startswith("-")]
+  if len(names) != 1 or names[0] not in registry.STUDIES:
+    raise SystemExit(f"error: name one study: fcnjax-study NAME [flags]; NAME one of "
+                     f"{list(registry.STUDIES)}" + (f" (got {names})" if names else ""))
+  return names[0]
+
+
+def main(argv):
+  FLAGS = flags.FLAGS
+  spec = registry.STUDIES[_name(argv)]
+  cli.start()
+  arms = spec.select(FLAGS.arms)
+  seeds = [int(s) for s in (FLAGS.seeds or range(spec.seeds))]
+  workdir = FLAGS.workdir or os.path.join("runs", spec.name)
+  if FLAGS.status:
+    rows, eta = study.status(FLAGS.config, workdir, arms, seeds)
+    print(viz.markdown_table(rows, list(rows[0])))
+    counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "partial", "stale", "left")}
+    print(f"{counts}; about {eta / 60:.0f} min of training left at the done runs' mean"
+          if eta == eta else f"{counts}; no run done yet to estimate the time left")
+    return
+  if FLAGS.pilot:
+    rows = study.pilot(FLAGS.config, workdir, arms)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "pilot.json"), "w") as f:
+      json.dump({"study": spec.name, "provenance": study.provenance(), "rows": rows,
+                 "config": json.loads(FLAGS.config.to_json_best_effort())}, f, indent=1)
+    viz.plot_curves(os.path.join(workdir, "curves.png"),
+                    {"selection mIoU": {r["arm"]: r["curve"] for r in rows}})
+    print(viz.markdown_table([{k: v for k, v in r.items() if k != "curve"} for r in rows],
+                             ["arm", "steps", "selection mIoU", "gain last 20 %", "flat"]))
+    return
+  study.run_study(FLAGS.config, workdir, arms, seeds, spec.contrasts_for(list(arms)),
+                  splits=spec.scored_splits, declared=spec.declared,
+                  allow_mixed=FLAGS.allow_mixed)
+
+
+def run():
+  spec = registry.STUDIES.get(next((a for a in sys.argv[1:] if not a.startswith("-")), ""))
+  cli.define_study_flags(spec.config_file if spec else registry.STUDIES["upsampling"].config_file,
+                         None, seeds=spec.seeds if spec else 5)
+  flags.DEFINE_list("arms", None, "A subset of the study's arms (default: its default arms).")
+  flags.DEFINE_bool("status", False, "Show the runs done and left and the time left; train "
+                    "nothing.")
+  flags.DEFINE_bool("pilot", False, "Train seed 0 of each arm and report how flat each "
+                    "selection curve is (the budget pilot; the test split is not touched).")
+  flags.DEFINE_bool("allow_mixed", False, "Accept runs from other commits, library versions, "
+                    "or (within a seed) other CPUs in one study.")
+  cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+  run()
