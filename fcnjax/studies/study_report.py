@@ -33,14 +33,14 @@ def _pm(d, digits=3):
 
 
 def costs_table(results):
-  """SegNet-Table-1 form: costs, then G / C / mIoU / BF / BIoU on test and train."""
+  """SegNet-Table-1 form: costs, then G / C / mIoU / BF / BIoU on each scored split."""
   rows = []
   for arm, s in results["summary"].items():
     c = results["costs"][arm]
     row = {"arm": arm, "params": f"{c['params']:,}", "kept bytes/img": f"{c['kept_bytes']:,}",
            "storage x": f"{c['storage_multiplier']:.2f}",
            "infer ms/img": f"{c['infer_ms']:.2f}", "train step ms": f"{c['step_ms']:.0f}"}
-    for split in ("test", "train"):
+    for split in (k for k in s if isinstance(s[k], dict) and "mean_iou" in s[k]):
       for m, short in (("pixel_acc", "G"), ("mean_acc", "C"), ("mean_iou", "mIoU"),
                        ("bf", "BF"), ("boundary_iou", "BIoU")):
         row[f"{split} {short}"] = (_pm(s[split][m]) if m == "mean_iou"

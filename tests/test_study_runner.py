@@ -1,0 +1,85 @@
+"""The study runner in-process: a study registered from outside the package runs,
+reports its status, reads back runs scored under the same key and retrains a
+changed arm (the old run moved aside, nothing deleted); mixing machines or
+code is refused by name."""
+import json
+import os
+
+import pytest
+
+from fcnjax.studies import experiment, registry, spec, study
+from fcnjax.studies.upsampling import get_config
+
+
+def _toy(data_dir):
+  return experiment.with_fields(get_config(), {
+      "data.tfds_config": "tiny", "data.data_dir": str(data_dir), "data.crop_size": 32,
+      "model.backbone": "tiny", "model.depth": 3, "batch_size": 8, "eval_batch_size": 8,
+      "num_train_steps": 2, "log_every_steps": 1, "eval_every_steps": 2,
+      "checkpoint_every_steps": 2, "optimizer.warmup_steps": 0})
+
+
+TOY_STUDY = spec.Study(
+    name="toy", config_file=__file__,
+    arms={"nearest": {"model.upsample": "nearest"}, "bilinear": {"model.upsample": "bilinear"}},
+    contrasts=lambda labels: {"nearest vs bilinear": (
+        {"nearest": 1.0, "bilinear": -1.0}, "nearest", "bilinear")},
+    declared={"nearest vs bilinear": "2026-12-06"}, scored_splits=("test",), seeds=2)
+
+
+def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, monkeypatch):
+  monkeypatch.setitem(registry.STUDIES, "toy", TOY_STUDY)
+  config, work, seeds = _toy(tmp_path / "tfds"), str(tmp_path / "study"), [0, 1]
+  arms = registry.STUDIES["toy"].select()
+  rows, _ = study.status(config, work, arms, seeds)
+  assert [r["state"] for r in rows] == ["left"] * 4
+  results = study.run_study(config, work, arms, seeds, TOY_STUDY.contrasts_for(list(arms)),
+                            log=lambda line: None, splits=TOY_STUDY.scored_splits,
+                            declared=TOY_STUDY.declared)
+  assert [c["contrast"] for c in results["contrasts"]] == ["nearest vs bilinear"]
+  assert results["declared"] == {"nearest vs bilinear": "2026-12-06"}
+  for run in results["runs"]:
+    assert set(run["scores"]) == {"step", "key", "test"}  # the study's scored splits only
+    with open(os.path.join(work, run["name"], "run.json")) as f:
+      record = json.load(f)
+    assert record["key"] == run["key"] and record["provenance"]["cpu"]
+    assert record["provenance"]["jaxlib"] and record["provenance"]["commit"]
+  rows, eta = study.status(config, work, arms, seeds)
+  assert [r["state"] for r in rows] == ["done"] * 4 and eta == 0
+  # The bilinear arm changes (another operator under the same label): its runs are
+  # stale, retrained; the nearest runs are read back.
+  changed = {**arms, "bilinear": {"model.upsample": "bed_of_nails"}}
+  rows, _ = study.status(config, work, changed, seeds)
+  assert {(r["arm"], r["state"]) for r in rows} == {("nearest", "done"), ("bilinear", "stale")}
+  again = study.run_arms(config, work, changed, seeds, log=lambda line: None,
+                         splits=("test",))
+  assert [r["cached"] for r in again] == [True, True, False, False]
+  old = {r["name"]: r for r in results["runs"]}
+  for run in again[:2]:
+    assert run["scores"] == old[run["name"]]["scores"]
+  for run in again[2:]:
+    assert run["key"] != old[run["name"]]["key"]
+    assert os.path.isdir(os.path.join(work, f"{run['name']}.stale-{old[run['name']]['key']}"))
+
+
+def test_mixing_is_refused_by_name_unless_allowed():
+  here = study.provenance()
+  runs = {("a", 0): {"provenance": here},
+          ("b", 0): {"provenance": {**here, "cpu": "another CPU"}},
+          ("a", 1): {"provenance": {**here, "jaxlib": "0.0.1"}}}
+  with pytest.raises(ValueError, match=r"a,seed=1: jaxlib '0.0.1'.*seed 0 ran on 2 CPUs"):
+    study.check_mixing(runs, here)
+  assert len(study.check_mixing(runs, here, allow_mixed=True)) == 2
+  assert study.check_mixing({("a", 0): {"provenance": here}}, here) == []
+
+
+def test_unknown_arms_and_undeclared_contrasts_are_refused():
+  with pytest.raises(ValueError, match=r"--arms: unknown \['cubic'\] for study 'toy'"):
+    TOY_STUDY.select(["nearest", "cubic"])
+  undated = spec.Study(name="x", config_file="", arms=TOY_STUDY.arms,
+                       contrasts=TOY_STUDY.contrasts, declared={})
+  with pytest.raises(ValueError, match="has no declared date"):
+    undated.contrasts_for(["nearest", "bilinear"])
+  # The registered studies' contrasts all carry their dates.
+  for s in registry.STUDIES.values():
+    s.contrasts_for(list(s.arms))
