@@ -58,11 +58,14 @@ def test_fields_a_model_ignores_are_refused(name, field, value):
     validate.check_fields(experiment.with_fields(config, {f"model.{field}": value}))
 
 
-def test_upsample_is_refused_only_where_it_is_ignored():
-  validate.check_fields(_config(**{"model.name": "decoder", "model.upsample": "nearest",
+def test_a_field_is_refused_only_where_it_is_ignored():
+  for name in ("decoder", "segnet", "unet"):  # every family takes an operator now
+    validate.check_fields(_config(**{"model.name": name, "model.upsample": "nearest",
+                                     "data.crop_size": 64}))
+  validate.check_fields(_config(**{"model.name": "decoder", "model.skips": True,
                                    "data.crop_size": 64}))
-  with pytest.raises(ValueError, match="ignores model.upsample="):
-    validate.check_fields(_config(**{"model.name": "segnet", "model.upsample": "nearest",
+  with pytest.raises(ValueError, match="ignores model.skips="):
+    validate.check_fields(_config(**{"model.name": "unet", "model.skips": True,
                                      "data.crop_size": 64}))
 
 
