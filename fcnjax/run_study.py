@@ -40,7 +40,7 @@ def main(argv):
   spec = registry.STUDIES[_name(argv)]
   cli.start()
   arms = spec.select(FLAGS.arms)
-  seeds = [int(s) for s in (FLAGS.seeds or range(spec.seeds))]
+  seeds = [int(s) for s in (FLAGS.seeds or range(spec.seeds))] if not FLAGS.pilot else None
   workdir = FLAGS.workdir or os.path.join("runs", spec.name)
   if FLAGS.status:
     rows, eta = study.status(FLAGS.config, workdir, arms, seeds)
@@ -50,15 +50,17 @@ def main(argv):
           if eta == eta else f"{counts}; no run done yet to estimate the time left")
     return
   if FLAGS.pilot:
-    rows = study.pilot(FLAGS.config, workdir, arms)
-    os.makedirs(workdir, exist_ok=True)
+    seeds = [int(s) for s in (FLAGS.seeds or [0])]
+    runs, per_arm = study.pilot(FLAGS.config, workdir, arms, seeds)
     with open(os.path.join(workdir, "pilot.json"), "w") as f:
-      json.dump({"study": spec.name, "provenance": study.provenance(), "rows": rows,
-                 "config": json.loads(FLAGS.config.to_json_best_effort())}, f, indent=1)
-    viz.plot_curves(os.path.join(workdir, "curves.png"),
-                    {"selection mIoU": {r["arm"]: r["curve"] for r in rows}})
-    print(viz.markdown_table([{k: v for k, v in r.items() if k != "curve"} for r in rows],
-                             ["arm", "steps", "selection mIoU", "gain last 20 %", "flat"]))
+      json.dump({"study": spec.name, "provenance": study.provenance(), "runs": runs,
+                 "arms": per_arm, "config": json.loads(FLAGS.config.to_json_best_effort())},
+                f, indent=1)
+    viz.plot_curves(os.path.join(workdir, "curves.png"), {"selection mIoU": {
+        f"{r['arm']},seed={r['seed']}": r["curve"] for r in runs}})
+    print(viz.markdown_table([{k: v for k, v in r.items() if k != "curve"} for r in runs],
+                             ["arm", "seed", "steps", "selection mIoU", "gain last 20 %"]))
+    print(viz.markdown_table(per_arm, list(per_arm[0])))
     return
   study.run_study(FLAGS.config, workdir, arms, seeds, spec.contrasts_for(list(arms)),
                   splits=spec.scored_splits, declared=spec.declared,
@@ -68,12 +70,12 @@ def main(argv):
 def run():
   spec = registry.STUDIES.get(next((a for a in sys.argv[1:] if not a.startswith("-")), ""))
   cli.define_study_flags(spec.config_file if spec else registry.STUDIES["upsampling"].config_file,
-                         None, seeds=spec.seeds if spec else 5)
+                         None, seeds=0)  # none given: the study's (the pilot: seed 0)
   flags.DEFINE_list("arms", None, "A subset of the study's arms (default: its default arms).")
   flags.DEFINE_bool("status", False, "Show the runs done and left and the time left; train "
                     "nothing.")
-  flags.DEFINE_bool("pilot", False, "Train seed 0 of each arm and report how flat each "
-                    "selection curve is (the budget pilot; the test split is not touched).")
+  flags.DEFINE_bool("pilot", False, "Train each arm's --seeds (default 0) and report how flat "
+                    "each selection curve is: the budget pilot (the test split is not touched).")
   flags.DEFINE_bool("allow_mixed", False, "Accept runs from other commits, library versions, "
                     "or (within a seed) other CPUs in one study.")
   cli.run(main, __name__)

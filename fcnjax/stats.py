@@ -129,3 +129,51 @@ def describe(values):
   return {"n": len(v), "mean": float(v.mean()),
           "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan,
           "iqm": iqm(v), "min": float(v.min()), "max": float(v.max())}
+
+
+def _kind(verdict_text):
+  """A verdict's kind: 'A > B' (with its direction), 'equivalent' or 'not resolved'."""
+  if verdict_text.startswith(("equivalent", "not resolved")):
+    return verdict_text.split(" ")[0]
+  return verdict_text.split(" (")[0]
+
+
+def leave_one_out(scores, contrasts, margin=MARGIN, alpha=ALPHA):
+  """{contrast: {'robust': bool, 'flips': [(seed index, verdict)]}}: the family
+  compared again with each seed left out in turn (a run is left out with its
+  pair: a paired difference needs both), Holm over the same family each time;
+  robust when no drop changes any verdict's kind (direction, equivalence or
+  unresolved)."""
+  full = {r["contrast"]: _kind(r["verdict"]) for r in compare(scores, contrasts, margin, alpha)}
+  n = min(len(v) for v in scores.values())
+  out = {name: {"robust": True, "flips": []} for name in contrasts}
+  for drop in range(n):
+    kept = {arm: [v for i, v in enumerate(vals) if i != drop] for arm, vals in scores.items()}
+    for row in compare(kept, contrasts, margin, alpha):
+      if _kind(row["verdict"]) != full[row["contrast"]]:
+        out[row["contrast"]]["robust"] = False
+        out[row["contrast"]]["flips"].append((drop, row["verdict"]))
+  return out
+
+
+COLLAPSE_DROP = 0.15  # mIoU: a run this far below its arm's other seeds' median collapsed
+
+
+def collapsed(values, drop=COLLAPSE_DROP):
+  """Indices of the collapsed runs of one arm: final selection mIoU more than
+  `drop` below the median of the arm's other runs (a rule fixed before the
+  runs; collapsed runs stay in every analysis and are reported by name)."""
+  v = np.asarray(values, np.float64)
+  return [i for i in range(len(v)) if len(v) > 2 and v[i] < np.median(np.delete(v, i)) - drop]
+
+
+def seeds_needed(d, alpha=ALPHA, power=0.8, family=1):
+  """Paired seeds for a two-sided t test at alpha / family (Holm's first step) to
+  detect the observed mean of d with the observed spread at `power` (normal
+  approximation plus one; inf when the mean is 0)."""
+  d = np.asarray(d, np.float64)
+  mean, std = abs(float(np.mean(d))), float(np.std(d, ddof=1))
+  if mean == 0:
+    return math.inf
+  z = sps.norm.ppf(1 - alpha / family / 2) + sps.norm.ppf(power)
+  return int(math.ceil((z * std / mean) ** 2)) + 1

@@ -81,3 +81,31 @@ def test_pairwise_lists_every_pair_once():
   pairs = stats.pairwise(["a", "b", "c"])
   assert list(pairs) == ["a - b", "a - c", "b - c"]
   assert pairs["a - c"] == ({"a": 1.0, "c": -1.0}, "a", "c")
+
+
+def test_leave_one_out_marks_a_verdict_carried_by_one_seed_fragile():
+  # 6 seeds: A beats B by 0.05 +- 0.005 on five; with seed 5 as well the spread
+  # is large. "C" is A shifted by a constant: A vs C is resolved however you drop.
+  a = np.array([0.60, 0.61, 0.62, 0.60, 0.61, 0.90])
+  b = a - np.array([0.05, 0.055, 0.045, 0.05, 0.052, -0.30])
+  c = a - 0.1
+  contrasts = {"A vs B": ({"A": 1.0, "B": -1.0}, "A", "B"),
+               "A vs C": ({"A": 1.0, "C": -1.0}, "A", "C")}
+  scores = {"A": a, "B": b, "C": c}
+  full = {r["contrast"]: r["verdict"] for r in stats.compare(scores, contrasts)}
+  assert full["A vs B"].startswith("not resolved")
+  out = stats.leave_one_out(scores, contrasts)
+  assert out["A vs C"] == {"robust": True, "flips": []}
+  assert not out["A vs B"]["robust"]
+  assert [i for i, _ in out["A vs B"]["flips"]] == [5]  # only dropping seed 5 resolves it
+  assert out["A vs B"]["flips"][0][1].startswith("A > B")
+
+
+def test_collapse_rule_and_seeds_needed_follow_their_definitions():
+  assert stats.collapsed([0.55, 0.56, 0.35, 0.57, 0.54]) == [2]
+  assert stats.collapsed([0.55, 0.45, 0.50]) == []  # within 0.15 of the others' median
+  d = np.array([0.01, 0.03, 0.02, 0.00, 0.04])  # mean 0.02, std 0.01581
+  z = 1.959964 + 0.841621  # normal quantiles at 0.975 and 0.8
+  assert stats.seeds_needed(d) == int(np.ceil((z * d.std(ddof=1) / 0.02) ** 2)) + 1
+  z3 = 2.393980 + 0.841621  # alpha / 3
+  assert stats.seeds_needed(d, family=3) == int(np.ceil((z3 * d.std(ddof=1) / 0.02) ** 2)) + 1

@@ -89,13 +89,13 @@ def jax_step(name, upsample, driver_name, opts):
   step() runs one step to completion (the first call compiles)."""
   import jax
   import optax
-  from fcnjax.train import parallel
+  from fcnjax.train import losses, parallel
   from fcnjax.train import state as state_lib
   model = build_model(name, upsample, opts)
   batch = synthetic_batch(opts)
   state = state_lib.create_train_state(model, optax.sgd(1e-3, 0.9), jax.random.key(0),
                                        (1,) + batch["image"].shape[1:])
-  driver = parallel.make_driver(driver_name, loss_reduction="mean",
+  driver = parallel.make_driver(driver_name, loss_fn=losses.make_loss("ce"),
                                 num_classes=opts.num_classes)
   carry = {"state": driver.put_state(state)}
 

@@ -31,6 +31,7 @@ reports each selection curve's last-20 % gain.
 """
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -361,22 +362,29 @@ def status(config, workdir, arms, seeds):
   return rows, eta
 
 
-def pilot(config, workdir, arms, flat=0.01, log=print):
-  """Trains seed 0 of each arm in WORKDIR/<arm>/ and reports its selection-mIoU
-  curve with the gain over its last 20 % of steps ('flat' below `flat`);
-  the test split is never touched. Returns the table's rows."""
+def pilot(config, workdir, arms, seeds=(0,), flat=0.01, log=print):
+  """Trains each arm's `seeds` in WORKDIR/<arm>,seed=<s>/ and reports every
+  selection-mIoU curve with its gain over the last 20 % of steps; an arm is
+  flat when its median seed gains less than `flat` (its worst seed reported).
+  The test split is never touched. Returns (rows per run, rows per arm)."""
   from fcnjax.train import loop
-  rows = []
+  runs, per_arm = [], []
   for arm, fields in arms.items():
-    run_dir = os.path.join(workdir, arm)
-    loop.train_and_evaluate(experiment.with_fields(config, {**fields, SEED: 0}), run_dir)
-    curve = history.load_history(run_dir)["eval_mean_iou"]
-    gain = plateau_gain(curve)
-    log(f"{arm}: gain over the last 20 % {gain:+.3f}")
-    rows.append({"arm": arm, "steps": config.num_train_steps, "curve": curve,
-                 "selection mIoU": " ".join(f"{v:.3f}" for _, v in curve),
-                 "gain last 20 %": f"{gain:+.3f}", "flat": "yes" if gain < flat else "no"})
-  return rows
+    gains = []
+    for seed in seeds:
+      run_dir = os.path.join(workdir, f"{arm},seed={seed}")
+      loop.train_and_evaluate(experiment.with_fields(config, {**fields, SEED: int(seed)}),
+                              run_dir)
+      curve = history.load_history(run_dir)["eval_mean_iou"]
+      gains.append(plateau_gain(curve))
+      log(f"{arm}, seed {seed}: gain over the last 20 % {gains[-1]:+.3f}")
+      runs.append({"arm": arm, SEED: int(seed), "steps": config.num_train_steps,
+                   "curve": curve, "selection mIoU": " ".join(f"{v:.3f}" for _, v in curve),
+                   "gain last 20 %": f"{gains[-1]:+.3f}"})
+    median = float(np.median(gains))
+    per_arm.append({"arm": arm, "seeds": len(gains), "median gain": f"{median:+.3f}",
+                    "worst gain": f"{max(gains):+.3f}", "flat": "yes" if median < flat else "no"})
+  return runs, per_arm
 
 
 def summarize(runs, arms, splits=SCORED_SPLITS):
@@ -409,6 +417,17 @@ def cpu_model():
   except OSError:
     pass
   return platform.processor() or platform.machine()
+
+
+def collapses(runs, arms):
+  """{arm: [collapsed run names]} by `stats.collapsed` on each run's final
+  selection mIoU (the rule fixed before the runs); the runs stay in the analysis."""
+  out = {}
+  for arm in arms:
+    members = sorted((r for r in runs if r["arm"] == arm), key=lambda r: r[SEED])
+    final = [r["curves"].get("eval_mean_iou", [(0, math.nan)])[-1][1] for r in members]
+    out[arm] = [members[i]["name"] for i in stats.collapsed(final)]
+  return out
 
 
 def provenance():
@@ -448,11 +467,18 @@ def run_study(config, workdir, arms, seeds, contrasts, log=print, splits=SCORED_
     log(f"cost {name}: {cost}")
   runs = run_arms(config, workdir, arms, seeds, log, splits, allow_mixed)
   scores = test_scores(runs, arms, split=splits[0])
+  secondary = {m: stats.compare(test_scores(runs, arms, m, splits[0]), contrasts)
+               for m in ("bf", "boundary_iou")}  # each its own Holm family
   results = {"protocol": report.PROTOCOL, "provenance": provenance(),
              "config": json.loads(config.to_json_best_effort()), "arms": arms,
              "seeds": [int(s) for s in seeds], "costs": costs, "runs": runs,
              "summary": summarize(runs, arms, splits), "declared": dict(declared or {}),
              "contrasts": stats.compare(scores, contrasts),
+             "robustness": stats.leave_one_out(scores, contrasts),
+             "seeds_needed": {name: stats.seeds_needed(stats.contrast_values(scores, w),
+                                                       family=len(contrasts))
+                              for name, (w, _, _) in contrasts.items()},
+             "collapsed": collapses(runs, arms), "secondary": secondary,
              "pairwise": stats.compare(scores, stats.pairwise(list(arms)))}
   results["wall_s"] = round(time.time() - start, 1)
   report.write(workdir, config, results, log=log)

@@ -61,14 +61,25 @@ def seeds_table(results):
   return viz.markdown_table(rows, list(rows[0]))
 
 
-def contrast_table(rows):
+def contrast_table(rows, robustness=None, seeds_needed=None):
+  """One row per contrast; with `robustness` ({name: {robust, flips}}) whether its
+  verdict survives leaving out each seed, with `seeds_needed` the power estimate."""
   if not rows:
     return "(none: no contrast has all its arms in this study)"
-  out = [{"contrast": r["contrast"], "mean diff": f"{r['mean']:+.4f}",
-          "95 % t": f"[{r['t_low']:+.3f}, {r['t_high']:+.3f}]",
-          "95 % bootstrap": f"[{r['boot_low']:+.3f}, {r['boot_high']:+.3f}]",
-          "P(A>B)": f"{r['p_improvement']:.2f}", "p (Holm)": f"{r['p_holm']:.3g}",
-          "answer": r["verdict"]} for r in rows]
+  out = []
+  for r in rows:
+    row = {"contrast": r["contrast"], "mean diff": f"{r['mean']:+.4f}",
+           "95 % t": f"[{r['t_low']:+.3f}, {r['t_high']:+.3f}]",
+           "95 % bootstrap": f"[{r['boot_low']:+.3f}, {r['boot_high']:+.3f}]",
+           "P(A>B)": f"{r['p_improvement']:.2f}", "p (Holm)": f"{r['p_holm']:.3g}",
+           "answer": r["verdict"]}
+    if robustness:
+      rob = robustness[r["contrast"]]
+      row["leave one seed out"] = "robust" if rob["robust"] else "fragile (without seed #{})".format(
+          ", ".join(str(i) for i, _ in rob["flips"]))
+    if seeds_needed:
+      row["seeds for 80 % power"] = str(seeds_needed[r["contrast"]])
+    out.append(row)
   return viz.markdown_table(out, list(out[0]))
 
 
@@ -82,7 +93,15 @@ def markdown(results):
       f"for {len(results['runs'])} runs{note}; seeds {results['seeds']}.",
       "Protocol: " + PROTOCOL,
       costs_table(results), seeds_table(results),
-      "Pre-registered contrasts (test mIoU, A - B):", contrast_table(results["contrasts"]),
+      "Pre-registered contrasts (test mIoU, A - B):",
+      contrast_table(results["contrasts"], results.get("robustness"),
+                     results.get("seeds_needed")),
+      *[f"Secondary endpoint, test {m} (its own Holm family):\n\n" + contrast_table(rows)
+        for m, rows in results.get("secondary", {}).items()],
+      "Collapsed runs (final selection mIoU more than 0.15 below the median of the arm's "
+      "other seeds; kept in every analysis): " + (", ".join(
+          f"{arm}: {names} ({len(names)} of {len(results['seeds'])})"
+          for arm, names in results.get("collapsed", {}).items() if names) or "none"),
       *([("Declared: " + "; ".join(f"{k}: {v}" for k, v in results["declared"].items()))]
         if results.get("declared") else []),
       "Every pair of arms (Holm over all pairs):", contrast_table(results["pairwise"])])
