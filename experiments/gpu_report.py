@@ -26,13 +26,14 @@ def bench_with_flops(opts, steps):
   import jax
   import optax
   from fcnjax.studies import benchmark
-  from fcnjax.train import parallel
+  from fcnjax.train import losses, parallel
   from fcnjax.train import state as state_lib
   model = benchmark.build_model("fcn8s", "learned", opts)
   batch = benchmark.synthetic_batch(opts)
   state = state_lib.create_train_state(model, optax.sgd(1e-3, 0.9), jax.random.key(0),
                                        (1,) + batch["image"].shape[1:])
-  driver = parallel.make_driver("jit", loss_reduction="mean", num_classes=opts.num_classes)
+  driver = parallel.make_driver("jit", loss_fn=losses.make_loss("ce"),
+                                num_classes=opts.num_classes)
   state, device_batch = driver.put_state(state), driver.put_batch(batch)
   t = time.perf_counter()
   lowered = driver.train_step.lower(state, device_batch, jax.random.key(0))

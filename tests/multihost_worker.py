@@ -16,9 +16,11 @@ def main(port, process_id, driver_name, out_path):
   sys.path.insert(0, os.path.dirname(__file__))
   import test_parallel as tp
   import optax
+  from fcnjax.train import losses as loss_lib
   from fcnjax.train import parallel
   assert jax.process_count() == 2 and jax.device_count() == 8
-  driver = parallel.make_driver(driver_name, loss_reduction="mean", num_classes=tp.NUM_CLASSES)
+  driver = parallel.make_driver(driver_name, loss_fn=loss_lib.make_loss("ce"),
+                                num_classes=tp.NUM_CLASSES)
   state = driver.put_state(tp._initial_state(optax.sgd(0.5)))
   losses = []
   for batch in tp._batches():

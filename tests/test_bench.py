@@ -16,7 +16,7 @@ from fcnjax.runtime import cli
 from fcnjax.studies import benchmark
 from fcnjax.models.vgg import VGGBackbone
 from fcnjax.ops import fc, winograd
-from fcnjax.train.step import cross_entropy_sum
+from fcnjax.train.losses import cross_entropy_sum
 
 EPS = np.finfo(np.float32).eps
 

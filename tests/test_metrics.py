@@ -283,14 +283,14 @@ def test_median_frequency_weights_hand_worked():
 
 
 def test_weighted_cross_entropy_matches_numpy():
-  from fcnjax.train import step
+  from fcnjax.train import losses as loss_lib
   rng = np.random.default_rng(0)
   logits = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
   labels = rng.integers(0, 5, size=(2, 3, 4))
   labels[0, 0, :2] = 255
   weights = rng.uniform(0.1, 3.0, 5).astype(np.float32)
-  loss, count = step.cross_entropy_sum(jnp.asarray(logits), jnp.asarray(labels),
-                                       class_weights=weights)
+  loss, count = loss_lib.cross_entropy_sum(jnp.asarray(logits), jnp.asarray(labels),
+                                         class_weights=weights)
   logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   valid = labels != 255
   safe = np.where(valid, labels, 0)

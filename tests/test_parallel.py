@@ -11,9 +11,9 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from fcnjax import models
+from fcnjax.train import losses as loss_lib
 from fcnjax.train import parallel
 from fcnjax.train import state as state_lib
-from fcnjax.train import step as step_lib
 
 NUM_CLASSES = 4
 STEPS = 3
@@ -48,7 +48,7 @@ def _reference(tx):
   for batch in _batches():
     def loss_fn(p):
       logits = state.apply_fn({"params": p}, batch["image"])
-      total, count = step_lib.cross_entropy_sum(logits, batch["label"])
+      total, count = loss_lib.cross_entropy_sum(logits, batch["label"])
       return total / count
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     state = state.apply_gradients(grads=grads)
@@ -57,8 +57,8 @@ def _reference(tx):
 
 
 def _run(driver_name, num_devices, tx):
-  driver = parallel.make_driver(driver_name, loss_reduction="mean", num_classes=NUM_CLASSES,
-                                num_devices=num_devices)
+  driver = parallel.make_driver(driver_name, loss_fn=loss_lib.make_loss("ce"),
+                                num_classes=NUM_CLASSES, num_devices=num_devices)
   state = driver.put_state(_initial_state(tx))
   losses = []
   for batch in _batches():
@@ -106,7 +106,7 @@ def test_naive_shard_map_pmean_is_caught(sgd_reference):
   def naive_step(state, batch):
     def loss_fn(p):
       logits = state.apply_fn({"params": p}, batch["image"])
-      total, count = step_lib.cross_entropy_sum(logits, batch["label"])
+      total, count = loss_lib.cross_entropy_sum(logits, batch["label"])
       return total / jnp.maximum(count, 1.0)
     grads = lax.pmean(jax.grad(loss_fn)(state.params), "batch")
     return state.apply_gradients(grads=grads)
@@ -125,8 +125,9 @@ def test_summed_loss_is_sum_over_global_batch():
   state = _initial_state(tx)
   batch = _batches()[0]
   logits = state.apply_fn({"params": state.params}, batch["image"])
-  expected, _ = step_lib.cross_entropy_sum(logits, batch["label"])
-  driver = parallel.make_driver("jit", loss_reduction="sum", num_classes=NUM_CLASSES)
+  expected, _ = loss_lib.cross_entropy_sum(logits, batch["label"])
+  driver = parallel.make_driver("jit", loss_fn=loss_lib.make_loss("ce", reduction="sum"),
+                                num_classes=NUM_CLASSES)
   _, metrics = driver.train(driver.put_state(state), batch, jax.random.key(0))
   np.testing.assert_allclose(float(metrics["loss"]), float(expected), rtol=1e-4)
 
@@ -136,7 +137,7 @@ def test_cross_entropy_against_numpy():
   logits = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
   labels = rng.integers(0, 3, size=(2, 5, 6))
   labels[0, 0] = 255
-  total, count = step_lib.cross_entropy_sum(jnp.asarray(logits), jnp.asarray(labels))
+  total, count = loss_lib.cross_entropy_sum(jnp.asarray(logits), jnp.asarray(labels))
   logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   valid = labels != 255
   expected = -np.take_along_axis(logp, np.where(valid, labels, 0)[..., None], -1)[..., 0]
@@ -146,10 +147,10 @@ def test_cross_entropy_against_numpy():
 
 def test_driver_errors():
   with pytest.raises(ValueError, match="config.parallel"):
-    parallel.make_driver("pjit", loss_reduction="mean", num_classes=2)
+    parallel.make_driver("pjit", loss_fn=loss_lib.make_loss("ce"), num_classes=2)
   with pytest.raises(ValueError, match="num_devices"):
-    parallel.make_driver("jit", loss_reduction="mean", num_classes=2, num_devices=64)
-  driver = parallel.make_driver("pmap", loss_reduction="mean", num_classes=2)
+    parallel.make_driver("jit", loss_fn=loss_lib.make_loss("ce"), num_classes=2, num_devices=64)
+  driver = parallel.make_driver("pmap", loss_fn=loss_lib.make_loss("ce"), num_classes=2)
   with pytest.raises(ValueError, match="not divisible"):
     driver.put_batch({"image": np.zeros((3, 8, 8, 3))})
 
@@ -173,13 +174,14 @@ def test_batchnorm_statistics_span_all_devices():
     def loss_fn(p):
       logits, upd = state.apply_fn({"params": p, "batch_stats": state.batch_stats},
                                    batch["image"], train=True, mutable=["batch_stats"])
-      total, count = step_lib.cross_entropy_sum(logits, batch["label"])
+      total, count = loss_lib.cross_entropy_sum(logits, batch["label"])
       return total / count, upd["batch_stats"]
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=stats)
     ref_losses.append(float(loss))
   for axis_name, agrees in ((parallel.AXIS, True), (None, False)):
-    driver = parallel.make_driver("jit", loss_reduction="mean", num_classes=NUM_CLASSES)
+    driver = parallel.make_driver("jit", loss_fn=loss_lib.make_loss("ce"),
+                                  num_classes=NUM_CLASSES)
     run = driver.put_state(init(_bn_model(axis_name)))
     losses = []
     for batch in _batches()[:1]:

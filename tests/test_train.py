@@ -13,6 +13,7 @@ from fcnjax.studies import experiment
 from fcnjax import inference
 from fcnjax.data import pipeline
 from fcnjax.train import assemble, checkpoint, loop, parallel
+from fcnjax.train import losses as loss_lib
 from fcnjax.train import step as step_lib
 
 
@@ -47,7 +48,8 @@ def test_twenty_steps_lower_the_loss(data_dir):
   config = tiny_config(data_dir, **{"optimizer.learning_rate": 3e-3})
   info = pipeline.get_info(config.data)
   state, _ = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))
-  driver = parallel.make_driver("jit", loss_reduction="mean", num_classes=info.num_classes)
+  driver = parallel.make_driver("jit", loss_fn=loss_lib.make_loss("ce"),
+                                num_classes=info.num_classes)
   state = driver.put_state(state)
   batches = pipeline.train_batches(config.data, 8, seed=0)
   losses = []
@@ -64,7 +66,8 @@ def test_bfloat16_trains_like_float32(data_dir):
     config = tiny_config(data_dir, dtype=dtype, **{"optimizer.learning_rate": 3e-3})
     info = pipeline.get_info(config.data)
     state, _ = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))
-    driver = parallel.make_driver("jit", loss_reduction="mean", num_classes=info.num_classes)
+    driver = parallel.make_driver("jit", loss_fn=loss_lib.make_loss("ce"),
+                                num_classes=info.num_classes)
     state, batches = driver.put_state(state), pipeline.train_batches(config.data, 8, seed=0)
     losses[dtype] = []
     for _ in range(20):
@@ -183,7 +186,7 @@ def test_a_nonfinite_step_leaves_the_whole_state_unchanged(data_dir, driver_name
   config = tiny_config(data_dir)
   info = pipeline.get_info(config.data)
   state, _ = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))
-  driver = parallel.make_driver(driver_name, loss_reduction="mean",
+  driver = parallel.make_driver(driver_name, loss_fn=loss_lib.make_loss("ce"),
                                 num_classes=info.num_classes)
   batch = next(pipeline.train_batches(config.data, 8, seed=0))
   before = driver.to_host(driver.put_state(state))

@@ -1,5 +1,5 @@
-"""The pieces of a run, built from its config: model, train state, parallel
-driver, init-from params and class weights. Training, evaluation, studies and
+"""The pieces of a run, built from its config: model, train state, loss,
+parallel driver, init-from params and class weights. Training, evaluation, studies and
 benchmarks build them here, so they all build them the same way."""
 import os
 
@@ -11,7 +11,7 @@ from absl import logging
 from fcnjax import metrics as seg_metrics
 from fcnjax import models
 from fcnjax.data import pipeline
-from fcnjax.train import checkpoint, optim, parallel, params_io, validate
+from fcnjax.train import checkpoint, losses, optim, parallel, params_io, validate
 from fcnjax.train import state as state_lib
 
 
@@ -50,14 +50,22 @@ def create_state(config, model, rng):
   return state_lib.create_train_state(model, optimizer, rng, shape), schedule
 
 
+def make_loss(config, class_weights=None):
+  """The training loss `config.loss.name` (`losses.LOSSES`, e.g. 'ce+0.5*dice') with
+  config.loss_reduction; class_weights (C,) (`assemble.class_weights`)."""
+  loss = config.get("loss") or {}  # configs saved before config.loss: cross-entropy
+  return losses.make_loss(loss.get("name", "ce"), reduction=config.loss_reduction,
+                          class_weights=class_weights,
+                          focal_gamma=loss.get("focal_gamma", 2.0))
+
+
 def make_driver(config, info, class_weights=None):
-  """The config's parallel driver (`parallel.make_driver`) for this dataset;
-  class_weights (C,) weight the training loss (`assemble.class_weights`)."""
-  return parallel.make_driver(config.parallel, loss_reduction=config.loss_reduction,
+  """The config's parallel driver (`parallel.make_driver`) for this dataset,
+  training `make_loss(config, class_weights)`."""
+  return parallel.make_driver(config.parallel, loss_fn=make_loss(config, class_weights),
                               num_classes=info.num_classes,
                               boundary_width=config.boundary_width,
-                              num_devices=config.get("num_devices"),
-                              class_weights=class_weights)
+                              num_devices=config.get("num_devices"))
 
 
 def merge_params(target, source):

@@ -29,15 +29,13 @@ DRIVERS = ("pmap", "jit")
 class PmapDriver:
   """Classic data parallelism with `jax.pmap(axis_name='batch')`."""
 
-  def __init__(self, loss_reduction, num_classes, boundary_width=2, devices=None,
-               class_weights=None):
+  def __init__(self, loss_fn, num_classes, boundary_width=2, devices=None):
     # pmap's default device set spans all hosts; an explicit one (a subset of
     # this process's devices) would make the collectives host-local.
     self.devices = devices or jax.local_devices()
     pmap = functools.partial(jax.pmap, axis_name=AXIS, devices=devices)
     self.train_step = pmap(
-        functools.partial(step_lib.train_step, axis_name=AXIS, loss_reduction=loss_reduction,
-                          class_weights=class_weights),
+        functools.partial(step_lib.train_step, axis_name=AXIS, loss_fn=loss_fn),
         in_axes=(0, 0, None), donate_argnums=(0,))
     self.eval_step = pmap(functools.partial(
         step_lib.eval_step, axis_name=AXIS, num_classes=num_classes,
@@ -72,15 +70,13 @@ class PmapDriver:
 class JitDriver:
   """`jax.jit` of `shard_map` over a 1-D mesh of all devices (multi-host too)."""
 
-  def __init__(self, loss_reduction, num_classes, boundary_width=2, devices=None,
-               class_weights=None):
+  def __init__(self, loss_fn, num_classes, boundary_width=2, devices=None):
     self.devices = devices or jax.devices()
     self.mesh = jax.sharding.Mesh(np.array(self.devices), (AXIS,))
     self.replicated = NamedSharding(self.mesh, P())
     self.sharded = NamedSharding(self.mesh, P(AXIS))
     smap = functools.partial(jax.shard_map, mesh=self.mesh)
-    train = functools.partial(step_lib.train_step, axis_name=AXIS, loss_reduction=loss_reduction,
-                              class_weights=class_weights)
+    train = functools.partial(step_lib.train_step, axis_name=AXIS, loss_fn=loss_fn)
     self.train_step = jax.jit(
         smap(train, in_specs=(P(), P(AXIS), P()), out_specs=(P(), P())), donate_argnums=(0,))
     evaluate = functools.partial(step_lib.eval_step, axis_name=AXIS, num_classes=num_classes,
@@ -112,10 +108,9 @@ class JitDriver:
     return jax.device_get(state)
 
 
-def make_driver(name, *, loss_reduction, num_classes, boundary_width=2, num_devices=None,
-                class_weights=None):
-  """name in DRIVERS; num_devices limits a single-process run to the first N;
-  class_weights: optional (C,) loss weights for train_step."""
+def make_driver(name, *, loss_fn, num_classes, boundary_width=2, num_devices=None):
+  """name in DRIVERS; loss_fn the training loss (`losses.make_loss`);
+  num_devices limits a single-process run to the first N."""
   if name not in DRIVERS:
     raise ValueError(f"config.parallel={name!r}; valid: {DRIVERS}")
   devices = None
@@ -127,4 +122,4 @@ def make_driver(name, *, loss_reduction, num_classes, boundary_width=2, num_devi
                        f"{jax.local_device_count()} devices are available")
     devices = jax.local_devices()[:num_devices]
   cls = PmapDriver if name == "pmap" else JitDriver
-  return cls(loss_reduction, num_classes, boundary_width, devices, class_weights)
+  return cls(loss_fn, num_classes, boundary_width, devices)

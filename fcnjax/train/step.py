@@ -3,9 +3,11 @@
 Both drivers (`jax.pmap` and `jax.jit` over a `Mesh` with `shard_map`) run
 these functions per device shard with the same `axis_name`, so their numbers
 agree. Gradients: params are cast to *varying* along the axis first, so each
-shard differentiates its own partial loss and the gradients are summed with an
-explicit `psum` (under `shard_map` with replicated params the sum would
-otherwise happen implicitly, and a further `pmean` would be wrong).
+shard differentiates its own part of the loss (`losses.Loss`: the loss of the
+global batch, formed from statistics summed over the axis) and the gradients
+are summed with an explicit `psum` (under `shard_map` with replicated params
+the sum would otherwise happen implicitly, and a further `pmean` would be
+wrong).
 """
 import jax
 import jax.numpy as jnp
@@ -17,52 +19,32 @@ from fcnjax import metrics as seg_metrics
 from fcnjax.data.palette import IGNORE_INDEX
 
 
-def cross_entropy_sum(logits, labels, ignore_index=IGNORE_INDEX, class_weights=None):
-  """Per-pixel softmax cross-entropy summed over valid pixels.
-
-  logits (N, H, W, C), labels (N, H, W) int; pixels == ignore_index count 0;
-  class_weights (C,) scales each pixel's loss by its true class's weight.
-  Returns (loss_sum, valid_pixel_count), both float32 scalars.
-  """
-  valid = labels != ignore_index
-  safe = jnp.where(valid, labels, 0)
-  losses = optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), safe)
-  if class_weights is not None:
-    losses = losses * jnp.asarray(class_weights, jnp.float32)[safe]
-  return jnp.sum(jnp.where(valid, losses, 0.0)), jnp.sum(valid).astype(jnp.float32)
-
-
 def _varying(tree, axis_name):
   return jax.tree.map(lambda x: lax.pcast(x, axis_name, to="varying"), tree)
 
 
-def train_step(state, batch, rng, *, axis_name, loss_reduction="mean",
-               ignore_index=IGNORE_INDEX, class_weights=None):
+def train_step(state, batch, rng, *, axis_name, loss_fn):
   """One optimisation step on this device's shard of the global batch.
 
   batch: {'image': (n, H, W, 3) float, 'label': (n, H, W) int}.
-  loss_reduction: 'mean' divides by the valid pixels of the *global* batch;
-    'sum' is the reference FCN's summed (unnormalised) loss.
-  class_weights: optional (C,) per-class loss weights (e.g. SegNet's
-    median-frequency balancing); the mean still divides by the pixel count.
+  loss_fn: a `losses.Loss`; it forms the loss of the *global* batch from
+    statistics summed over axis_name (e.g. the mean over its valid pixels).
   Returns (new_state, metrics) with metrics identical on every shard; a step
   with a non-finite loss or gradient leaves the state unchanged.
   """
   rng = jax.random.fold_in(jax.random.fold_in(rng, state.step), lax.axis_index(axis_name))
   params, batch_stats = _varying((state.params, state.batch_stats), axis_name)
-  count = lax.psum(jnp.sum(batch["label"] != ignore_index), axis_name).astype(jnp.float32)
-  denom = jnp.maximum(count, 1.0) if loss_reduction == "mean" else 1.0
+  count = lax.psum(jnp.sum(batch["label"] != IGNORE_INDEX), axis_name).astype(jnp.float32)
 
-  def loss_fn(p):
+  def objective(p):
     variables = {"params": p, "batch_stats": batch_stats}
     logits, updates = state.apply_fn(variables, batch["image"], train=True,
                                      rngs={"dropout": rng}, mutable=["batch_stats"])
-    loss_sum, _ = cross_entropy_sum(logits, batch["label"], ignore_index, class_weights)
-    return loss_sum / denom, (logits, updates.get("batch_stats", {}))
+    local, loss = loss_fn(logits, batch["label"], axis_name)
+    return local, (loss, logits, updates.get("batch_stats", {}))
 
-  (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-  loss, grads = lax.psum((loss, grads), axis_name)
+  (_, (loss, logits, new_stats)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+  grads = lax.psum(grads, axis_name)
   new_stats = lax.pmean(new_stats, axis_name)
   grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -72,7 +54,7 @@ def train_step(state, batch, rng, *, axis_name, loss_reduction="mean",
   new_state = lax.cond(finite, lambda s: s.apply_gradients(grads=grads, batch_stats=new_stats),
                        lambda s: s, state)
   preds = jnp.argmax(logits, axis=-1)
-  correct = lax.psum(jnp.sum((preds == batch["label"]) & (batch["label"] != ignore_index)),
+  correct = lax.psum(jnp.sum((preds == batch["label"]) & (batch["label"] != IGNORE_INDEX)),
                      axis_name)
   return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite,
                      "pixel_acc": correct / jnp.maximum(count, 1.0)}

@@ -10,15 +10,13 @@ import jax.numpy as jnp
 
 from fcnjax import config as config_lib
 from fcnjax import models
-from fcnjax.train import parallel
-from fcnjax.train import optim
+from fcnjax.train import losses, optim, parallel
 
 class ConfigError(ValueError):
   """A config field out of its valid range; the entry points print the message alone."""
 
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-LOSS_REDUCTIONS = ("mean", "sum")
 CLASS_WEIGHTINGS = ("none", "median_frequency")
 def _choice(name, value, valid):
   if value not in valid:
@@ -83,11 +81,29 @@ def _check_model(config):
                       f"{ {k: ignored[k] for k in sorted(ignored)} }")
 
 
+def _check_loss(config):
+  """config.loss.name parses; focal_gamma >= 0; class weights only with a term that reads them."""
+  loss = config.get("loss") or {}
+  name = loss.get("name", "ce")
+  try:
+    terms = [t for _, t in losses.parse(name)]
+  except ValueError as e:
+    raise ConfigError(f"config.loss.name={name!r}: {e}") from None
+  gamma = loss.get("focal_gamma", 2.0)
+  if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 0):
+    raise ConfigError(f"config.loss.focal_gamma={gamma!r}: must be >= 0")
+  weighting = config.get("class_weighting", "none")
+  if weighting != "none" and not set(terms) & set(losses.PIXEL_TERMS):
+    raise ConfigError(f"config.class_weighting={weighting!r} weights the terms "
+                      f"{losses.PIXEL_TERMS}, and config.loss.name={name!r} has none")
+
+
 def check_fields(config):
   """Every field a run reads, before anything is written; ValueError naming the field."""
   _choice("dtype", config.dtype, DTYPES)
-  _choice("loss_reduction", config.loss_reduction, LOSS_REDUCTIONS)
+  _choice("loss_reduction", config.loss_reduction, losses.REDUCTIONS)
   _choice("class_weighting", config.get("class_weighting", "none"), CLASS_WEIGHTINGS)
+  _check_loss(config)
   _choice("parallel", config.parallel, parallel.DRIVERS)
   _check_numbers(config)
   _check_model(config)
