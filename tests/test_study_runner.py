@@ -53,11 +53,13 @@ def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, m
   assert {(r["arm"], r["state"]) for r in rows} == {("nearest", "done"), ("bilinear", "stale")}
   again = study.run_arms(config, work, changed, seeds, log=lambda line: None,
                          splits=("test",))
-  assert [r["cached"] for r in again] == [True, True, False, False]
+  assert [(r["arm"], r["seed"]) for r in again] == [  # seed by seed
+      ("nearest", 0), ("bilinear", 0), ("nearest", 1), ("bilinear", 1)]
+  assert [r["cached"] for r in again] == [True, False, True, False]
   old = {r["name"]: r for r in results["runs"]}
-  for run in again[:2]:
+  for run in again[0::2]:
     assert run["scores"] == old[run["name"]]["scores"]
-  for run in again[2:]:
+  for run in again[1::2]:
     assert run["key"] != old[run["name"]]["key"]
     assert os.path.isdir(os.path.join(work, f"{run['name']}.stale-{old[run['name']]['key']}"))
 

@@ -268,9 +268,10 @@ def train_run(config, run_dir, splits=SCORED_SPLITS, key=None, log=print):
 
 
 def run_configs(config, workdir, arms, seeds):
-  """{(arm, seed): (run name, run dir, config)} in study order."""
+  """{(arm, seed): (run name, run dir, config)} in study order: seed by seed, every
+  arm of a seed before the next seed (a session's runs pair up on its machine)."""
   configs = {(a, s): experiment.with_fields(config, {**fields, SEED: int(s)})
-             for a, fields in arms.items() for s in seeds}
+             for s in seeds for a, fields in arms.items()}
   return {k: (f"{k[0]},seed={k[1]}", os.path.join(workdir, f"{k[0]},seed={k[1]}"), c)
           for k, c in configs.items()}
 
