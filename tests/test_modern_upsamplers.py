@@ -232,14 +232,18 @@ def test_indexnet_unpool_and_index_weighted_encoder():
   want = F.interpolate(_t(x), scale_factor=2, mode="nearest") * _t(index)[:, :, :6, :8]
   np.testing.assert_allclose(y[:, :6, :8], _n(want), **TOL)
   assert not y[:, 6:].any() and not y[:, :, 8:].any()
-  net = models.build_model(dict(name="decoder", backbone="tiny", upsample="indexnet", depth=2), 3)
-  img = _x((1, 8, 8, 3))
-  variables = net.init(jax.random.key(0), img)
-  _, state = net.apply(variables, img, mutable=["intermediates"], capture_intermediates=True)
-  inter = state["intermediates"]["backbone"]
-  stage1 = torch.relu(_t(inter["conv1_1"]["__call__"][0]))  # 'tiny': one conv, no BN
+  op = models.resolve("indexnet")
+  encoder = models.VGGBackbone(stage_sizes=(1,), widths=(4,), head=False,
+                               index_block=op.index_block(), dtype=jnp.float64,
+                               param_dtype=jnp.float64)
+  img = _x((1, 7, 8, 3))  # odd height: the index-weighted pool floors
+  variables = encoder.init(jax.random.key(0), img)
+  features, state = encoder.apply(variables, img, mutable=["intermediates"],
+                                  capture_intermediates=True)
+  inter = state["intermediates"]
+  stage1 = torch.relu(_t(inter["conv1_1"]["__call__"][0]))  # one conv, no BN
   en, de = inter["index_block1"]["__call__"][0]
-  pooled = 4 * F.avg_pool2d(stage1 * _t(en), 2)
-  # The model computes in float32: a 4-term sum of float32 products.
-  np.testing.assert_allclose(inter["__call__"][0]["stride2"], _n(pooled), rtol=1e-6, atol=1e-6)
-  np.testing.assert_array_equal(inter["index1"][0], de)  # the index the decoder receives
+  pooled = 4 * F.avg_pool2d(stage1[:, :, :6] * _t(en), 2)
+  np.testing.assert_allclose(features["stride2"], _n(pooled), **TOL)
+  np.testing.assert_array_equal(features["index"]["stride2"], de)  # what the decoder gets
+  np.testing.assert_array_equal(inter["index1"][0], de)  # sown: the bytes kept
