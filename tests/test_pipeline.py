@@ -230,9 +230,10 @@ def test_datasets_that_need_tensorflow_name_the_extra(monkeypatch):
 def test_each_dataset_owns_its_fields():
   """config.data = the common fields + each dataset's FIELDS; another dataset's
   field set away from its default is refused, naming the field and its owner."""
-  from fcnjax.data import pets, shapes, voc
+  from fcnjax.data import folder, pets, shapes, voc
   config = pipeline.default_data_config()
-  owned = {"shapes": shapes.FIELDS, "voc": voc.FIELDS, "pets": pets.FIELDS}
+  owned = {"shapes": shapes.FIELDS, "voc": voc.FIELDS, "pets": pets.FIELDS,
+           "folder": folder.FIELDS}
   expected = set(pipeline.common_data_fields()).union(*owned.values())
   assert set(config.keys()) == expected
   assert {"tfds_config", "manual_dir", "sbd_dir", "pets_boundary_ignore"} <= expected

@@ -1,15 +1,19 @@
-"""Every data file read and checked once, before the first training step.
+"""The checks of file-backed datasets: per example, and every file once before training.
 
-A file-backed source (one with `items`: [(image path, label path)], e.g.
-`voc.VOCSource`) is read in full: each example through the source itself, so
-the checks are the ones training would hit later (readable files, RGB images,
-palette masks, labels in [0, C) or 255, image and mask sizes equal). Sources
-that are generated or already decoded in memory (shapes, tfds) are skipped.
+`FileSource` is the random-access (image, label) list of the datasets read
+from files (voc, folder): each example is read through `read_image`, the
+dataset's own `read_label` (ending in `check_label`) and an image / mask size
+check, so a bad file stops with an error naming it, whenever it is read.
 
-A passed check is remembered in a small JSON file named by a hash of the file
-list with each file's size and mtime (the dataset version): the next run with
-the same files does not read them again. The cache folder is
-$FCNJAX_DATA_CHECK_CACHE, default ~/.cache/fcnjax/data_checks.
+`check_splits` reads every example of the train and eval splits before the
+first training step (readable files, RGB images, index masks, labels in
+[0, C) or 255, image and mask sizes equal). Sources that are generated or
+already decoded in memory (shapes, tfds) are skipped. A passed check is
+remembered in a small JSON file named by a hash of the file list with each
+file's size and mtime, and of the source's label rules (`check_key`): the
+dataset version. The next run with the same files and rules does not read
+them again. The cache folder is $FCNJAX_DATA_CHECK_CACHE, default
+~/.cache/fcnjax/data_checks.
 """
 import concurrent.futures
 import hashlib
@@ -17,14 +21,99 @@ import json
 import os
 
 from absl import logging
+import numpy as np
+from PIL import Image
+
+from fcnjax.data import palette as palette_lib
 
 CHECK_VERSION = 1  # bump when the checks change, so old passes are not trusted
 MAX_LISTED = 10  # bad files named in the error; the count covers all of them
 PROGRESS_MIN = 200  # examples from which a progress bar is shown
+IGNORE_INDEX = palette_lib.IGNORE_INDEX
 
 
 class DataCheckError(ValueError):
   """Files of a split that fail the checks; the message names them."""
+
+
+def require_dir(path, what, option):
+  """FileNotFoundError naming the config field unless `path` is a folder."""
+  if not path or not os.path.isdir(path):
+    raise FileNotFoundError(f"{what} folder {path!r} not found: set {option} to the "
+                            "unpacked folder (see docs/data.md)")
+
+
+def read_image(path):
+  """uint8 RGB (H, W, 3); a clear error for missing, corrupt or non-RGB files."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"image {path} not found")
+  try:
+    with Image.open(path) as img:
+      img.load()
+      if img.mode != "RGB":
+        raise ValueError(f"image {path} has mode {img.mode}, expected RGB: convert it "
+                         "(e.g. PIL Image.convert('RGB'))")
+      return np.asarray(img)
+  except OSError as e:
+    raise ValueError(f"image {path} is not a readable image ({e}); re-extract it") from None
+
+
+INDEX_MODES = ("P", "L", "1")  # PIL modes whose pixel values are class indices
+
+
+def read_mask(path, modes=INDEX_MODES):
+  """(the mask's PIL mode, its pixels as an array): uint8 (H, W) for the index
+  modes, (H, W, 3) for 'RGB' when `modes` has it; a clear error for a missing
+  or corrupt file or another mode."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"mask {path} not found")
+  try:
+    with Image.open(path) as img:
+      img.load()
+      if img.mode not in modes:
+        rgb = " or an RGB colour PNG" if "RGB" in modes else ""
+        raise ValueError(f"mask {path} has mode {img.mode}: expected a palette ('P') or "
+                         f"single-channel ('L') PNG whose pixel values are class "
+                         f"indices{rgb}")
+      return img.mode, np.asarray(img).astype(np.uint8)
+  except OSError as e:
+    raise ValueError(f"mask {path} is not a readable PNG ({e}); re-extract it") from None
+
+
+def check_label(label, path, num_classes):
+  """label as uint8; ValueError naming `path` for a value outside [0, C) and not 255."""
+  bad = np.setdiff1d(np.unique(label), np.r_[np.arange(num_classes), IGNORE_INDEX])
+  if bad.size:
+    raise ValueError(f"mask {path} has labels {bad.tolist()} outside [0, {num_classes}) "
+                     f"and not {IGNORE_INDEX} (ignore)")
+  return label.astype(np.uint8)
+
+
+
+class FileSource:
+  """Random access to (image uint8 (H, W, 3), label uint8 (H, W)) pairs of
+  files, read lazily and checked. A dataset defines `read_label(path)`, and
+  `check_key`: its label rules, part of the dataset version."""
+
+  check_key = ""
+
+  def __init__(self, items):
+    self.items = items  # [(image_path, label_path)]
+
+  def __len__(self):
+    return len(self.items)
+
+  def read_label(self, path):
+    raise NotImplementedError
+
+  def __getitem__(self, i):
+    image_path, label_path = self.items[i]
+    image = read_image(image_path)
+    label = self.read_label(label_path)
+    if image.shape[:2] != label.shape:
+      raise ValueError(f"image {image_path} is {image.shape[0]}x{image.shape[1]} but its "
+                       f"mask {label_path} is {label.shape[0]}x{label.shape[1]}")
+    return image, label
 
 
 def cache_dir():
@@ -32,9 +121,12 @@ def cache_dir():
       os.path.expanduser("~"), ".cache", "fcnjax", "data_checks"))
 
 
-def version_key(items):
-  """sha256 over the files' paths, sizes and mtimes (and CHECK_VERSION)."""
+def version_key(items, rules=""):
+  """sha256 over the files' paths, sizes and mtimes, the label rules (a
+  source's `check_key`) and CHECK_VERSION."""
   digest = hashlib.sha256(str(CHECK_VERSION).encode())
+  if rules:
+    digest.update(f"rules\0{rules}\n".encode())
   for pair in items:
     for path in pair:
       stat = os.stat(path)
@@ -77,7 +169,8 @@ def check_split(source, split, num_threads=4, progress=True, directory=None):
   if items is None:
     return "skipped"
   directory = directory or cache_dir()
-  marker = os.path.join(directory, version_key(items) + ".json")
+  key = version_key(items, getattr(source, "check_key", ""))
+  marker = os.path.join(directory, key + ".json")
   if os.path.isfile(marker):
     return "cached"
   check_source(source, split, num_threads, progress)

@@ -26,14 +26,16 @@ from PIL import Image
 from fcnjax.data import palette as palette_lib
 
 IGNORE_INDEX = palette_lib.IGNORE_INDEX
-# name -> a module (or its import path) with CLASS_NAMES, optional PALETTE ((C, 3)
-# uint8; default: the VOC colours), optional FIELDS ({field: default}: the
-# config.data fields only it reads) and source(data_config, split, limit) -> a
-# random-access list of (image uint8 (H, W, 3), label uint8 (H, W)) pairs.
-# A new dataset is one module plus one line here (or DATASETS[name] = module,
-# before the config is built).
+# name -> a module (or its import path) with CLASS_NAMES and optional PALETTE ((C, 3)
+# uint8; default: the VOC colours), or instead classes(data_config) -> (names,
+# palette or None) where the classes come from the data (folder); optional FIELDS
+# ({field: default}: the config.data fields only it reads) and source(data_config,
+# split, limit) -> a random-access list of (image uint8 (H, W, 3), label uint8
+# (H, W)) pairs. A new dataset is one module plus one line here (or
+# DATASETS[name] = module, before the config is built).
 DATASETS = {"shapes": "fcnjax.data.shapes", "voc": "fcnjax.data.voc",
-            "pets": "fcnjax.data.pets", "cityscapes": "fcnjax.data.cityscapes"}
+            "pets": "fcnjax.data.pets", "cityscapes": "fcnjax.data.cityscapes",
+            "folder": "fcnjax.data.folder"}
 NORMALIZATIONS = ("imagenet", "caffe")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -41,10 +43,12 @@ CAFFE_MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], np.float32
 
 
 def common_data_fields():
-  """The fields every loader or the augmentation reads (default: embedded shapes)."""
+  """The fields every loader or the augmentation reads (default: embedded shapes).
+  Training crops are crop_size x crop_width (None: square)."""
   unset = config_dict.placeholder  # a typed None, settable from the command line
   return dict(name="shapes", data_dir=unset(str), train_split="train",
-              eval_split="validation", crop_size=128, scale_range=(0.75, 1.25), flip=True,
+              eval_split="validation", crop_size=128, crop_width=unset(int),
+              scale_range=(0.75, 1.25), flip=True,
               normalization="imagenet", num_train=unset(int), num_eval=unset(int),
               eval_size=unset(int), eval_bucket=unset(int), num_threads=4,
               num_workers=unset(int), prefetch=4)
@@ -86,6 +90,10 @@ def _check(data_config):
       if owner != data_config.name and not _unchanged(data_config.get(field), default):
         raise ValueError(f"config.data.{field}={data_config.get(field)!r} is read only by "
                          f"the {owner!r} dataset, but config.data.name={data_config.name!r}")
+  width = data_config.get("crop_width")
+  if width is not None and (not isinstance(width, int) or width < 1):
+    raise ValueError(f"config.data.crop_width={width!r}: must be int >= 1 (None: "
+                     "crop_size, square crops)")
   if data_config.normalization not in NORMALIZATIONS:
     raise ValueError(f"config.data.normalization={data_config.normalization!r}; "
                      f"valid: {NORMALIZATIONS}")
@@ -139,8 +147,11 @@ def get_info(data_config):
   """Classes, palette and split sizes of the configured dataset."""
   _check(data_config)
   module = dataset(data_config.name)
-  names = tuple(module.CLASS_NAMES)
-  colors = getattr(module, "PALETTE", None)
+  if hasattr(module, "classes"):
+    names, colors = module.classes(data_config)
+  else:
+    names, colors = module.CLASS_NAMES, getattr(module, "PALETTE", None)
+  names = tuple(names)
   return DataInfo(num_classes=len(names), class_names=names,
                   palette=palette_lib.palette(len(names)) if colors is None
                   else np.asarray(colors, np.uint8),
@@ -160,18 +171,20 @@ def _pad(image, label, h, w):
 
 def augment(image, label, rng, crop_size, scale_range=(1.0, 1.0), flip=True):
   """Random scale (bilinear image / nearest label), pad with ignore, random
-  crop_size x crop_size crop, random horizontal flip. uint8 in, uint8 out."""
+  crop (crop_size: S for S x S, or (height, width)), random horizontal flip.
+  uint8 in, uint8 out."""
+  ch, cw = (crop_size, crop_size) if np.isscalar(crop_size) else crop_size
   scale = rng.uniform(*scale_range)
   if scale != 1.0:
     h, w = label.shape
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
     label = np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
-  image, label = _pad(image, label, crop_size, crop_size)
-  y = rng.integers(0, label.shape[0] - crop_size + 1)
-  x = rng.integers(0, label.shape[1] - crop_size + 1)
-  image = image[y:y + crop_size, x:x + crop_size]
-  label = label[y:y + crop_size, x:x + crop_size]
+  image, label = _pad(image, label, ch, cw)
+  y = rng.integers(0, label.shape[0] - ch + 1)
+  x = rng.integers(0, label.shape[1] - cw + 1)
+  image = image[y:y + ch, x:x + cw]
+  label = label[y:y + ch, x:x + cw]
   if flip and rng.random() < 0.5:
     image, label = image[:, ::-1], label[:, ::-1]
   return image, label
@@ -186,13 +199,14 @@ def _train_batch(source, data_config, batch_size, seed, process_index, local, st
   """This process's slice of global batch `step`: examples at stream positions
   step * batch_size + j, epoch e in the permutation drawn from (seed, e)."""
   n = len(source)
+  crop = (data_config.crop_size, data_config.get("crop_width") or data_config.crop_size)
   images, labels = [], []
   for j in range(process_index * local, (process_index + 1) * local):
     epoch, k = divmod(step * batch_size + j, n)
     index = _permutation(seed, epoch, n)[k]
     rng = np.random.default_rng([seed, epoch, index])
-    image, label = augment(*source[index], rng, data_config.crop_size,
-                           tuple(data_config.scale_range), data_config.flip)
+    image, label = augment(*source[index], rng, crop, tuple(data_config.scale_range),
+                           data_config.flip)
     images.append(image)
     labels.append(label)
   return {"image": normalize(np.stack(images), data_config.normalization),
@@ -227,8 +241,9 @@ def train_batches(data_config, batch_size, *, seed, start_step=0, process_index=
                   process_count=1, num_threads=None, num_workers=None, prefetch=None):
   """Infinite iterator of this process's slice of each global batch.
 
-  Yields {'image': float32 (B, S, S, 3), 'label': int32 (B, S, S)} with
-  B = batch_size // process_count and S = data_config.crop_size; the global
+  Yields {'image': float32 (B, S, W, 3), 'label': int32 (B, S, W)} with
+  B = batch_size // process_count, S = data_config.crop_size and W =
+  data_config.crop_width (None: S); the global
   batch of step t depends only on (seed, t). Batches are made ahead by grain:
   `num_threads` threads (default data_config.num_threads), `num_workers`
   processes if > 0 (None: `default_num_workers()`; grain's workers read absl

@@ -18,17 +18,14 @@ import os
 
 from ml_collections import config_dict
 import numpy as np
-from PIL import Image
 
-from fcnjax.data import palette as palette_lib
+from fcnjax.data import check
 
 # The VOC2012 folder and the optional SBD folder (None: VOC's own train list).
 FIELDS = {"manual_dir": config_dict.placeholder(str), "sbd_dir": config_dict.placeholder(str)}
 CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
                "pottedplant", "sheep", "sofa", "train", "tvmonitor")
-IGNORE_INDEX = palette_lib.IGNORE_INDEX
-
 
 def read_ids(path):
   if not os.path.isfile(path):
@@ -48,42 +45,9 @@ def read_ids(path):
   return ids
 
 
-def _require_dir(path, what, option):
-  if not path or not os.path.isdir(path):
-    raise FileNotFoundError(f"{what} folder {path!r} not found: set {option} to the "
-                            "unpacked folder (see docs/data.md)")
-
-
-def read_image(path):
-  """uint8 RGB (H, W, 3); a clear error for missing, corrupt or non-RGB files."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"image {path} not found")
-  try:
-    with Image.open(path) as img:
-      img.load()
-      if img.mode != "RGB":
-        raise ValueError(f"image {path} has mode {img.mode}, expected RGB: convert it "
-                         "(e.g. PIL Image.convert('RGB'))")
-      return np.asarray(img)
-  except OSError as e:
-    raise ValueError(f"image {path} is not a readable image ({e}); re-extract it") from None
-
-
 def read_label_png(path, num_classes=len(CLASS_NAMES)):
   """Palette-index PNG -> uint8 (H, W); values must be in [0, C) or 255."""
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"mask {path} not found: every listed id needs a "
-                            "SegmentationClass/<id>.png")
-  try:
-    with Image.open(path) as img:
-      img.load()
-      if img.mode not in ("P", "L"):
-        raise ValueError(f"mask {path} has mode {img.mode}: expected a palette ('P') PNG "
-                         "whose pixel values are class indices")
-      label = np.asarray(img)
-  except OSError as e:
-    raise ValueError(f"mask {path} is not a readable PNG ({e}); re-extract it") from None
-  return check_label(label, path, num_classes)
+  return check.check_label(check.read_mask(path)[1], path, num_classes)
 
 
 def read_label_mat(path, num_classes=len(CLASS_NAMES)):
@@ -101,35 +65,14 @@ def read_label_mat(path, num_classes=len(CLASS_NAMES)):
     raise ValueError(f"SBD label {path} has no GTcls.Segmentation field (keys: "
                      f"{sorted(k for k in mat if not k.startswith('__'))}): use the "
                      "dataset/cls/*.mat files of SBD") from None
-  return check_label(np.asarray(label).astype(np.uint8), path, num_classes)
+  return check.check_label(np.asarray(label).astype(np.uint8), path, num_classes)
 
 
-def check_label(label, path, num_classes):
-  bad = np.setdiff1d(np.unique(label), np.r_[np.arange(num_classes), IGNORE_INDEX])
-  if bad.size:
-    raise ValueError(f"mask {path} has labels {bad.tolist()} outside [0, {num_classes}) "
-                     f"and not {IGNORE_INDEX} (ignore)")
-  return label.astype(np.uint8)
+class VOCSource(check.FileSource):
+  """VOC palette PNGs or SBD .mat labels, read lazily and checked."""
 
-
-class VOCSource:
-  """Random access to (image, label) pairs, read lazily and validated."""
-
-  def __init__(self, items):
-    self.items = items  # [(image_path, label_path)]
-
-  def __len__(self):
-    return len(self.items)
-
-  def __getitem__(self, i):
-    image_path, label_path = self.items[i]
-    image = read_image(image_path)
-    read = read_label_mat if label_path.endswith(".mat") else read_label_png
-    label = read(label_path)
-    if image.shape[:2] != label.shape:
-      raise ValueError(f"image {image_path} is {image.shape[0]}x{image.shape[1]} but its "
-                       f"mask {label_path} is {label.shape[0]}x{label.shape[1]}")
-    return image, label
+  def read_label(self, path):
+    return read_label_mat(path) if path.endswith(".mat") else read_label_png(path)
 
 
 def _voc_items(root, ids):
@@ -147,7 +90,7 @@ def _voc_items(root, ids):
 def source(data_config, split, limit=None):
   """The VOCSource of `split` (see the module docstring)."""
   root, sbd = data_config.manual_dir, data_config.get("sbd_dir")
-  _require_dir(root, "VOC", "--config.data.manual_dir")
+  check.require_dir(root, "VOC", "--config.data.manual_dir")
   sets = os.path.join(root, "ImageSets", "Segmentation")
   if split.endswith(".txt"):
     items = _voc_items(root, read_ids(split))
@@ -159,7 +102,7 @@ def source(data_config, split, limit=None):
     listed = os.path.join(sets, "seg11valid.txt")
     ids = read_ids(listed if os.path.isfile(listed) else os.path.join(sets, "val.txt"))
     if sbd:
-      _require_dir(sbd, "SBD", "--config.data.sbd_dir")
+      check.require_dir(sbd, "SBD", "--config.data.sbd_dir")
       exclude = set(read_ids(os.path.join(sbd, "dataset", "train.txt")))
       ids = [i for i in ids if i not in exclude]
     items = _voc_items(root, ids)
@@ -167,7 +110,7 @@ def source(data_config, split, limit=None):
     if not sbd:
       items = _voc_items(root, read_ids(os.path.join(sets, "train.txt")))
     else:
-      _require_dir(sbd, "SBD", "--config.data.sbd_dir")
+      check.require_dir(sbd, "SBD", "--config.data.sbd_dir")
       exclude = set(read_ids(os.path.join(sets, "val.txt")))
       ids = [i for i in read_ids(os.path.join(sbd, "dataset", "train.txt")) if i not in exclude]
       items = [(os.path.join(sbd, "dataset", "img", f"{i}.jpg"),
