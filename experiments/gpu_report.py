@@ -12,10 +12,18 @@ pipeline's own throughput, and how busy the device is when the pipeline feeds it
 3. Busy fraction: the same config's train step fed by the pipeline (metrics
    fetched every 50 steps as the loop does) / fed a fixed batch on the device.
 """
+import importlib
 import json
 import time
 
+import jax
+import optax
 from absl import app, flags
+
+from fcnjax.runtime import cli
+from fcnjax.studies import benchmark
+from fcnjax.train import losses, parallel
+from fcnjax.train import state as state_lib
 
 FLAGS = flags.FLAGS
 
@@ -23,11 +31,6 @@ FLAGS = flags.FLAGS
 def bench_with_flops(opts, steps):
   """The bench row of FCN-8s under `opts` (benchmark.Options), with FLOPs per
   step, TFLOP/s and MFU."""
-  import jax
-  import optax
-  from fcnjax.studies import benchmark
-  from fcnjax.train import losses, parallel
-  from fcnjax.train import state as state_lib
   model = benchmark.build_model("fcn8s", "learned", opts)
   batch = benchmark.synthetic_batch(opts)
   state = state_lib.create_train_state(model, optax.sgd(1e-3, 0.9), jax.random.key(0),
@@ -61,9 +64,6 @@ def bench_with_flops(opts, steps):
 
 def main(argv):
   del argv
-  import importlib
-  import jax
-  from fcnjax.studies import benchmark
   report = dict(jax=jax.__version__, devices=[d.device_kind for d in jax.devices()])
   print(report, flush=True)
   for dtype in FLAGS.dtypes:
@@ -106,6 +106,5 @@ if __name__ == "__main__":
   flags.DEFINE_integer("pipeline_steps", 200, "Batches timed per pipeline setting.")
   flags.DEFINE_string("data_dir", None, "tfds data_dir of the training config's dataset.")
   flags.DEFINE_string("out", None, "Write the report as JSON here.")
-  from fcnjax.runtime import cli
   cli.configure_xla()
   app.run(main)

@@ -21,7 +21,15 @@ import sys
 import tempfile
 import time
 
+import jax
 import numpy as np
+from PIL import Image
+
+from fcnjax import inference, tiles
+from fcnjax.configs import fcn8s_shapes
+from fcnjax.data import pipeline, shapes
+from fcnjax.runtime import cli
+from fcnjax.train import assemble, checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = ["--config=fcn8s_shapes", "--config.data.tfds_config=tiny"]
@@ -34,7 +42,6 @@ def parse_size(text):
 
 
 def config(work):
-  from fcnjax.configs import fcn8s_shapes
   c = fcn8s_shapes.get_config()
   c.data.tfds_config = "tiny"
   c.data.data_dir = os.path.join(work, "tfds")
@@ -44,9 +51,6 @@ def config(work):
 
 def make_workdir(work):
   """A checkpoint of the default model with random weights, in work/w."""
-  import jax
-  from fcnjax.data import pipeline
-  from fcnjax.train import assemble, checkpoint
   c = config(work)
   state = assemble.create_state(c, assemble.build_model(c, pipeline.get_info(c.data)),
                                 jax.random.key(0))[0]
@@ -57,8 +61,6 @@ def make_workdir(work):
 
 def make_image(path, height, width, block=512):
   """Shapes examples (block x block) side by side, written as a PNG."""
-  from PIL import Image
-  from fcnjax.data import shapes
   rows = []
   for r in range(-(-height // block)):
     cols = [shapes.render_example(3, r * 64 + c, block)[0] for c in range(-(-width // block))]
@@ -87,10 +89,8 @@ def run_predict(work, image, tile):
 def time_child(work, image, full, repeats):
   """In a child process: seconds of predict_image tiled (and in one pass if
   `full`), best of `repeats` after a compiling call; window pixels / image pixels."""
-  from fcnjax.runtime import cli
   cli.configure_xla()  # as the entry points do, before JAX starts
   cli.configure_allocator()
-  from fcnjax import inference, tiles
   c = config(work)
   state, _ = inference.restore(c, os.path.join(work, "w"), "latest")
   core, halo = inference.tiling(state, 0)

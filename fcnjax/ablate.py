@@ -12,12 +12,12 @@ WORKDIR/results.json, results.md and ablation.png.
 from absl import flags
 
 from fcnjax.runtime import cli
+from fcnjax.studies import experiment
 
 
 def main(argv):
   del argv
   cli.start()
-  from fcnjax.studies import experiment
   config = cli.FLAGS.config
   sweeps = [experiment.parse_sweep(s, config) for s in flags.FLAGS.sweep]
   experiment.run_grid(config, cli.FLAGS.workdir, sweeps, tuple(flags.FLAGS.metrics))

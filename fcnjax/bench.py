@@ -15,19 +15,21 @@ ratios are comparable; PyTorch runs in a child process of its own
 allocator settings the project sets are in `fcnjax.runtime.cli.configure_xla` and
 `configure_allocator` (docs/benchmarks.md).
 """
+import functools
+import importlib
 import json
 
 from absl import flags
+
+from fcnjax import torch_reference
+from fcnjax.runtime import cli
+from fcnjax.studies import benchmark
 
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  import functools
-  from fcnjax import torch_reference
-  from fcnjax.runtime import cli
-  from fcnjax.studies import benchmark
   use_torch = torch_reference.torch_available() if FLAGS.torch is None else FLAGS.torch
   opts = benchmark.Options(backbone=FLAGS.backbone, size=FLAGS.size, batch_size=FLAGS.batch_size,
                            num_classes=FLAGS.num_classes, steps=FLAGS.steps, dtype=FLAGS.dtype,
@@ -38,7 +40,6 @@ def main(argv):
                                                             {"FCNJAX_MALLOC": "tuned"}))
   emit = (lambda row: print(json.dumps(row), flush=True)) if FLAGS.json else None
   if FLAGS.input_config:
-    import importlib
     config = importlib.import_module(f"fcnjax.configs.{FLAGS.input_config}").get_config()
     rows = benchmark.input_rows(config, FLAGS.input_steps)
     for row in rows if emit else ():
@@ -78,7 +79,6 @@ def define_flags():
 
 def run():
   define_flags()
-  from fcnjax.runtime import cli
   cli.run(main, __name__)
 
 

@@ -11,6 +11,7 @@ from absl import flags
 
 from fcnjax.models.torch_weights import (load_torch_state_dict, resnet_from_torch,  # noqa: F401
                                          vgg16_from_torch)
+from fcnjax.runtime import cli
 from fcnjax.train.params_io import save_npz
 
 
@@ -37,7 +38,6 @@ def run():
   flags.DEFINE_string("torch_weights", None, "torchvision vgg16 .pth state_dict file.")
   flags.DEFINE_string("out", "vgg16.npz", "Output .npz for --config.init_from.")
   flags.mark_flag_as_required("torch_weights")
-  from fcnjax.runtime import cli
   cli.run(main, __name__)
 
 

@@ -12,14 +12,13 @@ import json
 
 from absl import flags
 
+from fcnjax import inference
 from fcnjax.runtime import cli
-
 
 
 def main(argv):
   del argv
   cli.start()
-  from fcnjax import inference
   tile = cli.FLAGS.tile if cli.FLAGS.tile >= 0 else None
   results = inference.evaluate_workdir(cli.FLAGS.config, cli.FLAGS.workdir,
                                        cli.FLAGS.checkpoint, cli.FLAGS.num_figure_images, tile)

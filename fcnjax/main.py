@@ -7,12 +7,12 @@ Re-running the same command resumes from the newest checkpoint in --workdir.
 from absl import logging
 
 from fcnjax.runtime import cli
+from fcnjax.train import loop
 
 
 def main(argv):
   del argv
   cli.start()
-  from fcnjax.train import loop
   scores = loop.train_and_evaluate(cli.FLAGS.config, cli.FLAGS.workdir)
   if scores:
     logging.info("Final mIoU %.4f, pixel acc %.4f, boundary IoU %.4f",

@@ -18,6 +18,7 @@ import sys
 
 from absl import flags
 
+from fcnjax import inference
 from fcnjax.runtime import cli
 
 
@@ -43,7 +44,6 @@ def predict(config, workdir, input_path, out_dir=None, which="best", tile=0):
   W/predict), prints the summary; returns the exit status (1: files skipped).
   tile: the tile core in pixels (0: from the model's memory per pixel; None:
   one full-image pass per image), see `inference.tiling`."""
-  from fcnjax import inference
   out_dir = out_dir or os.path.join(workdir, "predict")
   files = inference.list_images(input_path)
   results = list(inference.predict_each(config, workdir, files, out_dir, which, tile))

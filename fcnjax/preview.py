@@ -7,14 +7,16 @@
 from absl import flags
 from PIL import Image
 
+from fcnjax import viz
+from fcnjax.data import pipeline
+from fcnjax.runtime import cli
+
 FLAGS = flags.FLAGS
 
 
 def preview_grid(data_config, split, num, size):
   """(2*size, num*size, 3) uint8: images on top, coloured masks below
   (`viz.image_mask_grid` of the split's first `num` examples)."""
-  from fcnjax import viz
-  from fcnjax.data import pipeline
   info = pipeline.get_info(data_config)
   source = pipeline.get_source(data_config, split)
   pairs = [source[i] for i in range(min(num, len(source)))]
@@ -23,7 +25,6 @@ def preview_grid(data_config, split, num, size):
 
 def main(argv):
   del argv
-  from fcnjax.data import pipeline
   config = pipeline.default_data_config()
   config.update(dict(name=FLAGS.dataset, tfds_config=FLAGS.tfds_config,
                      data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
@@ -44,7 +45,6 @@ def run():
   flags.DEFINE_integer("num", 8, "Number of examples.")
   flags.DEFINE_integer("size", 128, "Each tile is resized to size x size.")
   flags.DEFINE_string("out", "grid.png", "Output PNG.")
-  from fcnjax.runtime import cli
   cli.run(main, __name__)
 
 

@@ -8,8 +8,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from fcnjax.runtime import cli, peers
 from fcnjax.studies import experiment
 from fcnjax.data import pipeline
 from fcnjax.train import checkpoint, loop, params_io
+import lock_holder
 from test_train import tiny_config
 from unwritable import read_only
 
@@ -83,17 +82,12 @@ def test_train_refuses(data_dir, untouched, fields, match):
 
 
 def test_train_refuses_a_workdir_in_use(data_dir, untouched):
-  other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-  lock = os.path.join(untouched, ".lock")
   try:
-    with open(lock, "w") as f:
-      f.write(f"{other.pid} {os.uname().nodename}\n")
-    _refused(RuntimeError, rf"{re.escape(untouched)} is in use .*pid {other.pid}",
-             loop.train_and_evaluate, tiny_config(data_dir, num_train_steps=9), untouched)
+    with lock_holder.holding(untouched) as other:
+      _refused(RuntimeError, rf"{re.escape(untouched)} is in use .*pid {other.pid}",
+               loop.train_and_evaluate, tiny_config(data_dir, num_train_steps=9), untouched)
   finally:
-    other.kill()
-    other.wait()
-    os.remove(lock)
+    os.remove(os.path.join(untouched, ".lock"))  # left by the killed holder
 
 
 def test_train_stops_on_unwritable_checkpoints(data_dir, untouched):

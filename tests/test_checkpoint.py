@@ -7,8 +7,6 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import time
 import types
 
@@ -18,7 +16,8 @@ import pytest
 
 from fcnjax import inference
 from fcnjax.data import pipeline, shapes
-from fcnjax.train import assemble, checkpoint, description, loop
+from fcnjax.train import assemble, checkpoint, description, lock, loop
+import lock_holder
 from test_train import tiny_config
 from unwritable import read_only
 
@@ -164,31 +163,15 @@ def test_corrupt_newest_checkpoint_is_skipped(data_dir, trained, tmp_path, caplo
   assert os.listdir(os.path.join(workdir, "corrupt_checkpoints")) == ["6"]
 
 
-def _dead_pid():
-  process = subprocess.Popen([sys.executable, "-c", "pass"])
-  process.wait()
-  return process.pid
-
-
-def _write_lock(workdir, pid):
-  with open(os.path.join(workdir, ".lock"), "w") as f:
-    f.write(f"{pid} {socket.gethostname()}\n")
-
-
 def test_lock_refuses_a_second_training(data_dir, trained, tmp_path):
   workdir = _copy(trained, tmp_path)
   before = _snapshot(os.path.join(workdir, "checkpoints"))
-  other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-  try:
-    _write_lock(workdir, other.pid)
+  with lock_holder.holding(workdir) as other:
     with pytest.raises(RuntimeError, match=rf"{re.escape(workdir)} is in use .*pid {other.pid}"):
       loop.train_and_evaluate(tiny_config(data_dir, num_train_steps=9), workdir)
-  finally:
-    other.kill()
-    other.wait()
+    with open(os.path.join(workdir, ".lock")) as f:
+      assert f.read().split() == [str(other.pid), socket.gethostname()]
   assert _snapshot(os.path.join(workdir, "checkpoints")) == before
-  with open(os.path.join(workdir, ".lock")) as f:
-    assert f.read().split()[0] == str(other.pid)
   # In one process: the lock holds our pid while open and is gone after close().
   fresh = str(tmp_path / "fresh")
   ckpt = checkpoint.Checkpoints(fresh)
@@ -200,14 +183,34 @@ def test_lock_refuses_a_second_training(data_dir, trained, tmp_path):
   assert not os.path.exists(os.path.join(fresh, ".lock"))
 
 
-def test_stale_lock_is_taken_over_and_removed(data_dir, trained, tmp_path, caplog):
+def test_lock_of_a_killed_training_is_taken_over_and_removed(data_dir, trained, tmp_path,
+                                                             caplog):
   workdir = _copy(trained, tmp_path)
-  pid = _dead_pid()
-  _write_lock(workdir, pid)
-  loop.train_and_evaluate(tiny_config(data_dir), workdir)  # already at step 6: no training
-  assert any("stale lock" in r.getMessage() and str(pid) in r.getMessage()
+  with lock_holder.holding(workdir) as other:
+    other.kill()  # SIGKILL: no chance to release; the kernel drops its flock
+    other.wait()
+    loop.train_and_evaluate(tiny_config(data_dir), workdir)  # already at step 6: no training
+  assert any("stale lock" in r.getMessage() and str(other.pid) in r.getMessage()
              for r in caplog.records)
   assert not os.path.exists(os.path.join(workdir, ".lock"))
+
+
+def test_two_racing_starts_one_takes_the_lock(tmp_path):
+  workdir = str(tmp_path / "race")
+  with lock_holder.holders(workdir, 2) as started:
+    winners = [p for p, report in started if report == "held"]
+    assert len(winners) == 1, started
+    for p, report in started:
+      if p is not winners[0]:
+        assert re.fullmatch(rf"refused: {re.escape(workdir)} is in use by another training "
+                            rf"\(pid {winners[0].pid} on .*", report), report
+  # All gone (the winner killed holding it): a new start takes the lock, and
+  # removes the file when it releases it.
+  path = lock.acquire_lock(workdir)
+  with open(path) as f:
+    assert int(f.read().split()[0]) == os.getpid()
+  lock.release_lock(path)
+  assert not os.path.exists(path)
 
 
 def test_nonfinite_message_names_the_newest_checkpoint(data_dir, tmp_path):

@@ -31,15 +31,15 @@ def _count_reads(monkeypatch):
 def test_good_splits_are_checked_once_then_cached(folders, monkeypatch, tmp_path):
   config = _config(*folders)
   reads = _count_reads(monkeypatch)
-  assert check.check_splits(config) == {"train": "checked", "eval": "checked"}
+  assert pipeline.check_splits(config) == {"train": "checked", "eval": "checked"}
   assert len(reads) == 2 + 2  # SBD train minus VOC val, VOC val minus SBD train
   assert len(os.listdir(tmp_path / "cache")) == 2
-  assert check.check_splits(config) == {"train": "cached", "eval": "cached"}
+  assert pipeline.check_splits(config) == {"train": "cached", "eval": "cached"}
   assert len(reads) == 4  # nothing read again
   # A file rewritten (new size / mtime) is a new dataset version: checked again.
   mask = os.path.join(folders[0], "SegmentationClass", "2007_000004.png")
   os.utime(mask, ns=(1, 1))
-  assert check.check_splits(config) == {"train": "cached", "eval": "checked"}
+  assert pipeline.check_splits(config) == {"train": "cached", "eval": "checked"}
 
 
 def test_every_bad_file_is_named(folders):
@@ -61,7 +61,7 @@ def test_every_bad_file_is_named(folders):
   assert "2007_000004.jpg is" in message and "but its mask" in message
   assert "2008_000005.jpg has mode L" in message
   with pytest.raises(check.DataCheckError) as e:
-    check.check_splits(config)
+    pipeline.check_splits(config)
   message = str(e.value)
   assert "2 of 2 examples of split 'train_voc'" in message
   assert "2007_000001.jpg is not a readable image" in message
@@ -99,7 +99,7 @@ def test_long_lists_show_progress(tmp_path, monkeypatch, capsys):
 
 def test_generated_shapes_are_skipped(tmp_path):
   config = tiny_config(tmp_path / "tfds").data
-  assert check.check_splits(config, directory=str(tmp_path / "c")) == {
+  assert pipeline.check_splits(config, directory=str(tmp_path / "c")) == {
       "train": "skipped", "eval": "skipped"}
 
 

@@ -195,13 +195,13 @@ def test_the_file_list_is_kept_until_a_folder_changes(tmp_path, monkeypatch):
 def test_checks_are_cached_per_files_and_label_rules(tmp_path, check_cache):
   make_folder(str(tmp_path), "RGB")
   data = _data(tmp_path)
-  assert check.check_splits(data) == {"train": "checked", "eval": "checked"}
-  assert check.check_splits(data) == {"train": "cached", "eval": "cached"}
+  assert pipeline.check_splits(data) == {"train": "checked", "eval": "checked"}
+  assert pipeline.check_splits(data) == {"train": "cached", "eval": "cached"}
   # Other label rules over the same files: another dataset version, read again.
   (tmp_path / "classes.txt").write_text("background 0 0 0\ncat 200 0 0\n")
   with pytest.raises(check.DataCheckError, match=r"has a colour not in .*classes\.txt: "
                                                  r"\(0, 200, 0\)"):
-    check.check_splits(data)
+    pipeline.check_splits(data)
 
 
 def _train_config(config, root, **overrides):

@@ -5,11 +5,11 @@ from files (voc, folder): each example is read through `read_image`, the
 dataset's own `read_label` (ending in `check_label`) and an image / mask size
 check, so a bad file stops with an error naming it, whenever it is read.
 
-`check_splits` reads every example of the train and eval splits before the
-first training step (readable files, RGB images, index masks, labels in
-[0, C) or 255, image and mask sizes equal). Sources that are generated or
-already decoded in memory (shapes, tfds) are skipped. A passed check is
-remembered in a small JSON file named by a hash of the file list with each
+`check_split` reads every example of a split (`pipeline.check_splits`: the
+train and eval splits, before the first training step): readable files, RGB
+images, index masks, labels in [0, C) or 255, image and mask sizes equal.
+Sources that are generated or already decoded in memory (shapes, tfds) are
+skipped. A passed check is remembered in a small JSON file named by a hash of the file list with each
 file's size and mtime, and of the source's label rules (`check_key`): the
 dataset version. The next run with the same files and rules does not read
 them again. The cache folder is $FCNJAX_DATA_CHECK_CACHE, default
@@ -181,19 +181,3 @@ def check_split(source, split, num_threads=4, progress=True, directory=None):
   except OSError as e:  # an unwritable cache only costs a re-check next time
     logging.warning("Data check passed but could not be cached in %s: %s", directory, e)
   return "checked"
-
-
-def check_splits(data_config, progress=True, directory=None):
-  """check_split on the train and eval splits of the configured dataset:
-  {'train': status, 'eval': status}. Raises DataCheckError on a bad file."""
-  from fcnjax.data import pipeline
-  statuses = {}
-  for split in ("train", "eval"):
-    name = data_config.train_split if split == "train" else data_config.eval_split
-    source = pipeline.get_source(data_config, split)
-    statuses[split] = check_split(source, name, data_config.get("num_threads", 4) or 1,
-                                  progress, directory)
-    if statuses[split] != "skipped":
-      logging.info("Data files of split %r: %s (%d examples)", name, statuses[split],
-                   len(source))
-  return statuses

@@ -22,7 +22,7 @@ ADE20K's convention) and label_map ((stored value, label) pairs, values not
 listed -> 255: e.g. Cityscapes' label ids -> train ids), in this order.
 Labels must end in [0, C) or 255 (ignore), C = the number of classes.
 
-Every file is checked before training (`check.check_splits`: readable, RGB
+Every file is checked before training (`pipeline.check_splits`: readable, RGB
 images, image and mask sizes equal, label values, colours; cached per
 dataset version); the file list of a split is kept in memory for as long as
 its folders' modification times are unchanged.

@@ -23,6 +23,7 @@ from ml_collections import config_dict
 import numpy as np
 from PIL import Image
 
+from fcnjax.data import check
 from fcnjax.data import palette as palette_lib
 
 IGNORE_INDEX = palette_lib.IGNORE_INDEX
@@ -322,8 +323,17 @@ def _is_local(k, batch_size, process_index):
   return k // batch_size == process_index
 
 
-def check_files(data_config):
-  """Reads and checks every file of the train and eval splits once, before
-  training (file-backed datasets; cached per dataset version): data/check.py."""
-  from fcnjax.data import check
-  return check.check_splits(data_config)
+def check_splits(data_config, progress=True, directory=None):
+  """`check.check_split` on the train and eval splits of the configured
+  dataset: {'train': status, 'eval': status}. Raises check.DataCheckError on
+  a bad file."""
+  statuses = {}
+  for split in ("train", "eval"):
+    name = data_config.train_split if split == "train" else data_config.eval_split
+    source = get_source(data_config, split)
+    statuses[split] = check.check_split(source, name, data_config.get("num_threads", 4) or 1,
+                                        progress, directory)
+    if statuses[split] != "skipped":
+      logging.info("Data files of split %r: %s (%d examples)", name, statuses[split],
+                   len(source))
+  return statuses

@@ -1,9 +1,16 @@
 """Flags and start-up shared by the entry points (main, evaluate, predict, bench, ...)."""
+import ctypes
 import functools
+import importlib.util
 import os
+import sys
 
+import jax
 from absl import flags, logging
 from ml_collections import config_flags
+
+from fcnjax.runtime import errors, logs, peers
+from fcnjax.train import preemption, validate
 
 FLAGS = flags.FLAGS
 
@@ -47,7 +54,6 @@ def default_compilation_cache_dir():
 def enable_compilation_cache(directory):
   """Compiled programs are stored in and read from `directory` ('' or None: off)."""
   if directory:
-    import jax
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
@@ -102,7 +108,6 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 def _cpu_run(environ):
   """Whether JAX will run on its CPU backend: JAX_PLATFORMS starts with cpu,
   or it is unset and no accelerator plugin (CUDA / ROCm / TPU) is installed."""
-  import importlib.util
   platforms = environ.get("JAX_PLATFORMS", "")
   if platforms:
     return platforms.split(",")[0] == "cpu"
@@ -123,7 +128,6 @@ def configure_allocator(environ=None):
   choice = environ.get("FCNJAX_MALLOC", "")
   if choice == "system" or (choice != "tuned" and not _cpu_run(environ)):
     return False
-  import ctypes
   try:
     mallopt = ctypes.CDLL("libc.so.6").mallopt
   except (OSError, AttributeError):  # not glibc (macOS, musl)
@@ -142,7 +146,6 @@ def run(main, module):
   also when started through a console script; --config may name a packaged config.
   Sets the project's XLA flags and allocator first (configure_xla,
   configure_allocator)."""
-  import sys
   configure_xla()
   configure_allocator()
   from absl import app
@@ -159,7 +162,6 @@ def run(main, module):
     for flag in by_module.get(name, []):
       FLAGS.register_flag_by_module(sys.argv[0], flag)
   show_frames = lambda: FLAGS.traceback or logging.get_verbosity() >= 1
-  from fcnjax.runtime import errors
   app.run(functools.partial(errors.as_messages,
                             functools.partial(_config_errors_as_messages, main),
                             show_frames=show_frames))
@@ -167,7 +169,6 @@ def run(main, module):
 
 def _config_errors_as_messages(main, argv):
   """A bad config field ends the run with its one-line message, not a traceback."""
-  from fcnjax.train import preemption, validate
   try:
     return main(argv)
   except validate.ConfigError as e:
@@ -182,14 +183,11 @@ def start():
   multi-host runtime (TensorFlow, when a dataset needs it, is kept off
   accelerators where it is imported: `data.tfds_source`)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-  from fcnjax.runtime import logs
   logs.quiet_libraries()  # library INFO logs hidden unless -v 1
-  import jax
   flag = lambda name, default=None: FLAGS[name].value if name in FLAGS else default
   enable_compilation_cache(flag("compilation_cache_dir"))
   explicit = flag("coordinator_address") or flag("num_processes")
   if explicit or flag("distributed", False):  # undefined in scripts without these flags
-    from fcnjax.runtime import peers
     peers.initialize(coordinator_address=flag("coordinator_address"),
                      num_processes=flag("num_processes"), process_id=flag("process_id"),
                      peer_timeout=flag("peer_timeout", 60))

@@ -19,9 +19,18 @@ import resource
 import time
 from typing import Callable, Optional
 
+import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import optax
 
+from fcnjax import models as models_lib
 from fcnjax import torch_reference
+from fcnjax.data import pipeline
+from fcnjax.models.vgg import VGG_SIZES, VGGBackbone
+from fcnjax.train import assemble, losses, parallel
+from fcnjax.train import state as state_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +56,6 @@ class Options:
 
 
 def model_config(name, upsample, backbone):
-  import ml_collections
   if name.startswith("fcn"):
     return ml_collections.ConfigDict(dict(name="fcn", variant=name[3:], backbone=backbone,
                                           upsample=upsample, dropout_rate=0.0))
@@ -56,11 +64,9 @@ def model_config(name, upsample, backbone):
 
 def build_model(name, upsample, opts):
   """fcnjax model of a case; FCN backbones get opts.fc_impl."""
-  import jax.numpy as jnp
-  from fcnjax import models
   dtype = jnp.bfloat16 if opts.dtype == "bfloat16" else jnp.float32
-  model = models.build_model(model_config(name, upsample, opts.backbone), opts.num_classes,
-                             dtype=dtype)
+  model = models_lib.build_model(model_config(name, upsample, opts.backbone),
+                                 opts.num_classes, dtype=dtype)
   if name.startswith("fcn"):
     model = model.clone(backbone=model.backbone.clone(fc_impl=opts.fc_impl))
   return model
@@ -87,10 +93,6 @@ def _peak_rss_mb():
 def jax_step(name, upsample, driver_name, opts):
   """fcnjax's training step for one (model, upsample, driver): (step, info);
   step() runs one step to completion (the first call compiles)."""
-  import jax
-  import optax
-  from fcnjax.train import losses, parallel
-  from fcnjax.train import state as state_lib
   model = build_model(name, upsample, opts)
   batch = synthetic_batch(opts)
   state = state_lib.create_train_state(model, optax.sgd(1e-3, 0.9), jax.random.key(0),
@@ -112,7 +114,6 @@ def jax_step(name, upsample, driver_name, opts):
 def has_torch_reference(name, upsample, opts):
   """The PyTorch reference covers FCNs with learned upsampling on the plain
   (BatchNorm-free) VGG backbones, in float32."""
-  from fcnjax.models.vgg import VGG_SIZES
   plain_vgg = opts.backbone in VGG_SIZES and not VGG_SIZES[opts.backbone].get("batch_norm")
   return (opts.torch and torch_reference.torch_available() and name.startswith("fcn")
           and upsample == "learned" and plain_vgg and opts.dtype == "float32")
@@ -120,7 +121,6 @@ def has_torch_reference(name, upsample, opts):
 
 def backbone_sizes(backbone):
   """stage_sizes, widths, fc_width, fc6_kernel of an fcnjax VGG backbone name."""
-  from fcnjax.models.vgg import VGG_SIZES, VGGBackbone
   sizes = VGG_SIZES[backbone]
   return dict(stage_sizes=sizes["stage_sizes"], widths=sizes["widths"],
               fc_width=sizes["fc_width"], fc6_kernel=VGGBackbone.fc6_kernel)
@@ -242,7 +242,6 @@ def format_table(rows):
 def pipeline_throughput(data_config, batch_size, threads, workers, steps):
   """img/s of `data.pipeline.train_batches` alone (after a warm-up of
   2 * workers batches, so every worker process runs)."""
-  from fcnjax.data import pipeline
   batches = pipeline.train_batches(data_config, batch_size, seed=0, num_threads=threads,
                                    num_workers=workers)
   for _ in range(max(2, 2 * workers)):
@@ -257,9 +256,6 @@ def fed_vs_fixed(config, steps):
   """{'fixed', 'fed', 'busy_fraction'}: img/s of a training config's step on
   one batch kept on the device (the step's demand), fed by the pipeline
   (metrics fetched every 50 steps, as the loop does), and their ratio."""
-  import jax
-  from fcnjax.data import pipeline
-  from fcnjax.train import assemble
   info = pipeline.get_info(config.data)
   state, _ = assemble.create_state(config, assemble.build_model(config, info), jax.random.key(0))
   driver = assemble.make_driver(config, info)

@@ -18,6 +18,9 @@ import time
 
 import numpy as np
 
+from fcnjax import inference, models, viz
+from fcnjax.train import loop, validate
+
 DEFAULT_METRICS = ("mean_iou", "boundary_iou", "pixel_acc")
 _BAD_CHARS = set("=;| \t")
 
@@ -128,8 +131,6 @@ def grid(sweeps):
 
 def check_configs(configs):
   """Builds every model and checks every config before anything trains."""
-  from fcnjax import models
-  from fcnjax.train import validate
   for name, config in configs.items():
     try:
       models.build_model(config.model, num_classes=2)
@@ -169,11 +170,9 @@ def mean_std(row, metric):
 
 def train_or_score(config, run_dir):
   """Trains (or resumes) a run; a finished run is scored from its best checkpoint."""
-  from fcnjax.train import loop
   scores = loop.train_and_evaluate(config, run_dir)
   if scores is None:
-    from fcnjax.inference import evaluate_workdir
-    scores = evaluate_workdir(config, run_dir)
+    scores = inference.evaluate_workdir(config, run_dir)
   return scores
 
 
@@ -222,7 +221,6 @@ def write_results(workdir, runs, summary, fields, metrics, label=None, table=Non
   """results.json (runs + summary + `extra`), results.md (`table`, by default
   mean ± std per group) and ablation.png (bars with the std as error bars);
   label: summary row -> its name."""
-  from fcnjax import viz
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump({"runs": runs, "summary": summary, **(extra or {})}, f, indent=2)

@@ -44,9 +44,12 @@ import numpy as np
 
 import fcnjax
 from fcnjax import metrics, stats
+from fcnjax.data import pipeline
+from fcnjax.inference import restore
 from fcnjax.studies import experiment
 from fcnjax.studies import study_report as report
-from fcnjax.train import history
+from fcnjax.train import assemble, history, loop
+from fcnjax.train import step as step_lib
 
 SEED = "seed"
 TEST_SPLIT = "test"
@@ -81,9 +84,6 @@ class _Timer:
   """One config's compiled train step and eval forward on fixed random batches."""
 
   def __init__(self, config):
-    from fcnjax.data import pipeline
-    from fcnjax.train import assemble
-    from fcnjax.train import step as step_lib
     info = pipeline.get_info(config.data)
     self.model = assemble.build_model(config, info)
     state, _ = assemble.create_state(config, self.model, jax.random.key(config.seed))
@@ -148,8 +148,6 @@ def model_costs(configs, steps=5, repeats=3):
 def score_split(config, state, info, split):
   """The final weights on one split: `segmentation_scores` (G = pixel_acc,
   C = mean_acc, mIoU, per-class IoU), boundary IoU and BF (`metrics`)."""
-  from fcnjax.data import pipeline
-  from fcnjax.train import step as step_lib
   data = experiment.with_fields(config, {"data.eval_split": split, "data.num_eval": None}).data
   predict = jax.jit(step_lib.predict_step)
   c = info.num_classes
@@ -218,7 +216,6 @@ def _stale_key(run_dir, key):
 def score_run(config, run_dir, splits=SCORED_SPLITS, key=None):
   """{split: scores} of the run's final checkpoint, cached in RUN/scores.json
   under `key` (recomputed if the step or key changed). Refuses an unfinished run."""
-  from fcnjax.inference import restore
   cached = _cached_scores(run_dir, config.num_train_steps, key)
   if cached is not None:
     return cached
@@ -248,7 +245,6 @@ def train_run(config, run_dir, splits=SCORED_SPLITS, key=None, log=print):
   """Trains (or resumes) one run to its budget under `key`, then `score_run`. A
   run directory trained under another key is moved aside and retrained; the
   run's key, provenance and training wall time go to RUN/run.json."""
-  from fcnjax.train import loop
   stale = _stale_key(run_dir, key) if key else None
   if stale:
     aside = f"{run_dir}.stale-{stale}"
@@ -368,7 +364,6 @@ def pilot(config, workdir, arms, seeds=(0,), flat=0.01, log=print):
   selection-mIoU curve with its gain over the last 20 % of steps; an arm is
   flat when its median seed gains less than `flat` (its worst seed reported).
   The test split is never touched. Returns (rows per run, rows per arm)."""
-  from fcnjax.train import loop
   runs, per_arm = [], []
   for arm, fields in arms.items():
     gains = []

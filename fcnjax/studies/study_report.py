@@ -12,9 +12,14 @@ import json
 import math
 import os
 
+import jax
 import numpy as np
 
 from fcnjax import stats, viz
+from fcnjax.data import pipeline
+from fcnjax.inference import restore
+from fcnjax.studies import experiment
+from fcnjax.train import step as step_lib
 
 PROTOCOL = (
     "Splits: train / selection (the curves, the budget) / test (scored once per run, "
@@ -124,11 +129,6 @@ def forest_rows(results):
 
 def predictions(config, workdir, results, num_images=4):
   """Test images, labels and {arm: preds} of every arm's first seed."""
-  import jax
-  from fcnjax.studies import experiment
-  from fcnjax.data import pipeline
-  from fcnjax.inference import restore
-  from fcnjax.train import step as step_lib
   data = experiment.with_fields(config, {"data.eval_split": "test"}).data
   batch = next(iter(pipeline.eval_batches(data, num_images)))
   first = results["seeds"][0]

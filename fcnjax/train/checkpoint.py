@@ -3,7 +3,7 @@
     W/checkpoints/<step>/       the latest `keep` states plus the one with the best
                                 validation mIoU (orbax preservation policies)
     W/corrupt_checkpoints/      unreadable steps set aside by a resumed training
-    W/.lock                     pid and host of the training that owns W
+    W/.lock                     flock'd by the training that owns W (its pid and host)
 
 Each step carries its scores (orbax metrics) and a description of its run
 (custom metadata: `description.describe`). Saves are asynchronous; `close()`

@@ -19,6 +19,7 @@ from fcnjax.train import tensorboard  # before clu: TensorFlow-free event files
 from clu import parameter_overview, periodic_actions  # noqa: I100
 
 from fcnjax import metrics as seg_metrics
+from fcnjax import viz
 from fcnjax.data import pipeline
 from fcnjax.train import assemble, checkpoint, preemption, resume, validate
 from fcnjax.train.history import load_history, save_history  # noqa: F401
@@ -63,7 +64,7 @@ def train_and_evaluate(config, workdir):
   stop = preemption.stop_request(config)
   info = pipeline.get_info(config.data)
   assemble.check_num_classes(config, info)
-  pipeline.check_files(config.data)  # every data file read once before step 1 (cached)
+  pipeline.check_splits(config.data)  # every data file read once before step 1 (cached)
   os.makedirs(workdir, exist_ok=True)
 
   model = assemble.build_model(config, info)
@@ -220,6 +221,5 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer, stop, wind
       timed, t0 = 0, time.time()  # throughput excludes compilation and eval
   save_history(workdir, history)
   if jax.process_index() == 0 and history:
-    from fcnjax import viz
     viz.plot_curves(os.path.join(workdir, "curves.png"), history)
   return scores
