@@ -111,3 +111,22 @@ def paper_voc_config(variant: str) -> ml_collections.ConfigDict:
   config.init_from = {"32s": "vgg16.npz", "16s": "runs/fcn32s_voc",
                       "8s": "runs/fcn16s_voc"}[variant]
   return config
+
+
+def mmseg_fcn8s_config(steps, batch_size) -> ml_collections.ConfigDict:
+  """FCN-8s on VGG16 with the schedule of mmsegmentation's FCN configs: SGD lr
+  0.01, momentum 0.9, weight decay 5e-4, poly decay (after a 500-step warmup:
+  VGG16 has no BatchNorm), evaluation and checkpoints every tenth of the run,
+  the ImageNet backbone from a local vgg16.npz (`fcnjax-convert`). The data
+  block is the caller's (fcn8s_ade20k, fcn8s_cityscapes_folder)."""
+  config = default_config()
+  config.model.update(dict(variant="8s", backbone="vgg16", dropout_rate=0.5))
+  config.optimizer.update(dict(name="sgd", learning_rate=0.01, momentum=0.9,
+                               weight_decay=5e-4, schedule="poly", warmup_steps=500))
+  config.batch_size = batch_size
+  config.eval_batch_size = 8
+  config.num_train_steps = steps
+  config.eval_every_steps = steps // 10
+  config.checkpoint_every_steps = steps // 10
+  config.init_from = "vgg16.npz"
+  return config

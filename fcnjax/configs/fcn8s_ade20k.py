@@ -22,7 +22,7 @@ distortion or class-ratio-limited crops; a 500-step warmup (VGG16 has no
 BatchNorm) and poly decay to 0 rather than 1e-4. Large validation images:
 `fcnjax-evaluate --tile=0` scores them tile by tile in bounded memory.
 """
-from fcnjax.config import default_config
+from fcnjax.config import mmseg_fcn8s_config
 
 # mmsegmentation's ADE20KDataset names, in label order (stored value - 1).
 ADE20K_CLASSES = (
@@ -52,19 +52,10 @@ def get_config(schedule="80k"):
   if schedule not in SCHEDULES:
     raise ValueError(f"--config=fcn8s_ade20k:{schedule}; valid: {sorted(SCHEDULES)}")
   steps = SCHEDULES[schedule]
-  config = default_config()
+  config = mmseg_fcn8s_config(steps, batch_size=16)
   config.data.update(dict(
       name="folder", image_dir="images", mask_dir="annotations", image_suffix=".jpg",
       mask_suffix=".png", class_names=ADE20K_CLASSES, reduce_zero_label=True,
       train_split="training", eval_split="validation", crop_size=512,
       scale_range=(0.5, 2.0), eval_bucket=32))
-  config.model.update(dict(variant="8s", backbone="vgg16", dropout_rate=0.5))
-  config.optimizer.update(dict(name="sgd", learning_rate=0.01, momentum=0.9,
-                               weight_decay=5e-4, schedule="poly", warmup_steps=500))
-  config.batch_size = 16
-  config.eval_batch_size = 8
-  config.num_train_steps = steps
-  config.eval_every_steps = steps // 10
-  config.checkpoint_every_steps = steps // 10
-  config.init_from = "vgg16.npz"
   return config

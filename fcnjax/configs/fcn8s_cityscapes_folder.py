@@ -24,7 +24,7 @@ class-ratio-limited crops; a 500-step warmup (VGG16 has no BatchNorm) and
 poly decay to 0 rather than 1e-4. `fcnjax-evaluate --tile=0` scores the
 validation images tile by tile in bounded memory, with the same labels.
 """
-from fcnjax.config import default_config
+from fcnjax.config import mmseg_fcn8s_config
 from fcnjax.data import cityscapes
 
 SCHEDULES = {"40k": 40_000, "80k": 80_000}
@@ -35,7 +35,7 @@ def get_config(schedule="40k"):
     raise ValueError(f"--config=fcn8s_cityscapes_folder:{schedule}; valid: "
                      f"{sorted(SCHEDULES)}")
   steps = SCHEDULES[schedule]
-  config = default_config()
+  config = mmseg_fcn8s_config(steps, batch_size=8)
   config.data.update(dict(
       name="folder", image_dir="leftImg8bit", mask_dir="gtFine",
       image_suffix="_leftImg8bit.png", mask_suffix="_gtFine_labelIds.png",
@@ -43,13 +43,4 @@ def get_config(schedule="40k"):
       label_map=tuple(sorted(cityscapes.ID_TO_TRAIN_ID.items())),
       train_split="train", eval_split="val", crop_size=512, crop_width=1024,
       scale_range=(0.5, 2.0)))
-  config.model.update(dict(variant="8s", backbone="vgg16", dropout_rate=0.5))
-  config.optimizer.update(dict(name="sgd", learning_rate=0.01, momentum=0.9,
-                               weight_decay=5e-4, schedule="poly", warmup_steps=500))
-  config.batch_size = 8
-  config.eval_batch_size = 8
-  config.num_train_steps = steps
-  config.eval_every_steps = steps // 10
-  config.checkpoint_every_steps = steps // 10
-  config.init_from = "vgg16.npz"
   return config
