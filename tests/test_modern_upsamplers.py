@@ -1,6 +1,7 @@
 """Today's operators as modules, each against a PyTorch implementation written
 from its paper's definition (NCHW, F.unfold / F.grid_sample / F.pixel_shuffle),
-with the module's own parameters copied over. float64 throughout (jax x64),
+with the module's own parameters copied over: outputs, and the gradients with
+respect to the inputs (and the guidance) for a random cotangent. float64 throughout (jax x64),
 so the tolerance is a few ulps of float64 times the sums' lengths (1e-10)."""
 import jax
 import jax.numpy as jnp
@@ -48,12 +49,24 @@ def carafe_ref(x, kernels, k, f):
 
 
 def _apply(module, x, given=None, size=None, seed=0):
+  """(params, output, vjp): the module with every parameter perturbed (so zero or
+  tiny initialisations test nothing away); vjp(cotangent) -> d/d(x, given)."""
   variables = module.init(jax.random.key(seed), x, given, size)
-  # Perturb every parameter so that zero / tiny initialisations test nothing away.
   keys = iter(jax.random.split(jax.random.key(seed + 1), 100))
   variables = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(next(keys), p.shape, p.dtype),
                            variables)
-  return variables.get("params", {}), np.asarray(module.apply(variables, x, given, size))
+  y, vjp = jax.vjp(lambda a, g: module.apply(variables, a, g, size), x, given)
+  return variables.get("params", {}), np.asarray(y), vjp
+
+
+def _same_grads(vjp, want, leaves, seed=3):
+  """The module's input gradients for a random cotangent against torch autograd
+  of `want` w.r.t. `leaves` (the NCHW inputs it was built from)."""
+  cot = np.random.default_rng(seed).normal(size=_n(want).shape)
+  grads = [g for g in vjp(jnp.asarray(cot)) if g is not None]
+  torch_grads = torch.autograd.grad(want, leaves, _t(cot))
+  for g, t in zip(grads, torch_grads):
+    np.testing.assert_allclose(g, _n(t), **TOL)
 
 
 def _x(shape, seed=0):
@@ -69,18 +82,23 @@ def x64():
 @pytest.mark.parametrize("factor", [2, 3])
 def test_pixel_shuffle_module(factor):
   x = _x((2, 5, 7, 3))
-  p, y = _apply(modern.PixelShuffleUpsample(factor, dtype=jnp.float64, param_dtype=jnp.float64), x)
-  want = F.pixel_shuffle(_conv(_t(x), p["conv"], padding=1), factor)
+  p, y, vjp = _apply(modern.PixelShuffleUpsample(factor, dtype=jnp.float64, param_dtype=jnp.float64), x)
+  tx = _t(x).requires_grad_()
+  want = F.pixel_shuffle(_conv(tx, p["conv"], padding=1), factor)
   np.testing.assert_allclose(y, _n(want), **TOL)
+  _same_grads(vjp, want, [tx])
 
 
 def test_carafe_module():
   x = _x((2, 5, 7, 6))
   up = modern.CARAFE(2, compressed=4, dtype=jnp.float64, param_dtype=jnp.float64)
-  p, y = _apply(up, x)
-  z = _conv(_t(x), p["compressor"])
+  p, y, vjp = _apply(up, x)
+  tx = _t(x).requires_grad_()
+  z = _conv(tx, p["compressor"])
   kernels = F.softmax(F.pixel_shuffle(_conv(z, p["encoder"], padding=1), 2), dim=1)
-  np.testing.assert_allclose(y, _n(carafe_ref(_t(x), kernels, 5, 2)), **TOL)
+  want = carafe_ref(tx, kernels, 5, 2)
+  np.testing.assert_allclose(y, _n(want), **TOL)
+  _same_grads(vjp, want, [tx])
   assert p["compressor"]["kernel"].shape == (1, 1, 6, 4)  # compressed to 4 of 6 channels
 
 
@@ -115,13 +133,16 @@ def _dysample_ref(x, p, f, g, style, dynamic):
 def test_dysample_variants(name, style, dynamic):
   x = _x((2, 5, 7, 8))
   op = models.resolve(name)
-  p, y = _apply(op(2, dtype=jnp.float64, param_dtype=jnp.float64), x)
-  np.testing.assert_allclose(y, _n(_dysample_ref(_t(x), p, 2, 4, style, dynamic)), **TOL)
+  p, y, vjp = _apply(op(2, dtype=jnp.float64, param_dtype=jnp.float64), x)
+  tx = _t(x).requires_grad_()
+  want = _dysample_ref(tx, p, 2, 4, style, dynamic)
+  np.testing.assert_allclose(y, _n(want), **TOL)
+  _same_grads(vjp, want, [tx])
 
 
 def test_dysample_groups_fall_back_to_one_and_pl_refuses_odd_channels():
   x = _x((1, 4, 5, 6))  # 6 channels: 4 groups do not divide them
-  p, y = _apply(modern.DySample(2, dtype=jnp.float64, param_dtype=jnp.float64), x)
+  p, y, vjp = _apply(modern.DySample(2, dtype=jnp.float64, param_dtype=jnp.float64), x)
   assert p["offset"]["kernel"].shape == (1, 1, 6, 2 * 1 * 4)
   np.testing.assert_allclose(y, _n(_dysample_ref(_t(x), p, 2, 1, "lp", False)), **TOL)
   with pytest.raises(ValueError, match="style 'pl' needs channels divisible by factor"):
@@ -142,8 +163,9 @@ def _semi_shift_en(en_c, weight, bias):
 @pytest.mark.parametrize("c_en", [6, 4])
 def test_fade_module(c_en):
   x, en = _x((2, 4, 5, 6)), _x((2, 8, 10, c_en), seed=1)
-  p, y = _apply(modern.FADE(2, embedding=8, dtype=jnp.float64, param_dtype=jnp.float64), x, en)
-  tx, ten = _t(x), _t(en)
+  p, y, vjp = _apply(modern.FADE(2, embedding=8, dtype=jnp.float64, param_dtype=jnp.float64), x, en)
+  tx, ten = _t(x).requires_grad_(), _t(en).requires_grad_()
+  leaves = [tx, ten]
   weight, bias = _w(p["kernel"]), _b(p["bias"])
   logits = (_semi_shift_en(_conv(ten, p["compress_en"]), weight, bias)
             + F.interpolate(F.conv2d(_conv(tx, p["compress_de"]), weight, None, padding=1),
@@ -156,12 +178,13 @@ def test_fade_module(c_en):
     assert "project_en" not in p
   want = gate * ten + (1 - gate) * carafe_ref(tx, kernels, 5, 2)
   np.testing.assert_allclose(y, _n(want), **TOL)
+  _same_grads(vjp, want, leaves)
 
 
 def test_sapa_module_on_a_guide_of_odd_size():
   x, en = _x((2, 4, 5, 16)), _x((2, 7, 9, 8), seed=1)  # guide 7x9, not 8x10
-  p, y = _apply(modern.SAPA(2, embedding=4, dtype=jnp.float64, param_dtype=jnp.float64), x, en)
-  tx, ten = _t(x), _t(en)
+  p, y, vjp = _apply(modern.SAPA(2, embedding=4, dtype=jnp.float64, param_dtype=jnp.float64), x, en)
+  tx, ten = _t(x).requires_grad_(), _t(en).requires_grad_()
   gn = lambda t, q, groups: F.group_norm(t, groups, _b(q["scale"]), _b(q["bias"]), 1e-5)  # noqa
   q = _conv(gn(ten, p["norm_y"], 8), p["q"])
   k = _conv(gn(tx, p["norm_x"], 16), p["k"])
@@ -169,7 +192,9 @@ def test_sapa_module_on_a_guide_of_odd_size():
   hood = F.unfold(k, 5, padding=2).view(n, e, 25, 4, 5)
   hood = F.pad(hood, (0, 0, 0, 0))[:, :, :, torch.arange(oh) // 2][:, :, :, :, torch.arange(ow) // 2]
   attn = F.softmax(torch.einsum("netij,neij->ntij", hood, q), dim=1)
-  np.testing.assert_allclose(y, _n(carafe_ref(tx, attn, 5, 2)), **TOL)
+  want = carafe_ref(tx, attn, 5, 2)
+  np.testing.assert_allclose(y, _n(want), **TOL)
+  _same_grads(vjp, want, [tx, ten])
   assert y.shape == (2, 7, 9, 16)
 
 
@@ -228,7 +253,7 @@ def test_indexnet_unpool_and_index_weighted_encoder():
   index_en * x over each window, IndexNet's 4 * avg_pool) with the same block."""
   x = _x((1, 3, 4, 5))
   index = jax.nn.sigmoid(_x((1, 7, 9, 1), seed=2))  # a pre-pool map of odd size
-  _, y = _apply(modern.IndexNetUnpool(2, dtype=jnp.float64, param_dtype=jnp.float64), x, index, (7, 9))
+  _, y, _ = _apply(modern.IndexNetUnpool(2, dtype=jnp.float64, param_dtype=jnp.float64), x, index, (7, 9))
   want = F.interpolate(_t(x), scale_factor=2, mode="nearest") * _t(index)[:, :, :6, :8]
   np.testing.assert_allclose(y[:, :6, :8], _n(want), **TOL)
   assert not y[:, 6:].any() and not y[:, :, 8:].any()

@@ -548,7 +548,7 @@ def run_study(config, workdir, arms, seeds, contrasts, log=print, splits=SCORED_
   results = {"protocol": report.PROTOCOL, "provenance": provenance(),
              "config": json.loads(config.to_json_best_effort()), "arms": arms,
              "seeds": [int(s) for s in seeds], "costs": costs, "runs": runs,
-             "summary": summarize(runs, arms, splits), "declared": dict(declared or {}),
+             "summary": summarize(runs, arms, splits), "declared": {k: v for k, v in (declared or {}).items() if k in contrasts},
              "contrasts": stats.compare(scores, contrasts),
              "robustness": stats.leave_one_out(scores, contrasts),
              "seeds_needed": {name: stats.seeds_needed(stats.contrast_values(scores, w),
