@@ -73,6 +73,10 @@ def test_mixing_is_refused_by_name_unless_allowed():
     study.check_mixing(runs, here)
   assert len(study.check_mixing(runs, here, allow_mixed=True)) == 2
   assert study.check_mixing({("a", 0): {"provenance": here}}, here) == []
+  both = {("a", 0): {"provenance": here, "trained_as": "vmapped seeds [0, 1]"},
+          ("b", 0): {"provenance": here}}
+  with pytest.raises(ValueError, match=r"trained both ways: vmapped: \['a,seed=0'\]"):
+    study.check_mixing(both, here)
 
 
 def test_unknown_arms_and_undeclared_contrasts_are_refused():

@@ -358,7 +358,8 @@ MIXED_FIELDS = ("commit", "jax", "jaxlib", "flax")
 
 def check_mixing(runs, current, allow_mixed=False):
   """ValueError naming the runs whose commit or library versions differ from
-  `current`, or whose CPU differs from another run of the same seed.
+  `current`, whose CPU differs from another run of the same seed, or, where
+  some runs trained as vmapped seeds and others one by one, both groups.
   runs: {(arm, seed): run.json record}."""
   diffs = []
   for (arm, seed), record in runs.items():
@@ -374,6 +375,12 @@ def check_mixing(runs, current, allow_mixed=False):
     if len(cpus) > 1:
       diffs.append(f"seed {seed} ran on {len(cpus)} CPUs: " + "; ".join(
           f"{cpu}: {arms}" for cpu, arms in cpus.items()))
+  modes = {}
+  for (arm, seed), record in runs.items():  # vmapped seeds differ from sequential by float order
+    mode = "vmapped" if str(record.get("trained_as", "")).startswith("vmapped") else "sequential"
+    modes.setdefault(mode, []).append(f"{arm},seed={seed}")
+  if len(modes) > 1:
+    diffs.append("runs trained both ways: " + "; ".join(f"{m}: {r}" for m, r in modes.items()))
   if diffs and not allow_mixed:
     raise ValueError("the study's runs would mix machines or code (--allow_mixed to accept): "
                      + " | ".join(diffs))
