@@ -10,6 +10,8 @@ import pytest
 
 from fcnjax import models
 from fcnjax.models import operator
+from fcnjax.train import loop
+from test_train import tiny_config
 
 FAMILIES = {
     "fcn": dict(name="fcn", variant="8s"),
@@ -135,3 +137,29 @@ def test_every_modern_operator_trains_two_steps(op):
   for g, a, b in zip(leaves(grads), leaves(before), leaves(after)):
     assert any(np.abs(np.asarray(v)).sum() > 0 for v in jax.tree.leaves(g)), op
     assert any(not np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_a_registered_variant_brings_its_own_option_defaults():
+  """indexnet_depthwise's encoder blocks are depthwise (4 outputs per channel),
+  holistic ones predict 4 values from all channels; an explicit option wins."""
+  x = jnp.zeros((1, 16, 16, 3))
+  def index_conv(op, **options):
+    model = models.build_model(dict(name="decoder", backbone="tiny", depth=2, upsample=op,
+                                    upsample_options=options), CLASSES)
+    params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+    return params["backbone"]["index_block1"]["index_conv"]["kernel"].shape
+  assert index_conv("indexnet_depthwise") == (4, 4, 1, 4 * 8)  # tiny: 8 channels in stage 1
+  assert index_conv("indexnet") == (4, 4, 8, 2 * 8)  # nonlinear holistic: to 2C first
+  assert index_conv("indexnet", block="depthwise") == (4, 4, 1, 4 * 8)
+
+
+@pytest.mark.parametrize("op", ["carafe", "sapa"])
+def test_tap_loop_operators_train_under_the_shard_map_driver(op, tmp_path):
+  """The default driver (jit + shard_map over 8 fake devices, check_vma) traces
+  the tap loops of CARAFE's reassembly and SAPA's similarity."""
+  config = tiny_config(tmp_path / "tfds", **{
+      "model.name": "decoder", "model.backbone": "tiny", "model.depth": 2,
+      "model.skips": True, "model.upsample": op, "num_train_steps": 2,
+      "eval_every_steps": 2, "checkpoint_every_steps": 2, "parallel": "jit"})
+  scores = loop.train_and_evaluate(config, str(tmp_path / "run"))
+  assert np.isfinite(scores["mean_iou"])

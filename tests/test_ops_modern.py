@@ -279,7 +279,9 @@ def test_memory_stays_near_the_output_size(op):
   fwd = jax.jit(fn).lower(*args).compile().memory_analysis()
   assert fwd.temp_size_in_bytes + fwd.output_size_in_bytes <= 3 * out_bytes
   both = jax.jit(fwd_vjp).lower(*args, cot).compile().memory_analysis()
-  assert both.temp_size_in_bytes <= 2 * out_bytes
+  # Twice the output, plus a little for the loop's bookkeeping (the first tap is
+  # computed before the loop: 4 KiB here); a patches tensor would be 25x.
+  assert both.temp_size_in_bytes <= 2.01 * out_bytes
 
 
 # ------------------------------------------------------------------ grid_sample

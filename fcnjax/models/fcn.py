@@ -88,7 +88,7 @@ class FCN(nn.Module):
       raise ValueError(f"upsample={op.name!r} is guided by the encoder's map at its output "
                        "stride; FCN's final x8/x16/x32 step outputs at stride 1, where the "
                        "backbone has no map (use it in unet, decoder, segnet or deconvnet)")
-    if op.needs == "index" and dict(op.options).get("block", op.module.block) != "holistic":
+    if op.needs == "index" and op.option_values()["block"] != "holistic":
       raise ValueError(f"upsample={op.name!r}: a depthwise index has the pool's channels, "
                        "FCN's score maps num_classes; use the holistic 'indexnet'")
 

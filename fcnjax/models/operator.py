@@ -120,9 +120,14 @@ class Operator:
     return (("learned" if self.learned else "parameter-free"),
             ("dense" if self.dense else "sparse"), ("guided" if self.guided else "unguided"))
 
+  def option_values(self):
+    """Every option's value: the class's (a registered variant's) defaults with
+    this operator's options over them."""
+    return {**{k: getattr(self.module, k) for k in self.module.options}, **dict(self.options)}
+
   def index_block(self):
     """The encoder's index block of an 'index' operator (an unbound-module factory)."""
-    return self.module.index_block(dict(self.options))
+    return self.module.index_block(self.option_values())
 
 
 def backbone_request(op):

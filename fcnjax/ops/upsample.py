@@ -332,6 +332,13 @@ def _tap(arr, t):
 # time (an unrolled loop lets XLA schedule all k*k shifted windows at once).
 
 
+def _tap_loop(taps, body, zeros):
+  """`body` over taps 0..taps-1 from `zeros`; the carry starts as tap 0's result,
+  so it has the inputs' type inside shard_map (a constant zeros carry is not
+  device-varying where the body's output is)."""
+  return lax.fori_loop(1, taps, body, body(0, zeros))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _reassemble(x, kernels, k, f):
   dt = _compute_dtype(x, kernels)
@@ -343,7 +350,7 @@ def _reassemble(x, kernels, k, f):
   def body(t, y):
     return y + _tap(kb, t) * _tap_window(xp, t, k, hq, wq)
 
-  y = lax.fori_loop(0, k * k, body, jnp.zeros(kb.shape[:-1] + (x.shape[-1],), dt))
+  y = _tap_loop(k * k, body, jnp.zeros(kb.shape[:-1] + (x.shape[-1],), dt))
   return _from_blocks(y, ho, wo).astype(jnp.result_type(x, kernels))
 
 
@@ -359,7 +366,7 @@ def _similarity(q, x, k, f):
     st = jnp.sum(qb * _tap_window(xp, t, k, hq, wq), axis=-1, keepdims=True)
     return lax.dynamic_update_slice_in_dim(s, st, t, axis=s.ndim - 1)
 
-  s = lax.fori_loop(0, k * k, body, jnp.zeros(qb.shape[:-1] + (k * k,), dt))
+  s = _tap_loop(k * k, body, jnp.zeros(qb.shape[:-1] + (k * k,), dt))
   return _from_blocks(s, ho, wo).astype(jnp.result_type(q, x))
 
 
@@ -380,7 +387,7 @@ def _scatter(g, kernels, k, f, low_res):
     window = lax.dynamic_slice(acc, start, z.shape)
     return lax.dynamic_update_slice(acc, window + z, start)
 
-  acc = lax.fori_loop(0, k * k, body, jnp.zeros((n, hp, wp, c), dt))
+  acc = _tap_loop(k * k, body, jnp.zeros((n, hp, wp, c), dt))
   r = k // 2
   return acc[:, r:r + h, r:r + w].astype(jnp.result_type(g, kernels))
 
