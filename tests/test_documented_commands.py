@@ -90,6 +90,7 @@ def test_entry_points_import_together_and_define_no_flags():
   with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
     scripts = tomllib.load(f)["project"]["scripts"]
   from absl import app  # noqa: F401  (absl's own flags: defined on its first import)
+  import orbax.checkpoint  # noqa: F401  (orbax's experimental flags: likewise)
   before = set(flags.FLAGS)
   for target in scripts.values():
     module, func = target.split(":")
