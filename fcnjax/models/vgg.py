@@ -74,8 +74,8 @@ class VGGBackbone(nn.Module):
     if (self.switches or self.index_block) and self.geometry == "paper":
       raise ValueError(f"{floor} pools are floor mode; the 'paper' geometry pools in "
                        "ceil mode (use geometry='same')")
-    if (self.switches or self.index_block) and min(x.shape[1:3]) < self.coarsest_stride:
-      n = self.coarsest_stride
+    n = self.coarsest_stride  # each side compared on its own: sizes may be symbolic
+    if (self.switches or self.index_block) and (x.shape[1] < n or x.shape[2] < n):
       raise ValueError(f"input {x.shape[1]}x{x.shape[2]} smaller than the {n}x{n} the "
                        f"{len(self.stage_sizes)} {floor} pools need")
 
