@@ -24,12 +24,13 @@ XLA's compiled memory analysis) per operator the pair allows, the refusal
 otherwise; U-Net on VGG16 for the operators ResNet refuses. With --time it
 also times the cases of --large_timed (compiles take about half a minute).
 
---figure: trains the study decoder --steps steps with 'carafe',
-'dysample-s+' and 'indexnet' (`train.loop.train_and_evaluate`, the study
-config otherwise) and draws, on one test image, CARAFE's kernels at the
-last x2 stage, DySample's offsets there and IndexNet's decoder index at the
-finest pool (DIR/learned.png). --out=DIR also writes DIR/costs.md and
-DIR/costs.json.
+--figure: trains the study decoder with 'carafe', 'dysample-s+' and
+'indexnet' (`train.loop.train_and_evaluate`, the study config; --steps,
+default the study's budget of 1500: after 400, CARAFE and DySample-S+ still
+predicted only background) and draws, on one test image, CARAFE's kernels
+at the last x2 stage, DySample's offsets there and IndexNet's decoder index
+at the finest pool (DIR/learned.png). --out=DIR also writes DIR/costs.md
+and DIR/costs.json.
 """
 import argparse
 import json
@@ -400,7 +401,8 @@ def main():
                       help="family/backbone/operator cases --large times with --time")
   parser.add_argument("--figure", action="store_true",
                       help="train carafe, dysample-s+, indexnet and draw learned.png")
-  parser.add_argument("--steps", type=int, default=400, help="training steps for --figure")
+  parser.add_argument("--steps", type=int, default=None,
+                      help="training steps for --figure (default: the study's budget)")
   parser.add_argument("--image", type=int, default=0, help="test image index for --figure")
   args = parser.parse_args()
   out = args.out or tempfile.mkdtemp(prefix="operator_costs_")
@@ -423,7 +425,7 @@ def main():
     config = upsampling_study.get_config()
     palette = pipeline.get_info(config.data).palette
     with tempfile.TemporaryDirectory() as workdir:
-      trained = train_learned(args.steps, workdir, args.image)
+      trained = train_learned(args.steps or config.num_train_steps, workdir, args.image)
     report["figure"] = learned_figure(os.path.join(out, "learned.png"), trained, palette)
     report["figure"].update({n: dict(selection_miou=t["miou"], train_s=t["train_s"])
                              for n, t in trained.items()})
