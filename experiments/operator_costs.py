@@ -59,9 +59,6 @@ from fcnjax.train import loop, losses  # noqa: E402
 
 SKIP_COMPARISON = ("nearest", "bilinear", "carafe")  # also listed in the guided context
 DEPTHWISE = {"block": "depthwise"}  # config.model.upsample_options of one extra row
-# The figure's training driver: ops.upsample.carafe / local_similarity fail inside the
-# 'jit' driver's shard_map (their fori_loop carries are not device-varying).
-PARALLEL = "pmap"
 LEARNED = ("carafe", "dysample-s+", "indexnet")  # the figure's operators
 LARGE_FAMILIES = {"FCN-8s": dict(name="fcn", variant="8s"), "U-Net": dict(name="unet")}
 
@@ -269,7 +266,7 @@ def train_learned(steps, workdir, image_index):
     config = upsampling_study.get_config()
     config = experiment.with_fields(config, {
         "model.upsample": name, "num_train_steps": steps, "eval_every_steps": steps,
-        "checkpoint_every_steps": steps, "parallel": PARALLEL,
+        "checkpoint_every_steps": steps,
         "optimizer.warmup_steps": min(config.optimizer.warmup_steps, steps // 5)})
     run_dir = os.path.join(workdir, name)
     start = time.perf_counter()
