@@ -133,6 +133,16 @@ def _newest_checkpoint(ckpt):
   return f"the newest checkpoint is step {step} in {ckpt.directory}"
 
 
+def step_events(config, step):
+  """(evaluated, saved, logged) at `step`: evaluation every eval_every_steps and at
+  the end, a checkpoint there and every checkpoint_every_steps, a log line there
+  and every log_every_steps (averaging windows also end at checkpoints, so a
+  resumed run logs what an uninterrupted one does)."""
+  evaluated = step % config.eval_every_steps == 0 or step == config.num_train_steps
+  saved = evaluated or step % config.checkpoint_every_steps == 0
+  return evaluated, saved, saved or step % config.log_every_steps == 0
+
+
 def _fetch(pending, ckpt):
   """Host copies of the (step, metrics) device values; stops at the first
   non-finite step (the state never took it: see `step.train_step`)."""
@@ -194,11 +204,7 @@ def _train(config, workdir, info, state, rng, schedule, ckpt, writer, stop, wind
     pending.append((step, metrics))
     report(step)
     timed += 1
-    evaluated = step % config.eval_every_steps == 0 or step == config.num_train_steps
-    saved = evaluated or step % config.checkpoint_every_steps == 0
-    # Averaging windows also end at checkpoints, so a resumed run logs what an
-    # uninterrupted one does.
-    logged = saved or step % config.log_every_steps == 0
+    evaluated, saved, logged = step_events(config, step)
     if logged or step == start_step + 1:
       window += _fetch(pending, ckpt)
       pending = []

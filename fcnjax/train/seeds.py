@@ -283,9 +283,7 @@ def _train(configs, workdirs, info, states, rngs, schedule, ckpts, writers, stop
     for report in reports:
       report(step)
     timed += 1
-    evaluated = step % config.eval_every_steps == 0 or step == config.num_train_steps
-    saved = evaluated or step % config.checkpoint_every_steps == 0
-    logged = saved or step % config.log_every_steps == 0
+    evaluated, saved, logged = loop.step_events(config, step)
     if logged or step == start_step + 1:
       _fetch(pending, ckpts, windows)
       pending = []
