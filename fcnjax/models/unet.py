@@ -20,7 +20,6 @@ the encoder is the backbone (VGG: pool1..pool4 and fc7; ResNet: conv1 and
 layer1..layer4), every conv is SAME, so skips line up without cropping.
 """
 import functools
-import math
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -61,7 +60,7 @@ class UNet(nn.Module):
       given = encoder_input(op, features, s)  # switches / index of the pool to stride s
       s //= 2
       skip = features.get(f"stride{s}")
-      size = skip.shape[1:3] if skip is not None else (math.ceil(h / s), math.ceil(w / s))
+      size = skip.shape[1:3] if skip is not None else (-(-h // s), -(-w // s))  # ceil, symbolic-safe
       y = op(2, name=f"up{s}", **kw)(y, given, size)
       width = skip.shape[-1] if skip is not None else max(y.shape[-1] // 2, 8)
       if skip is not None:
