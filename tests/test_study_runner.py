@@ -68,10 +68,13 @@ def test_mixing_is_refused_by_name_unless_allowed():
   here = study.provenance()
   runs = {("a", 0): {"provenance": here},
           ("b", 0): {"provenance": {**here, "cpu": "another CPU"}},
-          ("a", 1): {"provenance": {**here, "jaxlib": "0.0.1"}}}
-  with pytest.raises(ValueError, match=r"a,seed=1: jaxlib '0.0.1'.*seed 0 ran on 2 CPUs"):
+          ("a", 1): {"provenance": {**here, "jaxlib": "0.0.1"}},
+          ("a", 2): {"provenance": here},  # one CPU, another thread count
+          ("b", 2): {"provenance": {**here, "cpus_used": here["cpus_used"] + 1}}}
+  with pytest.raises(ValueError, match=r"a,seed=1: jaxlib '0.0.1'.*seed 0 ran on 2 CPUs.*"
+                     r"seed 2 ran on 2 CPUs: .*\(\d+ cores used\): \['a'\]"):
     study.check_mixing(runs, here)
-  assert len(study.check_mixing(runs, here, allow_mixed=True)) == 2
+  assert len(study.check_mixing(runs, here, allow_mixed=True)) == 3
   assert study.check_mixing({("a", 0): {"provenance": here}}, here) == []
   both = {("a", 0): {"provenance": here, "trained_as": "vmapped seeds [0, 1]"},
           ("b", 0): {"provenance": here}}

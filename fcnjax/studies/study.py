@@ -370,7 +370,9 @@ def check_mixing(runs, current, allow_mixed=False):
                      f"{current.get(field)!r})")
   by_seed = {}
   for (arm, seed), record in runs.items():
-    by_seed.setdefault(seed, {}).setdefault(record.get("provenance", {}).get("cpu"), []).append(arm)
+    prov = record.get("provenance", {})  # the thread count can change XLA's summation order
+    cpu = f"{prov.get('cpu')} ({prov.get('cpus_used', prov.get('cpus'))} cores used)"
+    by_seed.setdefault(seed, {}).setdefault(cpu, []).append(arm)
   for seed, cpus in by_seed.items():
     if len(cpus) > 1:
       diffs.append(f"seed {seed} ran on {len(cpus)} CPUs: " + "; ".join(
@@ -523,7 +525,8 @@ def provenance():
   import jaxlib
   return {"commit": commit or "unknown", "machine": platform.platform(),
           "processor": platform.processor() or platform.machine(), "cpu": cpu_model(),
-          "cpus": os.cpu_count(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+          "cpus": os.cpu_count(), "cpus_used": len(os.sched_getaffinity(0)),
+          "jax": jax.__version__, "jaxlib": jaxlib.__version__,
           "flax": flax.__version__,
           "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
 
