@@ -33,11 +33,16 @@ def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, m
   arms = registry.STUDIES["toy"].select()
   rows, _ = study.status(config, work, arms, seeds)
   assert [r["state"] for r in rows] == ["left"] * 4
+  one = study.run_study(config, work, arms, [0], {}, log=lambda line: None,
+                        splits=TOY_STUDY.scored_splits)  # seed by seed: no comparison yet
+  assert set(one) == {"runs"} and [r["seed"] for r in one["runs"]] == [0, 0]
+  assert not os.path.exists(os.path.join(work, "results.json"))
   results = study.run_study(config, work, arms, seeds, TOY_STUDY.contrasts_for(list(arms)),
                             log=lambda line: None, splits=TOY_STUDY.scored_splits,
                             declared=TOY_STUDY.declared)
   assert [c["contrast"] for c in results["contrasts"]] == ["nearest vs bilinear"]
   assert results["declared"] == {"nearest vs bilinear": "2026-12-06"}
+  assert [r["cached"] for r in results["runs"]] == [True, True, False, False]
   for run in results["runs"]:
     assert set(run["scores"]) == {"step", "key", "test"}  # the study's scored splits only
     with open(os.path.join(work, run["name"], "run.json")) as f:

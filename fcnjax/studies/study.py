@@ -543,8 +543,11 @@ def run_study(config, workdir, arms, seeds, contrasts, log=print, splits=SCORED_
   vmap_seeds: 'auto' | True | False, each arm's seeds as one program (`run_arms`).
   Returns the results dict written to WORKDIR/results.json.
   """
-  if len(seeds) < 2:
-    raise ValueError(f"--seeds={seeds}: a paired comparison needs at least 2 seeds (use >= 5)")
+  if len(seeds) < 2:  # seed by seed (one machine per seed): train and score, compare later
+    runs = run_arms(config, workdir, arms, seeds, log, splits, allow_mixed, vmap_seeds)
+    log(f"--seeds={list(seeds)}: {len(runs)} runs trained and scored; no comparison from one "
+        "seed: run the study with all its seeds for the tables (trained runs are read back)")
+    return {"runs": runs}
   start = time.time()
   contrasts = {k: v for k, v in contrasts.items() if set(v[0]) <= set(arms)}  # arms that ran
   configs = {a: experiment.with_fields(config, fields) for a, fields in arms.items()}
