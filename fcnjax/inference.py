@@ -36,52 +36,56 @@ def restore(config, workdir, which="best"):
   return checkpoint.restore_state(workdir, state, which=which), info
 
 
-class TiledEvaluation:
-  """A stand-in for the training driver in `loop.evaluate`: each image of an
-  eval batch is segmented on the host window by window (`tiles.predict_tiled`), so
-  native-size evaluation of large images stays in bounded memory; the labels,
-  hence the counts, are those of one full-image pass."""
+class HostEvaluation:
+  """A stand-in for the training driver in `loop.evaluate` that segments on
+  this host: a batch at a time, or with a tile core each image window by
+  window (`tiles.predict_tiled`: native-size evaluation of large images in
+  bounded memory, the labels of one full-image pass), test-time augmented
+  with a `step.TTA`; counted by `metrics.counts` like every other score."""
 
-  def __init__(self, config, info, core, halo):
-    self.core, self.halo = core, halo
+  def __init__(self, config, info, core=None, halo=None, tta=None):
+    self.core, self.halo, self.tta = core, halo, tta
     self.counts = jax.jit(functools.partial(
-        _counts, num_classes=info.num_classes, width=config.get("boundary_width", 2)))
+        seg_metrics.counts, num_classes=info.num_classes,
+        width=config.get("boundary_width", 2)))
+    self.labels = jax.jit(step_lib.predict_labels, static_argnames="tta")
 
   def put_state(self, state):
     return state
 
   def evaluate(self, state, batch):
     """{'hist', 'boundary_inter', 'boundary_union'} of a normalised batch (N, H, W, 3)."""
+    if self.core is None:
+      return self.counts(batch["label"], self.labels(state, batch["image"], self.tta))
     total = None
     for image, label in zip(batch["image"], batch["label"]):
-      preds = tiles.predict_tiled(state, image, lambda x: x, self.core, self.halo)
+      preds = tiles.predict_tiled(state, image, lambda x: x, self.core, self.halo, self.tta)
       out = self.counts(label[None], preds[None].astype(np.int32))
       total = out if total is None else jax.tree.map(np.add, total, out)
     return total
 
 
-def _counts(labels, preds, num_classes, width):
-  hist = seg_metrics.confusion_matrix(labels, preds, num_classes)
-  inter, union = seg_metrics.boundary_counts(labels, preds, num_classes, width=width)
-  return {"hist": hist, "boundary_inter": inter, "boundary_union": union}
-
-
-def evaluate_workdir(config, workdir, which="best", num_figure_images=6, tile=None):
+def evaluate_workdir(config, workdir, which="best", num_figure_images=6, tile=None, tta=None):
   """Scores the checkpoint on the eval split and writes W/eval/.
 
-  W/eval/results.json: the `segmentation_scores` keys, boundary IoU and step;
+  W/eval/results.json: the `segmentation_scores` keys, boundary IoU and step,
+  and with a `step.TTA` the test-time augmented scores under 'tta';
   W/eval/predictions.png: image | truth | prediction rows; W/eval/images/:
   a few eval images as files (e.g. --input for fcnjax.predict). tile: None
   scores batches on the devices; a number (0: automatic, see `tiling`)
-  segments each image tile by tile on this host (`TiledEvaluation`).
+  segments each image tile by tile on this host (`HostEvaluation`).
   """
   state, info = restore(config, workdir, which)
   if tile is None:
     driver = assemble.make_driver(config, info)
   else:
-    driver = TiledEvaluation(config, info, *tiling(state, tile))
+    driver = HostEvaluation(config, info, *tiling(state, tile))
   results = loop.evaluate(driver, driver.put_state(state), config, info)
   results["step"] = int(state.step)
+  if tta is not None:
+    host = HostEvaluation(config, info, *tiling(state, tile, tta), tta=tta)
+    results["tta"] = {"scales": list(tta.scales), "flip": tta.flip,
+                      **loop.evaluate(host, state, config, info)}
   if jax.process_index() == 0:
     out_dir = os.path.join(workdir, "eval")
     os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
@@ -144,17 +148,19 @@ def mask_path(path, out_dir):
   return os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
 
 
-def tiling(state, tile=0):
+def tiling(state, tile=0, tta=None):
   """(core, halo) of the windows `predict_image` uses: halo from the model's
   measured receptive field (`tiles.receptive_margin`); core `tile` (rounded
-  up to the stride), 0: the largest whose window fits tiles.DEFAULT_TILE_BYTES
-  of XLA memory, None: no tiling (one full-image pass)."""
+  up to the stride), 0: the largest whose window, test-time augmentation's
+  passes included, fits tiles.DEFAULT_TILE_BYTES of XLA memory, None: no
+  tiling (one full-image pass)."""
   if tile is None:
     return None, None
   if tile < 0:
     raise ValueError(f"--tile={tile}: must be a positive number of pixels, or 0 (automatic)")
   halo = tiles.receptive_margin(state)
-  core = tiles.round_up(tile) if tile else tiles.default_core(tiles.bytes_per_pixel(state), halo)
+  core = (tiles.round_up(tile) if tile else
+          tiles.default_core(tiles.bytes_per_pixel(state, tta=tta), halo))
   logging.info("Tiled inference: %d px tiles, %d px halo", core, halo)
   return core, halo
 

@@ -143,6 +143,27 @@ def boundary_counts(labels, preds, num_classes, width=2, ignore_index=IGNORE_IND
   return inter, union
 
 
+def counts(labels, preds, num_classes, width=2, ignore_index=IGNORE_INDEX):
+  """The summable counts every reported score comes from (training's
+  evaluation, fcnjax-evaluate, tiled inference, the studies): {'hist':
+  `confusion_matrix`, 'boundary_inter' / 'boundary_union': `boundary_counts`}.
+  labels, preds (N, H, W) int; jit-able with static num_classes and width."""
+  inter, union = boundary_counts(labels, preds, num_classes, width, ignore_index)
+  return {"hist": confusion_matrix(labels, preds, num_classes, ignore_index),
+          "boundary_inter": inter, "boundary_union": union}
+
+
+def scores(total):
+  """Scores from `counts` summed over a split: `segmentation_scores`, the
+  per-class and mean Boundary IoU, and the number of scored pixels."""
+  out = segmentation_scores(np.asarray(total["hist"]))
+  biou = boundary_iou(total["boundary_inter"], total["boundary_union"])
+  out["per_class_boundary_iou"] = [float(v) for v in biou]
+  out["boundary_iou"] = float(np.nanmean(biou)) if np.isfinite(biou).any() else float("nan")
+  out["num_pixels"] = int(np.sum(total["hist"]))
+  return out
+
+
 def boundary_iou(intersection, union):
   """Per-class Boundary IoU = intersection / union, (C,) float64, NaN where union == 0."""
   intersection = np.asarray(intersection, np.float64)
@@ -258,6 +279,12 @@ def boundary_f1(label, pred, num_classes, tolerance=None, ignore_index=IGNORE_IN
 def mean_boundary_f1(labels, preds, num_classes, tolerance=None, ignore_index=IGNORE_INDEX):
   """BF of a set of images: per image the mean of `boundary_f1` over its
   classes (NaNs skipped), then the mean over images. labels, preds (N, H, W)."""
-  per_image = [_nanmean(boundary_f1(l, p, num_classes, tolerance, ignore_index))
-               for l, p in zip(labels, preds)]
-  return _nanmean(np.asarray(per_image))
+  return _nanmean(np.asarray(boundary_f1_per_image(labels, preds, num_classes, tolerance,
+                                                   ignore_index)))
+
+
+def boundary_f1_per_image(labels, preds, num_classes, tolerance=None, ignore_index=IGNORE_INDEX):
+  """[the mean of `boundary_f1` over each image's classes (NaN: none scored)]
+  for labels, preds (N, H, W): a list to extend batch by batch."""
+  return [_nanmean(boundary_f1(l, p, num_classes, tolerance, ignore_index))
+          for l, p in zip(labels, preds)]

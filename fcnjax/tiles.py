@@ -13,11 +13,14 @@ convolutional pass rather than one patch per pixel.
 
 Images are (H, W, 3) uint8 NHWC; labels (H, W) uint8 class ids.
 """
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from fcnjax.train import step as step_lib
 
 # A multiple of every model's total stride: at most five 2x2 poolings (VGG stages,
 # config.model.depth <= 5), so 32-aligned windows see the full image's pooling grid.
@@ -60,23 +63,25 @@ def windows(length, core, halo, stride=STRIDE):
   return [(s, e, cuts[i], cuts[i + 1]) for i, (s, e) in enumerate(zip(starts, ends))]
 
 
-@jax.jit
-def window_labels(state, x):
-  """(1, h, w, 3) float32 -> (h, w) uint8 argmax labels in eval mode (only
-  the labels leave the device, not the (h, w, C) logits)."""
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  return jnp.argmax(state.apply_fn(variables, x, train=False), axis=-1)[0].astype(jnp.uint8)
+@functools.partial(jax.jit, static_argnames="tta")
+def window_labels(state, x, tta=None):
+  """(1, h, w, 3) float32 -> (h, w) uint8 labels in eval mode
+  (`step.predict_labels`, test-time augmented within the window with a
+  `step.TTA`); only the labels leave the device, not the (h, w, C) logits."""
+  return step_lib.predict_labels(state, x, tta)[0].astype(jnp.uint8)
 
 
-def predict_tiled(state, image, normalize, core, halo):
+def predict_tiled(state, image, normalize, core, halo, tta=None):
   """(H, W) uint8 labels of the uint8 image, window by window; each window is
   normalised (`normalize`: uint8 (h, w, 3) -> float32) on its own, so the
-  whole image is never held as float32."""
+  whole image is never held as float32. tta: each window's passes averaged
+  (so the memory bound holds; the labels then differ from a full-image TTA
+  near the window cuts, where the resized windows see other neighbours)."""
   height, width = image.shape[:2]
   out = np.empty((height, width), np.uint8)
   for y0, y1, ky0, ky1 in windows(height, core, halo):
     for x0, x1, kx0, kx1 in windows(width, core, halo):
-      window = window_labels(state, normalize(image[y0:y1, x0:x1])[None])
+      window = window_labels(state, normalize(image[y0:y1, x0:x1])[None], tta)
       out[ky0:ky1, kx0:kx1] = np.asarray(window)[ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
   return out
 
@@ -122,10 +127,11 @@ def receptive_margin(state, probe=512, largest=4096):
     probe *= 2
 
 
-def bytes_per_pixel(state, size=256):
-  """XLA's working memory per input pixel of one window (temp + input + output)."""
+def bytes_per_pixel(state, size=256, tta=None):
+  """XLA's working memory per input pixel of one window (temp + input + output),
+  its test-time augmentation's passes included."""
   x = jnp.zeros((1, size, size, 3), jnp.float32)
-  analysis = window_labels.lower(state, x).compile().memory_analysis()
+  analysis = window_labels.lower(state, x, tta).compile().memory_analysis()
   used = analysis.temp_size_in_bytes + analysis.output_size_in_bytes + x.nbytes
   return used / size ** 2
 

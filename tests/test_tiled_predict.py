@@ -1,17 +1,24 @@
 """Tiled inference (fcnjax.tiles): the windows cover the image with aligned
 starts and a halo, and the tiled labels of the default model (FCN-8s, small
 BN VGG, 'same' geometry) in eval mode equal one full-image pass exactly;
-predict writes the same masks tiled or not and goes on past a failing image."""
+predict writes the same masks tiled or not and goes on past a failing image.
+Test-time augmentation (`step.TTA`): the averaged softmax of the scaled and
+mirrored passes against a hand-written loop (PyTorch's bilinear resize, numpy's
+softmax), within each tile when tiled, and beside the plain scores in
+fcnjax-evaluate's results."""
+import json
 import os
 
 import jax
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from fcnjax import inference, predict, tiles
 from fcnjax.data import pipeline, shapes
-from fcnjax.train import assemble, checkpoint
+from fcnjax.train import assemble, checkpoint, step
 from test_train import tiny_config
 
 
@@ -132,15 +139,96 @@ def test_predict_tiled_equals_untiled_and_names_a_failure(default_model, tmp_pat
 
 def test_tiled_evaluation_scores_like_the_devices(default_model):
   config, _, workdir = default_model
-  on_devices = inference.evaluate_workdir(config, workdir, "latest", num_figure_images=2)
+  on_devices = inference.evaluate_workdir(config, workdir, "latest", num_figure_images=2,
+                                          tta=step.TTA((1.0,), False))  # + one host pass
+  on_host = on_devices.pop("tta")
+  assert on_host.pop("scales") == [1.0] and on_host.pop("flip") is False
   tiled = inference.evaluate_workdir(config, workdir, "latest", num_figure_images=2, tile=32)
   assert on_devices["num_pixels"] == tiled["num_pixels"] > 0
   assert 0 < on_devices["mean_iou"] < 1
   for key, value in on_devices.items():
     np.testing.assert_allclose(tiled[key], value, rtol=1e-6, err_msg=key)
+    if key != "step":
+      np.testing.assert_allclose(on_host[key], value, rtol=1e-6, err_msg=key)
 
 
 def test_a_full_pass_that_cannot_fit_is_refused_not_aborted():
   inference.check_fits((100, 100), 200.0)  # 2 MB: fits
   with pytest.raises(MemoryError, match=r"100000x100000 in one pass needs about 1862\.6 GB"):
     inference.check_fits((100_000, 100_000), 200.0)
+
+
+def _resize(x, size):
+  """(N, H, W, C) float32 -> (N, h, w, C): bilinear, half-pixel centres, no antialiasing."""
+  t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
+  out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=False)
+  return out.permute(0, 2, 3, 1).numpy()
+
+
+def _reference_probabilities(state, images, scales, flip):
+  """The passes written out: resize, mirror, logits, mirror back, resize back, softmax."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  n, h, w, _ = images.shape
+  probs = []
+  for s in scales:
+    x = _resize(images, (round(s * h), round(s * w)))
+    for mirror in ([False, True] if flip else [False]):
+      logits = np.asarray(state.apply_fn(variables, x[:, :, ::-1] if mirror else x,
+                                         train=False), np.float32)
+      logits = _resize(logits[:, :, ::-1] if mirror else logits, (h, w)).astype(np.float64)
+      e = np.exp(logits - logits.max(-1, keepdims=True))
+      probs.append(e / e.sum(-1, keepdims=True))
+  return np.mean(probs, axis=0)
+
+
+def test_tta_probabilities_equal_the_passes_written_out(default_model):
+  _, state, _ = default_model
+  images = pipeline.normalize(np.stack([_image(64, 96), _image(64, 96)[::-1]]), "imagenet")
+  tta = step.TTA((0.75, 1.25), True)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  apply = lambda x: state.apply_fn(variables, x, train=False)
+  got = np.asarray(jax.jit(step.tta_probabilities, static_argnums=(0, 2))(apply, images, tta))
+  want = _reference_probabilities(state, images, tta.scales, tta.flip)
+  np.testing.assert_allclose(got, want, atol=2e-5)  # float32 resizes and convolutions
+  plain = _reference_probabilities(state, images, (1.0,), False)
+  assert np.abs(want - plain).max() > 100 * 2e-5  # the passes really differ
+  labels = np.asarray(step.predict_labels(state, images, tta))
+  assert (labels == want.argmax(-1)).mean() > 0.999  # ties aside
+
+
+def test_tta_runs_inside_each_tile(default_model):
+  _, state, _ = default_model
+  image, tta, core, halo = _image(128, 192), step.TTA((1.5,), True), 64, 32
+  norm = lambda x: pipeline.normalize(x, "imagenet")
+  got = tiles.predict_tiled(state, image, norm, core, halo, tta)
+  want = np.zeros(image.shape[:2], np.int64)
+  for y0, y1, ky0, ky1 in tiles.windows(image.shape[0], core, halo):
+    for x0, x1, kx0, kx1 in tiles.windows(image.shape[1], core, halo):
+      probs = _reference_probabilities(state, norm(image[y0:y1, x0:x1])[None], tta.scales,
+                                       tta.flip)[0]
+      want[ky0:ky1, kx0:kx1] = probs.argmax(-1)[ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
+  assert len(tiles.windows(192, core, halo)) > 1
+  assert (got == want).mean() > 0.999
+
+
+def test_evaluate_reports_the_plain_and_the_augmented_scores(default_model):
+  config, _, workdir = default_model
+  both = inference.evaluate_workdir(config, workdir, "latest", num_figure_images=2,
+                                    tta=step.TTA((0.75, 1.25), True))
+  with open(os.path.join(workdir, "eval", "results.json")) as f:
+    assert json.load(f) == both  # the plain scores and, under 'tta', the augmented
+  assert both["tta"]["scales"] == [0.75, 1.25] and both["tta"]["flip"] is True
+  assert both["tta"]["num_pixels"] == both["num_pixels"]
+  assert both["tta"]["mean_iou"] != both["mean_iou"]
+
+
+@pytest.mark.parametrize("scales, flip, match", [
+    (["0.75", "0"], False, r"^--tta_scales=0\.75,0\.0: every scale must be > 0$"),
+    (["-1"], True, r"^--tta_scales=-1\.0: every scale must be > 0$"),
+    (["big"], False, r"^--tta_scales=\['big'\]: expected numbers > 0"),
+])
+def test_bad_tta_scales_are_refused_by_name(scales, flip, match):
+  with pytest.raises(ValueError, match=match):
+    step.check_tta(scales, flip)
+  assert step.check_tta([], False) is None
+  assert step.check_tta([], True) == step.TTA((1.0,), True)

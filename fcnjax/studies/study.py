@@ -32,6 +32,7 @@ results.json, results.md and the figures (`fcnjax.studies.study_report`);
 `status` lists the runs done and left; `pilot` trains seed 0 of arms and
 reports each selection curve's last-20 % gain.
 """
+import functools
 import hashlib
 import json
 import math
@@ -150,22 +151,22 @@ def model_costs(configs, steps=5, repeats=3):
 
 
 def score_split(config, state, info, split):
-  """The final weights on one split: `segmentation_scores` (G = pixel_acc,
-  C = mean_acc, mIoU, per-class IoU), boundary IoU and BF (`metrics`)."""
+  """The final weights on one split: `metrics.scores` of the summed
+  `metrics.counts` (G = pixel_acc, C = mean_acc, mIoU, per-class IoU,
+  Boundary IoU) and the mean per-image BF (`metrics.boundary_f1_per_image`)."""
   data = experiment.with_fields(config, {"data.eval_split": split, "data.num_eval": None}).data
-  predict = jax.jit(step_lib.predict_step)
-  c = info.num_classes
-  hist, inter, union, bf = np.zeros((c, c), np.int64), 0, 0, []
+  predict = jax.jit(step_lib.predict_labels)
+  count = jax.jit(functools.partial(metrics.counts, num_classes=info.num_classes,
+                                    width=config.boundary_width))
+  total, bf = None, []
   for batch in pipeline.eval_batches(data, config.eval_batch_size):
-    preds, labels = np.asarray(predict(state, batch["image"])[0]), batch["label"]
-    hist += np.asarray(metrics.confusion_matrix(labels, preds, c))
-    i, u = metrics.boundary_counts(labels, preds, c, config.boundary_width)
-    inter, union = inter + np.asarray(i), union + np.asarray(u)
-    bf += [np.nanmean(s) for s in (metrics.boundary_f1(l, p, c) for l, p in zip(labels, preds))
-           if np.isfinite(s).any()]
-  scores = metrics.segmentation_scores(hist)
-  scores["boundary_iou"] = metrics.mean_boundary_iou(inter, union)
-  scores["bf"] = float(np.mean(bf)) if bf else float("nan")
+    preds, labels = predict(state, batch["image"]), batch["label"]
+    out = jax.tree.map(lambda t: np.asarray(t, np.int64), count(labels, preds))
+    total = out if total is None else jax.tree.map(np.add, total, out)
+    bf += metrics.boundary_f1_per_image(labels, np.asarray(preds), info.num_classes)
+  scores = metrics.scores(total)
+  bf = np.asarray(bf)
+  scores["bf"] = float(np.mean(bf[np.isfinite(bf)])) if np.isfinite(bf).any() else float("nan")
   scores["num_images"] = len(bf)
   return scores
 

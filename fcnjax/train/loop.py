@@ -40,12 +40,7 @@ def evaluate(driver, state, config, info, progress=True):
   for batch in bar:
     out = jax.device_get(driver.evaluate(state, batch))
     total = out if not total else jax.tree.map(np.add, total, out)
-  scores = seg_metrics.segmentation_scores(total["hist"])
-  biou = seg_metrics.boundary_iou(total["boundary_inter"], total["boundary_union"])
-  scores["per_class_boundary_iou"] = [float(v) for v in biou]
-  scores["boundary_iou"] = float(np.nanmean(biou)) if np.isfinite(biou).any() else float("nan")
-  scores["num_pixels"] = int(np.sum(total["hist"]))
-  return scores
+  return seg_metrics.scores(total)
 
 
 def _scalars(scores):

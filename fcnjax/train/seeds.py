@@ -175,15 +175,8 @@ def evaluate(driver, state, config, info, progress=True):
                     disable=not progress, leave=False):
     out = jax.device_get(driver.evaluate(state, batch))
     total = out if not total else jax.tree.map(np.add, total, out)
-  scores = []
-  for s in range(driver.num_seeds):  # the arithmetic of loop.evaluate, seed by seed
-    one = seg_metrics.segmentation_scores(total["hist"][s])
-    biou = seg_metrics.boundary_iou(total["boundary_inter"][s], total["boundary_union"][s])
-    one["per_class_boundary_iou"] = [float(v) for v in biou]
-    one["boundary_iou"] = float(np.nanmean(biou)) if np.isfinite(biou).any() else float("nan")
-    one["num_pixels"] = int(np.sum(total["hist"][s]))
-    scores.append(one)
-  return scores
+  return [seg_metrics.scores(jax.tree.map(lambda t, s=s: t[s], total))
+          for s in range(driver.num_seeds)]
 
 
 def train_seeds(configs, workdirs):

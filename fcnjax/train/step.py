@@ -9,6 +9,9 @@ are summed with an explicit `psum` (under `shard_map` with replicated params
 the sum would otherwise happen implicitly, and a further `pmean` would be
 wrong).
 """
+import functools
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -66,10 +69,8 @@ def eval_step(state, batch, *, axis_name, num_classes, boundary_width=2,
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   logits = state.apply_fn(variables, batch["image"], train=False)
   preds = jnp.argmax(logits, axis=-1)
-  hist = seg_metrics.confusion_matrix(batch["label"], preds, num_classes, ignore_index)
-  inter, union = seg_metrics.boundary_counts(batch["label"], preds, num_classes,
-                                             width=boundary_width, ignore_index=ignore_index)
-  return lax.psum({"hist": hist, "boundary_inter": inter, "boundary_union": union}, axis_name)
+  return lax.psum(seg_metrics.counts(batch["label"], preds, num_classes, boundary_width,
+                                     ignore_index), axis_name)
 
 
 def predict_step(state, images):
@@ -77,3 +78,56 @@ def predict_step(state, images):
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   logits = state.apply_fn(variables, images, train=False)
   return jnp.argmax(logits, axis=-1), logits
+
+
+class TTA(NamedTuple):
+  """Test-time augmentation: each scale s a pass on the image resized to
+  round(s*H) x round(s*W), each also mirrored left-right when `flip`."""
+  scales: tuple = (1.0,)
+  flip: bool = False
+
+
+def check_tta(scales, flip=False):
+  """A `TTA` from --tta_scales / --tta_flip (None for neither); ValueError
+  naming --tta_scales for a scale that is not a positive number."""
+  if not scales and not flip:
+    return None
+  try:
+    scales = tuple(float(s) for s in (scales or (1.0,)))
+  except (TypeError, ValueError):
+    raise ValueError(f"--tta_scales={scales}: expected numbers > 0, e.g. 0.75,1,1.25") from None
+  if not all(s > 0 and s == s and s != float("inf") for s in scales):
+    raise ValueError(f"--tta_scales={','.join(map(str, scales))}: every scale must be > 0")
+  return TTA(scales, bool(flip))
+
+
+def tta_probabilities(apply, images, tta):
+  """(N, H, W, C) float32 softmax probabilities averaged over the passes of
+  `tta` (mmsegmentation's TTA): a pass resizes the (N, H, W, 3) images
+  bilinearly (half-pixel centres, no antialiasing), mirrors them if flipped,
+  runs `apply` (images -> logits), undoes the mirror, resizes the logits
+  back to H x W the same way and takes their softmax."""
+  n, h, w, _ = images.shape
+  total = 0.0
+  for s in tta.scales:
+    size = (n, round(s * h), round(s * w), images.shape[-1])
+    x = images if size == images.shape else jax.image.resize(images, size, "bilinear",
+                                                             antialias=False)
+    for mirror in (False, True) if tta.flip else (False,):
+      logits = apply(x[:, :, ::-1] if mirror else x).astype(jnp.float32)
+      logits = logits[:, :, ::-1] if mirror else logits
+      if logits.shape[1:3] != (h, w):
+        logits = jax.image.resize(logits, (n, h, w, logits.shape[-1]), "bilinear",
+                                  antialias=False)
+      total = total + jax.nn.softmax(logits, axis=-1)
+  return total / (len(tta.scales) * (2 if tta.flip else 1))
+
+
+def predict_labels(state, images, tta=None):
+  """(N, H, W) int32 labels of a batch: the argmax of the logits, or with a
+  `TTA` of `tta_probabilities` (jit with tta static)."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  apply = functools.partial(state.apply_fn, variables, train=False)
+  if tta is None:
+    return jnp.argmax(apply(images), axis=-1)
+  return jnp.argmax(tta_probabilities(apply, images, tta), axis=-1)
