@@ -5,6 +5,7 @@ code is refused by name."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 from fcnjax.studies import experiment, registry, spec, study
@@ -51,6 +52,9 @@ def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, m
     assert record["provenance"]["jaxlib"] and record["provenance"]["commit"]
   rows, eta = study.status(config, work, arms, seeds)
   assert [r["state"] for r in rows] == ["done"] * 4 and eta == 0
+  gains = {r["name"]: r["plateau_gain"] for r in results["runs"]}
+  for row in rows:  # read from the selection curve, as the run reported it
+    np.testing.assert_equal(row["gain last 20 %"], gains[f"{row['arm']},seed={row['seed']}"])
   # The bilinear arm changes (another operator under the same label): its runs are
   # stale, retrained; the nearest runs are read back.
   changed = {**arms, "bilinear": {"model.upsample": "bed_of_nails"}}
@@ -97,3 +101,11 @@ def test_unknown_arms_and_undeclared_contrasts_are_refused():
   # The registered studies' contrasts all carry their dates.
   for s in registry.STUDIES.values():
     s.contrasts_for(list(s.arms))
+
+
+def test_flatness_is_the_median_seed_rule():
+  rows = [{"arm": "a", "gain last 20 %": g} for g in (0.001, 0.02, 0.005)] + [
+      {"arm": "b", "gain last 20 %": g} for g in ("+0.020", "+0.030", None)]
+  assert study.flatness(rows) == [
+      {"arm": "a", "seeds": 3, "median gain": "+0.005", "worst gain": "+0.020", "flat": "yes"},
+      {"arm": "b", "seeds": 2, "median gain": "+0.025", "worst gain": "+0.030", "flat": "no"}]

@@ -423,10 +423,13 @@ def run_arms(config, workdir, arms, seeds, log=print, splits=SCORED_SPLITS, allo
 
 
 def status(config, workdir, arms, seeds):
-  """Rows (arm, seed, state, train wall s) of every planned run: 'done' (scored
-  under its current key), 'stale' (trained under another key), 'partial'
-  (checkpoints short of the budget), 'left'; and an estimate of the time left
-  (the mean training wall time of the done runs times the runs not done)."""
+  """Rows (arm, seed, state, train wall s, selection-mIoU gain over the last
+  20 % of steps) of every planned run: 'done' (scored under its current key),
+  'stale' (trained under another key), 'partial' (checkpoints short of the
+  budget), 'left'; and an estimate of the time left (the mean training wall
+  time of the done runs times the runs not done). The gain is read from the
+  run's selection curve whatever its key (the test scores are not read), so
+  the first seeds of a running study are its budget pilot (`flatness`)."""
   code = code_hash()
   rows, walls = [], []
   for (arm, seed), (name, run_dir, cfg) in run_configs(config, workdir, arms, seeds).items():
@@ -440,8 +443,10 @@ def status(config, workdir, arms, seeds):
       state = "partial"
     else:
       state = "left"
+    curve = history.load_history(run_dir).get("eval_mean_iou", []) if record else []
     rows.append({"arm": arm, SEED: int(seed), "state": state,
-                 "train_wall_s": record.get("train_wall_s")})
+                 "train_wall_s": record.get("train_wall_s"),
+                 "gain last 20 %": plateau_gain(curve) if curve else None})
   walls = [w for w in walls if w == w]
   left = sum(r["state"] != "done" for r in rows)
   eta = float(np.mean(walls)) * left if walls else float("nan")
@@ -453,23 +458,34 @@ def pilot(config, workdir, arms, seeds=(0,), flat=0.01, log=print):
   selection-mIoU curve with its gain over the last 20 % of steps; an arm is
   flat when its median seed gains less than `flat` (its worst seed reported).
   The test split is never touched. Returns (rows per run, rows per arm)."""
-  runs, per_arm = [], []
+  runs = []
   for arm, fields in arms.items():
-    gains = []
     for seed in seeds:
       run_dir = os.path.join(workdir, f"{arm},seed={seed}")
       loop.train_and_evaluate(experiment.with_fields(config, {**fields, SEED: int(seed)}),
                               run_dir)
       curve = history.load_history(run_dir)["eval_mean_iou"]
-      gains.append(plateau_gain(curve))
-      log(f"{arm}, seed {seed}: gain over the last 20 % {gains[-1]:+.3f}")
+      gain = plateau_gain(curve)
+      log(f"{arm}, seed {seed}: gain over the last 20 % {gain:+.3f}")
       runs.append({"arm": arm, SEED: int(seed), "steps": config.num_train_steps,
                    "curve": curve, "selection mIoU": " ".join(f"{v:.3f}" for _, v in curve),
-                   "gain last 20 %": f"{gains[-1]:+.3f}"})
-    median = float(np.median(gains))
-    per_arm.append({"arm": arm, "seeds": len(gains), "median gain": f"{median:+.3f}",
-                    "worst gain": f"{max(gains):+.3f}", "flat": "yes" if median < flat else "no"})
-  return runs, per_arm
+                   "gain last 20 %": f"{gain:+.3f}"})
+  return runs, flatness(runs, flat)
+
+
+def flatness(rows, flat=0.01):
+  """Per arm of `rows` (dicts with 'arm' and 'gain last 20 %', a number or a
+  '+0.012' string; None: not trained yet): the seeds, the median and the worst
+  gain, and 'flat' when the median seed gains less than `flat` (the
+  protocol's budget rule)."""
+  per_arm = {}
+  for row in rows:
+    if row.get("gain last 20 %") is not None:
+      per_arm.setdefault(row["arm"], []).append(float(row["gain last 20 %"]))
+  return [{"arm": arm, "seeds": len(gains), "median gain": f"{np.median(gains):+.3f}",
+           "worst gain": f"{max(gains):+.3f}",
+           "flat": "yes" if np.median(gains) < flat else "no"}
+          for arm, gains in per_arm.items()]
 
 
 def summarize(runs, arms, splits=SCORED_SPLITS):
