@@ -185,7 +185,8 @@ def start():
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   logs.quiet_libraries()  # library INFO logs hidden unless -v 1
   flag = lambda name, default=None: FLAGS[name].value if name in FLAGS else default
-  enable_compilation_cache(flag("compilation_cache_dir"))
+  # A script without the flag (fcnjax-study, the experiments) uses the default cache.
+  enable_compilation_cache(flag("compilation_cache_dir", default_compilation_cache_dir()))
   explicit = flag("coordinator_address") or flag("num_processes")
   if explicit or flag("distributed", False):  # undefined in scripts without these flags
     peers.initialize(coordinator_address=flag("coordinator_address"),

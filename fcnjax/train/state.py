@@ -12,9 +12,12 @@ class TrainState(train_state.TrainState):
 
 
 def create_train_state(model, optimizer, rng, input_shape):
-  """Initialises the model on zeros of input_shape (N, H, W, 3) -> TrainState."""
-  variables = jax.jit(lambda r: model.init({"params": r, "dropout": r},
-                                           jnp.zeros(input_shape, jnp.float32),
-                                           train=False))(rng)
-  return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                           tx=optimizer, batch_stats=variables.get("batch_stats", {}))
+  """Initialises the model on zeros of input_shape (N, H, W, 3) -> TrainState.
+  One jitted program (the model's init and the optimiser's): compiled once,
+  where op-by-op optimiser initialisation compiled a program per leaf shape."""
+  def create(r):
+    variables = model.init({"params": r, "dropout": r}, jnp.zeros(input_shape, jnp.float32),
+                           train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                             tx=optimizer, batch_stats=variables.get("batch_stats", {}))
+  return jax.jit(create)(rng)
