@@ -1,7 +1,7 @@
 """Test setup: 8 fake CPU devices, set before jax is imported anywhere; one
-JAX compilation cache for the session (in-process and the CLI processes the
-tests start), so the many tests that compile the same tiny programs compile
-each once."""
+JAX compilation cache for the session (in-process, the pytest-xdist workers,
+which inherit it from the controller, and the CLI processes the tests start),
+so the many tests that compile the same tiny programs compile each once."""
 import atexit
 import os
 import shutil
