@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 
+from fcnjax.runtime import jax_private
+
 PREFIX = "fcnjax_alive/"
 EXIT_STATUS = 1
 
@@ -115,13 +117,12 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None,
   """jax.distributed.initialize + the peer watchdog (see the module doc),
   which beats every `heartbeat_interval` seconds."""
   import jax
-  from jax._src import distributed
   if peer_timeout < 1:
     raise ValueError(f"--peer_timeout={peer_timeout}: must be at least 1 second")
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes, process_id=process_id,
                              heartbeat_timeout_seconds=2 * peer_timeout + 10)
-  client = distributed.global_state.client
+  client = jax_private.client()
   me, count = jax.process_index(), jax.process_count()
   exiting, stop, lock = threading.Event(), threading.Event(), threading.Lock()
   watchdog = threading.Thread(

@@ -29,6 +29,7 @@ import threading
 
 import jax
 
+from fcnjax.runtime import jax_private
 from fcnjax.train.validate import ConfigError
 
 EXIT_STATUS = 75
@@ -74,8 +75,7 @@ def _sync_manager():
   """JAX's preemption sync manager in a multi-process run, else None."""
   if jax.process_count() == 1:
     return None
-  from jax._src import distributed
-  return distributed.global_state.preemption_sync_manager
+  return jax_private.preemption_sync_manager()
 
 
 class StopRequest:
@@ -122,9 +122,8 @@ class StopRequest:
 
   def _tell_peers(self, name):
     """Records which signal this process got, for every process's final line."""
-    from jax._src import distributed
     try:
-      distributed.global_state.client.key_value_set(
+      jax_private.client().key_value_set(
           f"{KEY_PREFIX}{jax.process_index()}", name, allow_overwrite=True)
     except Exception:  # the name is only for the message
       pass
@@ -137,11 +136,10 @@ class StopRequest:
     if not self._jax_sync:
       return self.should_stop(step)
     import numpy as np
-    from jax._src import distributed
     from jax.experimental import multihost_utils
     reached = multihost_utils.reached_preemption_sync_point(step)
     try:
-      distributed.global_state.client.key_value_try_get(JAX_NOTICE_KEY)
+      jax_private.client().key_value_try_get(JAX_NOTICE_KEY)
       posted = True
     except Exception:  # no such key: no notice yet
       posted = False
@@ -180,8 +178,7 @@ class StopRequest:
     if self.received or jax.process_count() == 1:
       return self.received or "SIGTERM"
     try:
-      from jax._src import distributed
-      names = dict(distributed.global_state.client.key_value_dir_get(KEY_PREFIX))
+      names = dict(jax_private.client().key_value_dir_get(KEY_PREFIX))
     except Exception:
       names = {}
     if not names:
