@@ -1,15 +1,14 @@
-"""Segmentation metrics: confusion matrix, FCN scores, Boundary IoU, clu metric.
+"""Segmentation metrics: confusion matrix, FCN scores, Boundary IoU, BF; the
+counts every reported score is formed from (`counts`, `scores`).
 
 Conventions: labels (N, H, W) int with 255 = ignore; predictions (N, H, W)
 int; confusion matrices (C, C) with rows = truth, columns = prediction.
 """
 import math
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from clu import metrics as clu_metrics
 from jax import lax
 
 from fcnjax.data.palette import IGNORE_INDEX
@@ -175,55 +174,6 @@ def boundary_iou(intersection, union):
 def mean_boundary_iou(intersection, union):
   """Mean of boundary_iou over classes with a non-empty union (NaN if none)."""
   return _nanmean(boundary_iou(intersection, union))
-
-
-@flax.struct.dataclass
-class ConfusionMatrix(clu_metrics.Metric):
-  """clu metric holding a (C, C) int32 confusion matrix `hist`.
-
-  `merge` sums, `compute` returns `segmentation_scores`. Build it with
-  `ConfusionMatrix.from_model_output(labels=..., preds=..., num_classes=C)`
-  (C a python int), or use `confusion_metric(C)` for a class whose
-  `empty()` / `from_model_output(labels=, preds=)` need no extra argument
-  (as a `clu.metrics.Collection` field). Across devices inside pmap /
-  shard_map: `metric.replace(hist=jax.lax.psum(metric.hist, axis))`, or
-  `jax.lax.all_gather(metric, axis).reduce()` (clu's reduce merges = sums).
-  """
-  hist: jnp.ndarray
-
-  @classmethod
-  def from_model_output(cls, *, labels, preds, num_classes, ignore_index=IGNORE_INDEX,
-                        mask=None, **_):
-    """labels, preds (N, H, W); mask, optional, (N,) or (N, H, W) bool: False pixels skipped."""
-    if mask is not None:
-      mask = jnp.reshape(mask, mask.shape + (1,) * (labels.ndim - mask.ndim))
-      labels = jnp.where(mask, labels, ignore_index)
-    return cls(hist=confusion_matrix(labels, preds, num_classes, ignore_index))
-
-  def merge(self, other):
-    return type(self)(hist=self.hist + other.hist)
-
-  def compute(self):
-    return segmentation_scores(jax.device_get(self.hist))
-
-
-def confusion_metric(num_classes, ignore_index=IGNORE_INDEX):
-  """A ConfusionMatrix subclass with num_classes and ignore_index bound."""
-
-  @flax.struct.dataclass
-  class BoundConfusionMatrix(ConfusionMatrix):
-
-    @classmethod
-    def empty(cls):
-      return cls(hist=jnp.zeros((num_classes, num_classes), jnp.int32))
-
-    @classmethod
-    def from_model_output(cls, *, labels, preds, mask=None, **_):
-      return super().from_model_output(labels=labels, preds=preds, num_classes=num_classes,
-                                       ignore_index=ignore_index, mask=mask)
-
-  BoundConfusionMatrix.__name__ = BoundConfusionMatrix.__qualname__ = f"ConfusionMatrix{num_classes}"
-  return BoundConfusionMatrix
 
 
 def boundary_map(mask, valid=None):

@@ -1,12 +1,9 @@
 """Metrics against definitions: numpy loops, pixel sets, scipy erosion."""
-import functools
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from clu import metrics as clu_metrics
 from scipy import ndimage
 
 from fcnjax import metrics
@@ -214,59 +211,6 @@ def test_boundary_counts_bad_input():
     metrics.boundary_counts(np.zeros((1, 4, 4), int), np.zeros((1, 4, 4), int), 2, width=0)
   with pytest.raises(ValueError, match="N, H, W"):
     metrics.boundary_counts(np.zeros((4, 4), int), np.zeros((4, 4), int), 2)
-
-
-# ---- clu metric ----
-
-def test_clu_metric_merge_equals_concatenated_data():
-  rng = np.random.default_rng(4)
-  labels = random_labels(rng, (4, 6, 6))
-  preds = rng.integers(0, C, (4, 6, 6))
-  make = functools.partial(metrics.ConfusionMatrix.from_model_output, num_classes=C)
-  merged = make(labels=labels[:1], preds=preds[:1]).merge(
-      make(labels=labels[1:], preds=preds[1:]))
-  np.testing.assert_array_equal(merged.hist, loop_confusion(labels, preds, C))
-  expected = metrics.segmentation_scores(loop_confusion(labels, preds, C))
-  assert merged.compute()["mean_iou"] == pytest.approx(expected["mean_iou"])
-
-
-def test_clu_collection_with_bound_metric_and_mask():
-  rng = np.random.default_rng(5)
-  labels = random_labels(rng, (3, 5, 5))
-  preds = rng.integers(0, C, (3, 5, 5))
-  mask = np.array([True, False, True])  # the second example is padding
-
-  @flax.struct.dataclass
-  class Metrics(clu_metrics.Collection):
-    confusion: metrics.confusion_metric(C)
-
-  step = jax.jit(lambda l, p, m: Metrics.single_from_model_output(labels=l, preds=p, mask=m))
-  collection = Metrics.empty().merge(step(labels, preds, mask))
-  kept = [0, 2]
-  np.testing.assert_array_equal(collection.confusion.hist,
-                                loop_confusion(labels[kept], preds[kept], C))
-  assert set(collection.compute()["confusion"]) >= {"mean_iou", "per_class_iou"}
-
-
-def test_clu_metric_in_pmap_psum_and_reduce():
-  n = jax.local_device_count()
-  assert n == 8
-  rng = np.random.default_rng(6)
-  labels = random_labels(rng, (n, 2, 4, 4))
-  preds = rng.integers(0, C, (n, 2, 4, 4))
-  bound = metrics.confusion_metric(C)
-
-  def per_device(l, p):
-    metric = bound.from_model_output(labels=l, preds=p)
-    summed = metric.replace(hist=jax.lax.psum(metric.hist, "batch"))
-    gathered = jax.lax.all_gather(metric, "batch").reduce()
-    return summed, gathered
-
-  summed, gathered = jax.pmap(per_device, axis_name="batch")(labels, preds)
-  expected = loop_confusion(labels, preds, C)
-  for d in range(n):
-    np.testing.assert_array_equal(summed.hist[d], expected)
-    np.testing.assert_array_equal(gathered.hist[d], expected)
 
 
 def test_median_frequency_weights_hand_worked():
