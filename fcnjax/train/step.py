@@ -66,9 +66,7 @@ def train_step(state, batch, rng, *, axis_name, loss_fn):
 def eval_step(state, batch, *, axis_name, num_classes, boundary_width=2,
               ignore_index=IGNORE_INDEX):
   """Confusion matrix and boundary counts of this shard, summed over the axis."""
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  logits = state.apply_fn(variables, batch["image"], train=False)
-  preds = jnp.argmax(logits, axis=-1)
+  preds = predict_labels(state, batch["image"])
   return lax.psum(seg_metrics.counts(batch["label"], preds, num_classes, boundary_width,
                                      ignore_index), axis_name)
 
