@@ -2,7 +2,7 @@
 (serialised StableHLO): images in, labels (and logits) out, normalisation
 included, the weights embedded; it runs without fcnjax (docs/export.md).
 
-The function: (N, H, W, 3) uint8 images (or float32 with values in 0..255)
+The function: (N, H, W, 3) uint8 images (C channels: config.data.channels) (or float32 with values in 0..255)
 -> (N, H, W) int32 labels, or (labels, (N, H, W, C) float32 logits). Its
 batch size is symbolic; its image size symbolic too (multiples of 32 by
 default, any size with --image_size=any, where the model's geometry allows:
@@ -33,28 +33,31 @@ SHAPE_ERRORS = (jax.errors.InconclusiveDimensionOperation, jax.errors.Concretiza
                 jax.errors.TracerBoolConversionError, TypeError, ValueError)
 
 
-def normalization_table(mode):
+def normalization_table(mode, channels=3):
   """(table, source) of `pipeline.normalize` (a per-channel affine map, with
-  the channels reordered for 'caffe'): table (256, 3) float32, its own output
-  for the pixel (v, v, v), and source[k], the input channel output channel k reads."""
-  table = pipeline.normalize(np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, 1), mode)
-  zero = pipeline.normalize(np.zeros(3, np.uint8), mode)
-  moved = [pipeline.normalize(255 * np.eye(3, dtype=np.uint8)[j], mode) != zero
-           for j in range(3)]
-  return table, [next(j for j in range(3) if moved[j][k]) for k in range(3)]
+  the channels reordered for 'caffe'): table (256, channels) float32, its own
+  output for the pixel (v, ..., v), and source[k], the input channel output
+  channel k reads."""
+  c = channels
+  table = pipeline.normalize(np.repeat(np.arange(256, dtype=np.uint8)[:, None], c, 1), mode)
+  zero = pipeline.normalize(np.zeros(c, np.uint8), mode)
+  moved = [pipeline.normalize(255 * np.eye(c, dtype=np.uint8)[j], mode) != zero
+           for j in range(c)]
+  return table, [next(j for j in range(c) if moved[j][k]) for k in range(c)]
 
 
 def normalize(images, mode):
-  """`pipeline.normalize` in the graph: (..., 3) RGB -> network input.
+  """`pipeline.normalize` in the graph: (..., C) (RGB: C = 3) -> network input.
 
   uint8: looked up in `normalization_table`, so the values are pipeline's
   bit for bit (computed, x * scale - offset is fused by XLA into one
   multiply-add that rounds once, and differs by an ulp on half the pixels).
   float32 (values in 0..255): the same affine map computed, to a few ulps."""
-  table, source = normalization_table(mode)
+  channels = images.shape[-1]
+  table, source = normalization_table(mode, channels)
   x = images[..., source]
   if images.dtype == jnp.uint8:
-    return jnp.asarray(table.T.reshape(-1))[x.astype(jnp.int32) + 256 * jnp.arange(3)]
+    return jnp.asarray(table.T.reshape(-1))[x.astype(jnp.int32) + 256 * jnp.arange(channels)]
   scale = np.polyfit(np.arange(256.0), table.astype(np.float64), 1)[0].astype(np.float32)
   return x.astype(jnp.float32) * scale + table[0]  # least squares: 'caffe' scales by 1.0
 
@@ -86,12 +89,12 @@ def size_spec(image_size=""):
   return f"{size[0]}, {size[1]}"
 
 
-def export_function(fn, input_dtype="uint8", image_size="", platforms=None):
-  """jax.export.Exported of `fn` on (b, H, W, 3) images of `input_dtype`, b
+def export_function(fn, input_dtype="uint8", image_size="", platforms=None, channels=3):
+  """jax.export.Exported of `fn` on (b, H, W, channels) images of `input_dtype`, b
   symbolic, (H, W) from `size_spec(image_size)`. A model whose code cannot
   keep the sizes symbolic: ValueError naming --image_size."""
   size = size_spec(image_size)
-  spec = jax.ShapeDtypeStruct(export.symbolic_shape(f"b, {size}, 3"), np.dtype(input_dtype))
+  spec = jax.ShapeDtypeStruct(export.symbolic_shape(f"b, {size}, {channels}"), np.dtype(input_dtype))
   try:
     return export.export(jax.jit(fn), platforms=platforms)(spec)
   except SHAPE_ERRORS as e:
@@ -125,10 +128,12 @@ def export_model(config, workdir, out, which="best", image_size="", input_dtype=
     raise ValueError(f"--input_dtype={input_dtype}: valid: {', '.join(INPUT_DTYPES)}")
   state, info = inference.restore(config, workdir, which)
   fn = inference_function(state, config.data.normalization, logits)
-  exported = export_function(fn, input_dtype, image_size, platforms)
+  channels = config.data.get("channels", 3)
+  exported = export_function(fn, input_dtype, image_size, platforms, channels)
   description = {
-      "input": {"shape": f"(b, {size}, 3)", "dtype": input_dtype,
-                "values": "RGB, 0..255; normalisation included"},
+      "input": {"shape": f"(b, {size}, {channels})", "dtype": input_dtype,
+                "values": ("RGB" if channels == 3 else f"{channels} channels") +
+                ", 0..255; normalisation included"},
       "outputs": ["labels (b, H, W) int32"] + (
           [f"logits (b, H, W, {info.num_classes}) float32"] if logits else []),
       "platforms": list(exported.platforms),

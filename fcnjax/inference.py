@@ -10,7 +10,7 @@ from PIL import Image
 
 from fcnjax import metrics as seg_metrics
 from fcnjax import tiles, viz
-from fcnjax.data import pipeline
+from fcnjax.data import check, pipeline
 from fcnjax.train import assemble, checkpoint, description, loop
 from fcnjax.train import step as step_lib
 
@@ -79,11 +79,12 @@ def evaluate_workdir(config, workdir, which="best", num_figure_images=6, tile=No
   if tile is None:
     driver = assemble.make_driver(config, info)
   else:
-    driver = HostEvaluation(config, info, *tiling(state, tile))
+    channels = config.data.get("channels", 3)
+    driver = HostEvaluation(config, info, *tiling(state, tile, channels=channels))
   results = loop.evaluate(driver, driver.put_state(state), config, info)
   results["step"] = int(state.step)
   if tta is not None:
-    host = HostEvaluation(config, info, *tiling(state, tile, tta), tta=tta)
+    host = HostEvaluation(config, info, *tiling(state, tile, tta, channels), tta=tta)
     results["tta"] = {"scales": list(tta.scales), "flip": tta.flip,
                       **loop.evaluate(host, state, config, info)}
   if jax.process_index() == 0:
@@ -148,19 +149,19 @@ def mask_path(path, out_dir):
   return os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
 
 
-def tiling(state, tile=0, tta=None):
+def tiling(state, tile=0, tta=None, channels=3):
   """(core, halo) of the windows `predict_image` uses: halo from the model's
   measured receptive field (`tiles.receptive_margin`); core `tile` (rounded
   up to the stride), 0: the largest whose window, test-time augmentation's
   passes included, fits tiles.DEFAULT_TILE_BYTES of XLA memory, None: no
-  tiling (one full-image pass)."""
+  tiling (one full-image pass). channels: the model's input channels."""
   if tile is None:
     return None, None
   if tile < 0:
     raise ValueError(f"--tile={tile}: must be a positive number of pixels, or 0 (automatic)")
-  halo = tiles.receptive_margin(state)
+  halo = tiles.receptive_margin(state, channels=channels)
   core = (tiles.round_up(tile) if tile else
-          tiles.default_core(tiles.bytes_per_pixel(state, tta=tta), halo))
+          tiles.default_core(tiles.bytes_per_pixel(state, tta=tta, channels=channels), halo))
   logging.info("Tiled inference: %d px tiles, %d px halo", core, halo)
   return core, halo
 
@@ -196,7 +197,7 @@ def save_outputs(path, image, mask, palette, out_dir, rows=512):
   overlay blended a band of rows at a time (float32 of one band, not of the image)."""
   out = mask_path(path, out_dir)
   viz.save_palette_png(out, mask, palette)
-  blend = np.empty_like(image)
+  blend = np.empty(image.shape[:2] + (3,), np.uint8)
   for y in range(0, image.shape[0], rows):
     blend[y:y + rows] = viz.overlay(image[y:y + rows], mask[y:y + rows], palette)
   Image.fromarray(blend).save(out[:-len(".png")] + "_overlay.png")
@@ -208,12 +209,13 @@ def predict_each(config, workdir, files, out_dir, which="best", tile=0):
   segmented at its native size (tiled: `tiling`). A file that cannot be read,
   or whose prediction fails, is logged and named, and the next one goes on."""
   state, info = restore(config, workdir, which)
-  core, halo = tiling(state, tile)
-  per_pixel = tiles.bytes_per_pixel(state) if core is None else None
+  channels = config.data.get("channels", 3)
+  core, halo = tiling(state, tile, channels=channels)
+  per_pixel = tiles.bytes_per_pixel(state, channels=channels) if core is None else None
   os.makedirs(out_dir, exist_ok=True)
   for path in files:
     try:
-      image = read_rgb(path)
+      image = read_rgb(path) if channels == 3 else check.read_image(path, channels)
     except ValueError as e:
       logging.warning("Skipping %s", e)
       yield path, None, "unreadable"

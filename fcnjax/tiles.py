@@ -101,7 +101,7 @@ def _probe_variables(variables):
   return jax.tree_util.tree_map_with_path(leaf, variables)
 
 
-def receptive_margin(state, probe=512, largest=4096):
+def receptive_margin(state, probe=512, largest=4096, channels=3):
   """Pixels an input can move a label by, in any direction, measured: the
   output support of a one-pixel input under `_probe_variables`, at two
   phases of the stride grid (the probe image grows until the support fits).
@@ -111,7 +111,7 @@ def receptive_margin(state, probe=512, largest=4096):
   while True:
     c = probe // 2 // STRIDE * STRIDE
     centres = (c, c + STRIDE - 1)
-    x = np.zeros((2, probe, probe, 3), np.float32)
+    x = np.zeros((2, probe, probe, channels), np.float32)
     for k, centre in enumerate(centres):
       x[k, centre, centre] = 1.0
     support = np.asarray(apply(variables, x))
@@ -127,10 +127,10 @@ def receptive_margin(state, probe=512, largest=4096):
     probe *= 2
 
 
-def bytes_per_pixel(state, size=256, tta=None):
+def bytes_per_pixel(state, size=256, tta=None, channels=3):
   """XLA's working memory per input pixel of one window (temp + input + output),
   its test-time augmentation's passes included."""
-  x = jnp.zeros((1, size, size, 3), jnp.float32)
+  x = jnp.zeros((1, size, size, channels), jnp.float32)
   analysis = window_labels.lower(state, x, tta).compile().memory_analysis()
   used = analysis.temp_size_in_bytes + analysis.output_size_in_bytes + x.nbytes
   return used / size ** 2

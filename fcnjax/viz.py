@@ -41,11 +41,21 @@ def _check_mask(mask, num_classes):
   return mask.astype(np.uint8)
 
 
-def _as_uint8_image(image):
-  """(H, W, 3) uint8, or float in [0, 1] scaled to uint8."""
+def as_rgb(image):
+  """(..., C) -> (..., 3) for display: RGB as is, one channel as gray, the
+  first three of more channels."""
   image = np.asarray(image)
-  if image.ndim != 3 or image.shape[-1] != 3:
-    raise ValueError(f"image must be (H, W, 3), got {image.shape}")
+  if image.shape[-1] == 1:
+    return np.repeat(image, 3, axis=-1)
+  return image[..., :3]
+
+
+def _as_uint8_image(image):
+  """(H, W, C) uint8, or float in [0, 1] scaled to uint8, shown as RGB (`as_rgb`)."""
+  image = np.asarray(image)
+  if image.ndim != 3:
+    raise ValueError(f"image must be (H, W, C), got {image.shape}")
+  image = as_rgb(image)
   if image.dtype == np.uint8:
     return image
   if np.issubdtype(image.dtype, np.floating) and image.max() <= 1.0:

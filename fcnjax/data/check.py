@@ -43,19 +43,45 @@ def require_dir(path, what, option):
                             "unpacked folder (see docs/data.md)")
 
 
-def read_image(path):
-  """uint8 RGB (H, W, 3); a clear error for missing, corrupt or non-RGB files."""
+def read_image(path, channels=3):
+  """uint8 (H, W, channels): an RGB file (3), an 8-bit grayscale one (1), or
+  a uint8 .npy array (H, W, channels); a clear error for missing, corrupt or
+  other files."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f"image {path} not found")
+  if path.lower().endswith(".npy"):
+    return _read_array(path, channels)
+  want = {3: "RGB", 1: "L"}.get(channels)
+  if want is None:
+    raise ValueError(f"image {path}: config.data.channels={channels} needs .npy arrays "
+                     "(H, W, channels); image files hold 1 (grayscale) or 3 (RGB)")
   try:
     with Image.open(path) as img:
       img.load()
-      if img.mode != "RGB":
-        raise ValueError(f"image {path} has mode {img.mode}, expected RGB: convert it "
-                         "(e.g. PIL Image.convert('RGB'))")
-      return np.asarray(img)
+      if img.mode != want:
+        raise ValueError(f"image {path} has mode {img.mode}, expected {want} "
+                         f"(config.data.channels={channels}): convert it "
+                         f"(e.g. PIL Image.convert({want!r}))")
+      image = np.asarray(img)
   except OSError as e:
     raise ValueError(f"image {path} is not a readable image ({e}); re-extract it") from None
+  return image if channels == 3 else image[..., None]
+
+
+def _read_array(path, channels):
+  try:
+    image = np.load(path, allow_pickle=False)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"image {path} is not a readable .npy array ({e})") from None
+  if image.ndim == 2 and channels == 1:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] != channels:
+    raise ValueError(f"image {path} has shape {image.shape}, expected (H, W, {channels}) "
+                     f"(config.data.channels={channels})")
+  if image.dtype != np.uint8:
+    raise ValueError(f"image {path} is {image.dtype}, expected uint8: scale it to 0..255 "
+                     "(normalisation divides by 255)")
+  return image
 
 
 INDEX_MODES = ("P", "L", "1")  # PIL modes whose pixel values are class indices
@@ -96,6 +122,7 @@ class FileSource:
   `check_key`: its label rules, part of the dataset version."""
 
   check_key = ""
+  channels = 3  # of the images (`read_image`)
 
   def __init__(self, items):
     self.items = items  # [(image_path, label_path)]
@@ -108,7 +135,7 @@ class FileSource:
 
   def __getitem__(self, i):
     image_path, label_path = self.items[i]
-    image = read_image(image_path)
+    image = read_image(image_path, self.channels)
     label = self.read_label(label_path)
     if image.shape[:2] != label.shape:
       raise ValueError(f"image {image_path} is {image.shape[0]}x{image.shape[1]} but its "

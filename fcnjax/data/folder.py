@@ -22,8 +22,13 @@ ADE20K's convention) and label_map ((stored value, label) pairs, values not
 listed -> 255: e.g. Cityscapes' label ids -> train ids), in this order.
 Labels must end in [0, C) or 255 (ignore), C = the number of classes.
 
-Every file is checked before training (`pipeline.check_splits`: readable, RGB
-images, image and mask sizes equal, label values, colours; cached per
+Images: RGB files (channels=3, the default), 8-bit grayscale PNGs
+(channels=1), or uint8 .npy arrays (H, W, channels) of any channel count
+(image_suffix='.npy'; multispectral data scaled to 0..255); a pretrained
+backbone's first conv is adapted to the channels (`assemble.adapt_input_conv`).
+
+Every file is checked before training (`pipeline.check_splits`: readable
+images of the configured channels, image and mask sizes equal, label values, colours; cached per
 dataset version); the file list of a split is kept in memory for as long as
 its folders' modification times are unchanged.
 """
@@ -48,6 +53,7 @@ FIELDS = {
     "class_names": (),  # the class names in label order (overrides classes_file)
     "label_map": (),  # ((stored value, label), ...); unlisted values -> 255; () keeps them
     "reduce_zero_label": False,  # stored 0 -> 255, v -> v - 1 (ADE20K)
+    "channels": 3,  # image channels: 3 RGB; 1 grayscale PNGs; any C from .npy (H, W, C)
 }
 IGNORE_INDEX = palette_lib.IGNORE_INDEX
 MAX_LISTED = check.MAX_LISTED
@@ -201,10 +207,11 @@ def label_rules(data_config):
 class FolderSource(check.FileSource):
   """The image / mask pairs of a split, read lazily and checked."""
 
-  def __init__(self, items, rules):
+  def __init__(self, items, rules, channels=3):
     super().__init__(items)
     self.rules = rules
-    self.check_key = rules.key()
+    self.channels = channels
+    self.check_key = rules.key() + ("" if channels == 3 else f"-channels{channels}")
 
   def read_label(self, path):
     return self.rules.read(path)
@@ -322,4 +329,4 @@ def source(data_config, split, limit=None):
       rgb = False
     if rgb:
       raise rules.no_colours(items[0][1])
-  return FolderSource(items[:limit] if limit else items, rules)
+  return FolderSource(items[:limit] if limit else items, rules, data_config.channels)

@@ -1,7 +1,7 @@
 """Input pipeline: sources, augmentation, deterministic resumable batches.
 
 A *source* is a random-access list of (image uint8 (H, W, 3), label uint8
-(H, W)) pairs: a tfds split loaded into memory, or a VOC-format folder read
+(H, W)) pairs (C channels instead of 3 for a folder of config.data.channels=C): a tfds split loaded into memory, or a VOC-format folder read
 lazily. Training batches are pure numpy functions of (seed, step): epoch e
 visits the examples in the permutation drawn from (seed, e), example i of
 epoch e is augmented with a generator seeded by (seed, e, i). So
@@ -98,18 +98,39 @@ def _check(data_config):
   if data_config.normalization not in NORMALIZATIONS:
     raise ValueError(f"config.data.normalization={data_config.normalization!r}; "
                      f"valid: {NORMALIZATIONS}")
+  channels = data_config.get("channels", 3)
+  if not isinstance(channels, int) or channels < 1:
+    raise ValueError(f"config.data.channels={channels!r}: must be an int >= 1")
+  if channels != 3 and data_config.normalization == "caffe":
+    raise ValueError(f"config.data.normalization='caffe' is BGR (3 channels) but "
+                     f"config.data.channels={channels}: use 'imagenet'")
+
+
+def channel_stats(channels):
+  """ImageNet's (mean, std) for `channels` input channels: RGB's for 3, their
+  averages for 1 (grayscale), RGB's repeated cyclically for more (the order in
+  which `assemble.adapt_input_conv` repeats a pretrained first conv's)."""
+  if channels == 3:
+    return IMAGENET_MEAN, IMAGENET_STD
+  if channels == 1:
+    return IMAGENET_MEAN.mean(keepdims=True), IMAGENET_STD.mean(keepdims=True)
+  take = np.arange(channels) % 3
+  return IMAGENET_MEAN[take], IMAGENET_STD[take]
 
 
 def normalize(image, mode):
-  """uint8 RGB (..., H, W, 3) -> float32 network input.
+  """uint8 (..., H, W, C) -> float32 network input; C = 3 (RGB) unless the
+  dataset has other channels (config.data.channels).
 
-  'imagenet': (x/255 - mean) / std, RGB. 'caffe': BGR, x - mean, 0..255 scale.
+  'imagenet': (x/255 - mean) / std (`channel_stats`). 'caffe': BGR, x - mean,
+  0..255 scale (RGB only).
   """
   x = np.asarray(image, np.float32)
   if mode == "imagenet":  # (x / 255 - mean) / std as one in-place multiply-add
+    mean, std = channel_stats(x.shape[-1])
     x = x.copy() if x is image else x
-    x *= 1.0 / (255.0 * IMAGENET_STD)
-    x -= IMAGENET_MEAN / IMAGENET_STD
+    x *= 1.0 / (255.0 * std)
+    x -= mean / std
     return x
   if mode == "caffe":
     return x[..., ::-1] - CAFFE_MEAN_BGR
@@ -117,10 +138,11 @@ def normalize(image, mode):
 
 
 def denormalize(x, mode):
-  """Inverse of `normalize`, back to uint8 RGB."""
+  """Inverse of `normalize`, back to uint8 (..., C)."""
   x = np.asarray(x, np.float32)
   if mode == "imagenet":
-    x = (x * IMAGENET_STD + IMAGENET_MEAN) * 255.0
+    mean, std = channel_stats(x.shape[-1])
+    x = (x * std + mean) * 255.0
   elif mode == "caffe":
     x = (x + CAFFE_MEAN_BGR)[..., ::-1]
   else:
@@ -170,6 +192,15 @@ def _pad(image, label, h, w):
   return image, label
 
 
+def _resize(image, size, resample):
+  """uint8 (H, W, C) resized to size (width, height): RGB as one PIL image,
+  other channel counts one channel at a time (PIL resamples each alike)."""
+  if image.shape[-1] == 3:
+    return np.asarray(Image.fromarray(image).resize(size, resample))
+  return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]))
+                              .resize(size, resample)) for c in range(image.shape[-1])], -1)
+
+
 def augment(image, label, rng, crop_size, scale_range=(1.0, 1.0), flip=True):
   """Random scale (bilinear image / nearest label), pad with ignore, random
   crop (crop_size: S for S x S, or (height, width)), random horizontal flip.
@@ -179,7 +210,7 @@ def augment(image, label, rng, crop_size, scale_range=(1.0, 1.0), flip=True):
   if scale != 1.0:
     h, w = label.shape
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    image = _resize(image, size, Image.BILINEAR)
     label = np.asarray(Image.fromarray(label).resize(size, Image.NEAREST))
   image, label = _pad(image, label, ch, cw)
   y = rng.integers(0, label.shape[0] - ch + 1)
@@ -242,7 +273,7 @@ def train_batches(data_config, batch_size, *, seed, start_step=0, process_index=
                   process_count=1, num_threads=None, num_workers=None, prefetch=None):
   """Infinite iterator of this process's slice of each global batch.
 
-  Yields {'image': float32 (B, S, W, 3), 'label': int32 (B, S, W)} with
+  Yields {'image': float32 (B, S, W, 3) (C: config.data.channels), 'label': int32 (B, S, W)} with
   B = batch_size // process_count, S = data_config.crop_size and W =
   data_config.crop_width (None: S); the global
   batch of step t depends only on (seed, t). Batches are made ahead by grain:
@@ -312,7 +343,7 @@ def eval_batches(data_config, batch_size, *, process_index=0, process_count=1):
       images.append(image)
       labels.append(label)
     while len(images) < batch_size:
-      images.append(np.zeros((h, w, 3), np.uint8))
+      images.append(np.zeros((h, w, data_config.get("channels", 3)), np.uint8))
       labels.append(np.full((h, w), IGNORE_INDEX, np.uint8))
     yield {"image": normalize(np.stack(images), data_config.normalization),
            "label": np.stack(labels).astype(np.int32)}

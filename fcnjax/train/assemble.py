@@ -46,7 +46,7 @@ def class_weights(config, info):
 
 def create_state(config, model, rng):
   optimizer, schedule = optim.create_optimizer(config.optimizer, config.num_train_steps)
-  shape = (1, config.data.crop_size, config.data.crop_size, 3)
+  shape = (1, config.data.crop_size, config.data.crop_size, config.data.get("channels", 3))
   return state_lib.create_train_state(model, optimizer, rng, shape), schedule
 
 
@@ -68,11 +68,26 @@ def make_driver(config, info, class_weights=None):
                               num_devices=config.get("num_devices"))
 
 
-def merge_params(target, source):
+def adapt_input_conv(kernel, channels):
+  """A pretrained first conv (kh, kw, 3, O) for `channels` inputs, as timm's
+  adapt_input_conv does: summed over RGB for 1 (a gray image g seen as
+  (g, g, g)); RGB repeated cyclically to `channels` and scaled by 3 / channels
+  for more (an image of channels (R, G, B, R, G, B) gets the RGB response)."""
+  kernel = np.asarray(kernel)
+  if channels == 1:
+    return kernel.sum(axis=2, keepdims=True)
+  repeated = np.tile(kernel, (1, 1, -(-channels // 3), 1))[:, :, :channels]
+  return repeated * (3.0 / channels)
+
+
+def merge_params(target, source, channels=3):
   """Copies every leaf of `source` whose path and shape exist in `target`.
 
   Returns (merged params, number of leaves copied): how a converted VGG16 or
-  the previous FCN stage (32s -> 16s -> 8s) initialises a model.
+  the previous FCN stage (32s -> 16s -> 8s) initialises a model. channels:
+  the target's input channels; when not 3, a (kh, kw, 3, O) kernel whose
+  target is (kh, kw, channels, O) -- the first conv -- is adapted
+  (`adapt_input_conv`).
   """
   flat_src = {jax.tree_util.keystr(k): v for k, v in
               jax.tree_util.tree_flatten_with_path(source)[0]}
@@ -81,7 +96,12 @@ def merge_params(target, source):
   def pick(path, leaf):
     nonlocal copied
     src = flat_src.get(jax.tree_util.keystr(path))
-    if src is not None and np.shape(src) == np.shape(leaf):
+    if src is None:
+      return leaf
+    if (channels != 3 and np.ndim(src) == 4 and np.shape(src)[2] == 3
+        and np.shape(leaf) == np.shape(src)[:2] + (channels,) + np.shape(src)[3:]):
+      src = adapt_input_conv(src, channels)
+    if np.shape(src) == np.shape(leaf):
       copied += 1
       return jnp.asarray(src, leaf.dtype)
     return leaf
@@ -89,8 +109,9 @@ def merge_params(target, source):
   return jax.tree_util.tree_map_with_path(pick, target), copied
 
 
-def load_init(state, init_from):
-  """init_from: a workdir with checkpoints, or a .npz of flattened params."""
+def load_init(state, init_from, channels=3):
+  """init_from: a workdir with checkpoints, or a .npz of flattened params;
+  channels: the model's input channels (`merge_params`)."""
   if os.path.isdir(init_from):
     source = checkpoint.restore_params(init_from, which="best")
   elif init_from.endswith(".npz") and os.path.isfile(init_from):
@@ -98,7 +119,7 @@ def load_init(state, init_from):
   else:
     raise FileNotFoundError(f"config.init_from={init_from!r} is neither a workdir "
                             "nor a .npz params file")
-  params, copied = merge_params(state.params, source)
+  params, copied = merge_params(state.params, source, channels)
   if not copied:
     raise ValueError(f"config.init_from={init_from!r}: no parameter matched the model")
   logging.info("Initialised %d parameter arrays from %s", copied, init_from)

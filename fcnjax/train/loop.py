@@ -109,7 +109,7 @@ def _resume(config, workdir, ckpt, state):
     logging.info("Resuming from step %d in %s", int(restored.step), workdir)
     return restored, window
   if config.get("init_from"):
-    state = assemble.load_init(state, config.init_from)
+    state = assemble.load_init(state, config.init_from, config.data.get("channels", 3))
   return state, window
 
 
