@@ -5,14 +5,16 @@
 For each layer and implementation: forward, and forward + backward (gradients
 w.r.t. input and kernel, as in training), best of `--repeats`, jitted, on one
 process; fc6 / fc7: lax conv vs `ops.fc.conv_as_matmul`; the 3x3 convs: lax
-conv vs `ops.winograd`; `--impls=xla,matmul,torch` picks others ('torch':
-PyTorch's conv2d, for scale). Sets the project's XLA flags
+conv vs `benchmarks/winograd.py`; `--impls=xla,matmul,torch` picks others
+('torch': PyTorch's conv2d, for scale). Sets the project's XLA flags
 (cli.configure_xla) like the entry points; run with
 XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=+individual_convolution
 to time XLA's YNNPACK convolutions instead.
 """
 import argparse
 import json
+import os
+import sys
 import time
 
 from fcnjax.runtime import cli
@@ -24,7 +26,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from fcnjax.ops import fc, winograd  # noqa: E402
+from fcnjax.ops import fc  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "benchmarks"))  # benchmark-only code, outside the package
+import winograd  # noqa: E402
 
 # name: (map size, Cin, Cout, kernel) of the FCN-8s 'same' geometry at 224x224.
 LAYERS = {"conv1_2": (224, 64, 64, 3), "conv2_2": (112, 128, 128, 3),

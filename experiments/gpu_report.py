@@ -68,7 +68,7 @@ def main(argv):
   print(report, flush=True)
   for dtype in FLAGS.dtypes:
     opts = benchmark.Options(backbone=FLAGS.backbone, size=FLAGS.size, dtype=dtype,
-                             batch_size=FLAGS.batch_size, num_classes=21, torch=False)
+                             batch_size=FLAGS.batch_size, num_classes=21)
     row = bench_with_flops(opts, FLAGS.steps)
     report[f"bench_{dtype}"] = row
     print(json.dumps(row), flush=True)

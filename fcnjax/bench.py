@@ -1,43 +1,38 @@
-"""Training-throughput benchmark on synthetic batches, against PyTorch.
+"""Training-throughput benchmark on synthetic batches.
 
     python -m fcnjax.bench --models=fcn8s --backbone=vgg16 --size=224 --batch_size=2 --drivers=jit
     python -m fcnjax.bench --models=fcn32s,fcn16s,fcn8s --backbone=tiny --size=128 --json
     python -m fcnjax.bench --models=fcn8s --upsample=learned,bilinear,nearest --drivers=pmap,jit
     python -m fcnjax.bench --models= --input_config=fcn8s_shapes  # input pipeline vs step
 
-One line per case: name, train_images_per_s, ratio vs the first case and vs
-the PyTorch reference (fcnjax img/s / PyTorch img/s; --torch, on when torch is
-installed, for FCNs with learned upsampling on the vgg16 / tiny backbones),
+One line per case: name, train_images_per_s, ratio vs the first case,
 step_ms, compile_s, peak_rss_mb (the process's peak resident memory so far).
 All cases run side by side in one run, taking turns step by step, so their
-ratios are comparable; PyTorch runs in a child process of its own
-(--torch_malloc). The logic lives in `fcnjax.studies.benchmark`; the XLA flags and
-allocator settings the project sets are in `fcnjax.runtime.cli.configure_xla` and
+ratios are comparable. The PyTorch comparison (a vs torch column) is
+`python benchmarks/torch_bench.py` with the same flags, outside the package.
+The logic lives in `fcnjax.studies.benchmark`; the XLA flags and allocator
+settings the project sets are in `fcnjax.runtime.cli.configure_xla` and
 `configure_allocator` (docs/benchmarks.md).
 """
-import functools
 import importlib
 import json
 
 from absl import flags
 
-from fcnjax import torch_reference
 from fcnjax.runtime import cli
 from fcnjax.studies import benchmark
 
 FLAGS = flags.FLAGS
 
 
-def main(argv):
+def main(argv, reference=None):
+  """Runs the cases the flags name; reference: `benchmark.Options.reference`."""
   del argv
-  use_torch = torch_reference.torch_available() if FLAGS.torch is None else FLAGS.torch
   opts = benchmark.Options(backbone=FLAGS.backbone, size=FLAGS.size, batch_size=FLAGS.batch_size,
                            num_classes=FLAGS.num_classes, steps=FLAGS.steps, dtype=FLAGS.dtype,
-                           fc_impl=FLAGS.fc_impl, torch=use_torch,
-                           torch_malloc=FLAGS.torch_malloc,
+                           fc_impl=FLAGS.fc_impl,
                            malloc="tuned" if cli.allocator_tuned else "system",
-                           tune_allocator=functools.partial(cli.configure_allocator,
-                                                            {"FCNJAX_MALLOC": "tuned"}))
+                           reference=reference)
   emit = (lambda row: print(json.dumps(row), flush=True)) if FLAGS.json else None
   if FLAGS.input_config:
     config = importlib.import_module(f"fcnjax.configs.{FLAGS.input_config}").get_config()
@@ -65,11 +60,6 @@ def define_flags():
   flags.DEFINE_integer("steps", 10, "Timed steps after the compiled first step.")
   flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
   flags.DEFINE_enum("fc_impl", "matmul", ["matmul", "xla"], "fc6 / fc7 implementation.")
-  flags.DEFINE_bool("torch", None, "Also time the PyTorch reference (default: when "
-                    "torch is installed).")
-  flags.DEFINE_enum("torch_malloc", "system", ["system", "tuned"],
-                    "The PyTorch process's allocator: glibc's default (as PyTorch users run "
-                    "it) or fcnjax's cli.configure_allocator settings.")
   flags.DEFINE_bool("json", False, "Print one JSON line per case.")
   flags.DEFINE_string("input_config", None, "A packaged training config (fcn8s_shapes): "
                       "also time its input pipeline per thread / worker count against "

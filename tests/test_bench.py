@@ -1,5 +1,8 @@
 """The bench: PyTorch reference == fcnjax FCN, fc6/fc7 as matmuls == lax conv,
-the XLA flag handling, and one tiny end-to-end run."""
+the XLA flag handling, one tiny end-to-end run, and the package free of the
+benchmark-only code (benchmarks/: the PyTorch twin, Winograd)."""
+import ast
+import importlib
 import os
 import subprocess
 import sys
@@ -15,10 +18,19 @@ from fcnjax import models
 from fcnjax.runtime import cli
 from fcnjax.studies import benchmark
 from fcnjax.models.vgg import VGGBackbone
-from fcnjax.ops import fc, winograd
+from fcnjax.ops import fc
 from fcnjax.train.losses import cross_entropy_sum
 
 EPS = np.finfo(np.float32).eps
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def benchmarks(monkeypatch):
+  """importlib.import_module with benchmarks/ (outside the package) on
+  sys.path, as when its scripts run: its modules import one another by name."""
+  monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+  return importlib.import_module
 
 
 def f32_rtol(*lengths):
@@ -91,7 +103,7 @@ def test_conv_as_matmul_rejects_strides():
 @pytest.mark.parametrize("shape,padding", [
     ((2, 7, 9, 5), "SAME"), ((1, 8, 8, 4), "SAME"), ((1, 7, 6, 3), "VALID"),
     ((1, 1, 3, 2), "SAME"), ((1, 7, 6, 3), [(2, 0), (0, 1)])])
-def test_winograd_equals_lax_conv(shape, padding):
+def test_winograd_equals_lax_conv(shape, padding, benchmarks):
   """F(2x2, 3x3) in f32 against float64, output and gradients: the direct
   conv's sum lengths plus those of its input (4 terms), kernel (9) and output
   (9) transforms; measured errors ~1-3e-7, as lax's own f32 conv."""
@@ -102,6 +114,7 @@ def test_winograd_equals_lax_conv(shape, padding):
   cotangent = rng.normal(size=out_shape).astype(np.float32)
   want = float64_conv_and_vjp(x, k, cotangent, padding)
   lengths = (9 * shape[-1], 9 * 6, np.prod(out_shape[:3]))
+  winograd = benchmarks("winograd")
   f = lambda a, b: winograd.conv_general_dilated(a, b, (1, 1), padding)
   for got, ref, n in zip(conv_and_vjp(f, x, k, cotangent), want, lengths):
     close(got, ref, f32_rtol(n, 4 + 9 + 9))
@@ -140,12 +153,12 @@ def _sum_lengths(params):
 
 
 @pytest.mark.parametrize("variant", ["8s", "32s"])
-def test_torch_reference_equals_fcn(variant):
+def test_torch_reference_equals_fcn(variant, benchmarks):
   """Forward, loss and gradients of fcnjax's FCN (f32) == the PyTorch FCN's in
   float64 on the same weights, within the net's sum lengths (`_sum_lengths`,
   and the loss's mean and the kernel gradients' sum over the pixels)."""
   torch = pytest.importorskip("torch")
-  from fcnjax import torch_reference
+  torch_reference, torch_bench = benchmarks("torch_reference"), benchmarks("torch_bench")
   num_classes, x_shape = 5, (2, 37, 30, 3)
   config = ml_collections.ConfigDict(dict(name="fcn", variant=variant, backbone="tiny",
                                           dropout_rate=0.0, zero_init_score=False))
@@ -164,7 +177,7 @@ def test_torch_reference_equals_fcn(variant):
     return loss_sum / count, logits
   (loss, logits), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(params)
 
-  ref = torch_reference.build(num_classes, variant, **benchmark.backbone_sizes("tiny"))
+  ref = torch_reference.build(num_classes, variant, **torch_bench.backbone_sizes("tiny"))
   ref = torch_reference.load_params(ref, jax.tree.map(np.asarray, params)).double()
   t_logits = ref(torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float64)))
   t_loss = torch.nn.functional.cross_entropy(t_logits, torch.from_numpy(labels).long(),
@@ -203,29 +216,96 @@ def test_configure_xla_appends():
   assert "XLA_FLAGS" not in gpu
 
 
-def test_benchmark_module_defines_no_flags():
+def test_benchmark_modules_define_no_flags(benchmarks):
   from absl import app, flags  # noqa: F401  (absl.app defines its own flags)
   before = set(flags.FLAGS)
-  names = ("fcnjax.studies.benchmark", "fcnjax.bench", "fcnjax.torch_reference")
+  names = ("fcnjax.studies.benchmark", "fcnjax.bench", "torch_reference", "torch_bench")
   loaded = {name: sys.modules.pop(name) for name in names if name in sys.modules}
   try:
     for name in names:
-      __import__(name)
+      benchmarks(name)
     assert set(flags.FLAGS) == before
   finally:  # the modules other tests imported stay the ones in sys.modules
     sys.modules.update(loaded)
 
 
-def test_bench_run_tiny():
+# Benchmark-only modules, now in benchmarks/, that fcnjax must not import.
+OUTSIDE = ("torch_reference", "torch_bench", "winograd", "benchmarks")
+# Where fcnjax may import torch: inside a function that reads a user's .pth (the converter).
+TORCH_ALLOWED = {("fcnjax/models/torch_weights.py", "load_torch_state_dict")}
+
+
+def _imported_names(tree):
+  """(module name, enclosing function or None) of each import in a module,
+  and of each string constant passed to importlib.import_module / __import__."""
+  found = []
+
+  def visit(node, function):
+    if isinstance(node, ast.Import):
+      found.extend((a.name, function) for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      found.append((node.module, function))
+      found.extend((f"{node.module}.{a.name}", function) for a in node.names)
+    elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+          and isinstance(node.args[0].value, str)
+          and ast.unparse(node.func) in ("importlib.import_module", "__import__")):
+      found.append((node.args[0].value, function))
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+      function = node.name
+    for child in ast.iter_child_nodes(node):
+      visit(child, function)
+
+  visit(tree, None)
+  return found
+
+
+def test_the_package_holds_no_benchmark_code():
+  """No fcnjax module imports torch (but the converter's .pth reader, inside
+  its function) or a benchmark-only module, or names the Winograd convolution
+  or the PyTorch twin; the bench and the converter import with torch unimportable."""
+  torch_imports, outside, mentions = [], [], []
+  for root, _, files in os.walk(os.path.join(ROOT, "fcnjax")):
+    for name in sorted(files):
+      if not name.endswith(".py"):
+        continue
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, ROOT)
+      with open(path) as f:
+        text = f.read()
+      mentions += [(rel, w) for w in ("torch_reference", "winograd") if w in text]
+      for module, function in _imported_names(ast.parse(text, path)):
+        top = module.split(".")[0]
+        if top == "torch" and (rel, function) not in TORCH_ALLOWED:
+          torch_imports.append((rel, function, module))
+        if top in OUTSIDE or (top == "fcnjax" and module.split(".")[-1] in OUTSIDE):
+          outside.append((rel, module))
+  assert not torch_imports and not outside and not mentions, (torch_imports, outside, mentions)
+  code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` raises
+          "import fcnjax.bench, fcnjax.convert, fcnjax.studies.benchmark\n"
+          "print(sorted(set(sys.modules) & {'torch_reference', 'torch_bench', 'winograd'}))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, cwd=ROOT).stdout
+  assert out.strip().splitlines()[-1] == "[]", out
+
+
+def test_bench_run_tiny(benchmarks):
+  """The bench with the PyTorch twin as its reference, side by side, when
+  torch is installed; the driver rows alone otherwise."""
+  torch_bench = benchmarks("torch_bench")
+  with_torch = torch_bench.torch_reference.torch_available()
   opts = benchmark.Options(backbone="tiny", size=32, batch_size=8, steps=1,  # 8 devices
-                           torch=benchmark.torch_reference.torch_available())
+                           reference=torch_bench.reference if with_torch else None)
+  assert torch_bench.reference("fcn8s", "bilinear", opts) is None  # cases it does not cover
+  assert torch_bench.reference("segnet", "-", opts) is None
   rows = benchmark.run(["fcn8s"], ["learned"], ["jit"], opts)
   assert rows[0]["name"] == "fcn8s_learned_jit" and rows[0]["train_images_per_s"] > 0
-  if opts.torch:
+  if with_torch:
     assert rows[1]["name"] == "torch_fcn8s" and rows[0]["vs_torch"] > 0
     assert rows[1]["malloc"] == "system" and rows[1]["peak_rss_mb"] > 0
     import multiprocessing
     assert multiprocessing.active_children() == []  # its process has ended
+  else:
+    assert len(rows) == 1 and "vs_torch" not in rows[0]
   assert "vs torch" in benchmark.format_table(rows)
 
 

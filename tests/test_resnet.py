@@ -1,5 +1,7 @@
 """ResNet backbones: torchvision's parameter counts, the converter, parity with a
 PyTorch ResNet built by hand in float64, and FCN-8s on resnet18 trained two steps."""
+import importlib
+import os
 import types
 
 import jax
@@ -53,11 +55,20 @@ def test_bottleneck_strides_on_its_3x3_conv():
   assert variables["params"]["layer2_0"]["conv2"]["kernel"].shape == (3, 3, 128, 128)
 
 
-def _torch_net(name, seed=0):
+@pytest.fixture
+def torch_reference(monkeypatch):
+  """benchmarks/torch_reference.py (outside the package), imported by name
+  with its folder on sys.path, as its scripts import it."""
+  pytest.importorskip("torch")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  monkeypatch.syspath_prepend(os.path.join(root, "benchmarks"))
+  return importlib.import_module("torch_reference")
+
+
+def _torch_net(torch_reference, name, seed=0):
   """The hand-written torch ResNet, eval mode, with BatchNorm statistics and
   affine parameters away from their (identity) init so they are exercised."""
-  torch = pytest.importorskip("torch")
-  from fcnjax import torch_reference
+  import torch
   torch.manual_seed(seed)
   net = torch_reference.build_resnet(**RESNET_SIZES[name]).eval()
   with torch.no_grad():
@@ -83,9 +94,9 @@ def _f32_tolerance(params):
 
 
 @pytest.mark.parametrize("name", sorted(RESNET_SIZES))
-def test_converted_weights_equal_torch_in_eval_mode(name):
+def test_converted_weights_equal_torch_in_eval_mode(name, torch_reference):
   torch = pytest.importorskip("torch")
-  net = _torch_net(name)
+  net = _torch_net(torch_reference, name)
   params, batch_stats = convert.resnet_from_torch(net.state_dict())
   x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype(np.float32)
   got = ResNet(**RESNET_SIZES[name]).apply({"params": params, "batch_stats": batch_stats}, x)
@@ -99,9 +110,8 @@ def test_converted_weights_equal_torch_in_eval_mode(name):
     assert err <= tol, f"{stride}: relative error {err:.2e} > {tol:.2e}"
 
 
-def test_converter_refuses_other_state_dicts():
-  pytest.importorskip("torch")
-  state = _torch_net("resnet18").state_dict()
+def test_converter_refuses_other_state_dicts(torch_reference):
+  state = _torch_net(torch_reference, "resnet18").state_dict()
   # torchvision checkpoints carry the classifier and counters: dropped
   state["fc.weight"], state["fc.bias"] = np.zeros((1000, 512)), np.zeros(1000)
   params, batch_stats = convert.resnet_from_torch(state)

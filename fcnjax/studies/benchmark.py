@@ -1,18 +1,15 @@
 """Training-throughput benchmark on synthetic batches (the library behind
-`python -m fcnjax.bench`), with a PyTorch FCN timed side by side.
+`python -m fcnjax.bench`), with an optional reference timed side by side.
 
 Every case builds its model, runs one step (compile) and `steps` timed steps
 of the full training step (forward, loss, backward, SGD momentum update) on a
 fixed random batch: images (N, H, W, 3) normal, labels (N, H, W) uniform.
-The drivers of a case and its PyTorch reference take turns step by step, so
-on a shared machine their ratio is measured under the same load. PyTorch runs
-in a process of its own, started as a PyTorch user would run it (glibc's
-default allocator; `torch_malloc='tuned'` gives it fcnjax's
-`cli.configure_allocator` settings): in one process the two frameworks' heap
-states interfere (measured: fcnjax's step 21 % slower when alternating).
+The drivers of a case and its reference (`Options.reference`: the PyTorch
+twin of `benchmarks/torch_bench.py`, outside the package) take turns step by
+step, so on a shared machine their ratio is measured under the same load.
 Defines no flags and reads no process-wide setting: the entry point hands down
-the allocator it set (`Options.malloc`, `Options.tune_allocator`);
-`run(models, upsamplers, drivers, opts)` returns the rows.
+the allocator it set (`Options.malloc`); `run(models, upsamplers, drivers,
+opts)` returns the rows.
 """
 import dataclasses
 import resource
@@ -26,9 +23,7 @@ import numpy as np
 import optax
 
 from fcnjax import models as models_lib
-from fcnjax import torch_reference
 from fcnjax.data import pipeline
-from fcnjax.models.vgg import VGG_SIZES, VGGBackbone
 from fcnjax.train import assemble, losses, parallel
 from fcnjax.train import state as state_lib
 
@@ -42,17 +37,11 @@ class Options:
   steps: int = 10
   dtype: str = "float32"
   fc_impl: str = "matmul"  # VGGBackbone.fc_impl: 'matmul' or 'xla'
-  torch: bool = True  # also time the PyTorch reference where it has one
-  torch_malloc: str = "system"  # its process's allocator: 'system' or 'tuned'
   malloc: str = "system"  # this process's allocator as its entry point set it (reported)
-  # Called first in the PyTorch process when torch_malloc='tuned' (bench:
-  # cli.configure_allocator forced on); picklable, as that process is spawned.
-  tune_allocator: Optional[Callable[[], object]] = None
-
-  def __post_init__(self):
-    if self.torch_malloc == "tuned" and self.tune_allocator is None:
-      raise ValueError("torch_malloc='tuned' needs tune_allocator (the function that "
-                       "tunes the allocator in the PyTorch process)")
+  # (name, upsample, opts) -> (step, info) | None: a case timed beside the
+  # drivers, the denominator of their vs_torch (benchmarks/torch_bench.py);
+  # step() runs one step, an optional step.close() ends it.
+  reference: Optional[Callable] = None
 
 
 def model_config(name, upsample, backbone):
@@ -83,10 +72,10 @@ def _row(name, opts, elapsed, compile_s, **extra):
   return dict(name=name, backbone=opts.backbone, size=opts.size, batch_size=opts.batch_size,
               dtype=opts.dtype, train_images_per_s=opts.batch_size * opts.steps / elapsed,
               step_ms=1e3 * elapsed / opts.steps, compile_s=compile_s,
-              peak_rss_mb=extra.pop("peak_rss_mb", _peak_rss_mb()), **extra)
+              peak_rss_mb=extra.pop("peak_rss_mb", peak_rss_mb()), **extra)
 
 
-def _peak_rss_mb():
+def peak_rss_mb():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -111,71 +100,6 @@ def jax_step(name, upsample, driver_name, opts):
                     fc_impl=opts.fc_impl, malloc=opts.malloc)
 
 
-def has_torch_reference(name, upsample, opts):
-  """The PyTorch reference covers FCNs with learned upsampling on the plain
-  (BatchNorm-free) VGG backbones, in float32."""
-  plain_vgg = opts.backbone in VGG_SIZES and not VGG_SIZES[opts.backbone].get("batch_norm")
-  return (opts.torch and torch_reference.torch_available() and name.startswith("fcn")
-          and upsample == "learned" and plain_vgg and opts.dtype == "float32")
-
-
-def backbone_sizes(backbone):
-  """stage_sizes, widths, fc_width, fc6_kernel of an fcnjax VGG backbone name."""
-  sizes = VGG_SIZES[backbone]
-  return dict(stage_sizes=sizes["stage_sizes"], widths=sizes["widths"],
-              fc_width=sizes["fc_width"], fc6_kernel=VGGBackbone.fc6_kernel)
-
-
-def _torch_worker(conn, name, options):
-  """The PyTorch step in its own process: sends its info, then runs one step
-  per 'step' message (answering its peak memory, or the error) until 'stop'.
-  options: the Options fields as a dict."""
-  opts = Options(**options)
-  if opts.torch_malloc == "tuned":
-    opts.tune_allocator()
-  import torch
-  model = torch_reference.build(opts.num_classes, name[3:], **backbone_sizes(opts.backbone))
-  train = torch_reference.train_step_fn(model)
-  batch = synthetic_batch(opts)
-  images = torch.from_numpy(batch["image"].transpose(0, 3, 1, 2).copy())
-  labels = torch.from_numpy(batch["label"].astype(np.int64))
-  conn.send(dict(name=f"torch_{name}", model=name, upsample="learned", driver="torch",
-                 device="cpu", torch_version=torch.__version__,
-                 torch_threads=torch.get_num_threads(), malloc=opts.torch_malloc))
-  while conn.recv() == "step":
-    try:
-      train(images, labels)
-      conn.send(_peak_rss_mb())
-    except Exception as e:  # reported in the parent
-      conn.send(e)
-
-
-def torch_step(name, opts):
-  """The PyTorch reference's training step on the same batch, run in a child
-  process: (step, info); step.close() ends the process."""
-  import multiprocessing
-  context = multiprocessing.get_context("spawn")
-  parent, child = context.Pipe()
-  process = context.Process(target=_torch_worker, args=(child, name, dataclasses.asdict(opts)),
-                            daemon=True)
-  process.start()
-  info = parent.recv()
-
-  def step():
-    parent.send("step")
-    reply = parent.recv()
-    if isinstance(reply, Exception):
-      raise RuntimeError(f"PyTorch reference step failed: {reply!r}")
-    info["peak_rss_mb"] = reply  # of the PyTorch process
-
-  def close():
-    parent.send("stop")
-    process.join(timeout=30)
-
-  step.close = close
-  return step, info
-
-
 def time_interleaved(steps, n):
   """Runs each step once (compile / warm-up), then n rounds that time every
   step once in turn, so steps compared in one case see the same machine load.
@@ -195,11 +119,13 @@ def time_interleaved(steps, n):
 
 
 def bench_case(name, upsample, drivers, opts):
-  """Rows for one (model, upsample): each driver, then the PyTorch reference
-  where it has one; fcnjax rows get vs_torch (fcnjax img/s / PyTorch img/s)."""
+  """Rows for one (model, upsample): each driver, then opts.reference's case
+  where it gives one; the driver rows then get vs_torch (their img/s / the
+  reference's img/s, the key recorded tables use)."""
   cases = [jax_step(name, upsample, d, opts) for d in drivers]
-  if has_torch_reference(name, upsample, opts):
-    cases.append(torch_step(name, opts))
+  reference = opts.reference(name, upsample, opts) if opts.reference else None
+  if reference:
+    cases.append(reference)
   try:
     times = time_interleaved([step for step, _ in cases], opts.steps)
   finally:
@@ -207,14 +133,14 @@ def bench_case(name, upsample, drivers, opts):
       getattr(step, "close", lambda: None)()
   rows = [_row(info.pop("name"), opts, total, first, **info)
           for (_, info), (first, total) in zip(cases, times)]
-  if rows[-1]["driver"] == "torch":
+  if reference:
     for row in rows[:-1]:
       row["vs_torch"] = row["train_images_per_s"] / rows[-1]["train_images_per_s"]
   return rows
 
 
 def run(models, upsamplers, drivers, opts, emit=None):
-  """Benchmarks every (model, upsample) case with each driver and the PyTorch
+  """Benchmarks every (model, upsample) case with each driver and the
   reference side by side; emit(row) is called as each row is done."""
   rows = []
   for name in models:
@@ -227,7 +153,7 @@ def run(models, upsamplers, drivers, opts, emit=None):
 
 
 def format_table(rows):
-  """The rows as a text table (ratios vs the first row and vs PyTorch)."""
+  """The rows as a text table (ratios vs the first row and vs the reference)."""
   base = rows[0]["train_images_per_s"]
   lines = [f"{'case':32s} {'img/s':>8s} {'vs first':>8s} {'vs torch':>8s} {'step ms':>8s} "
            f"{'compile s':>9s} {'peak MB':>8s}"]

@@ -1,6 +1,6 @@
 """A PyTorch FCN-32s/16s/8s equal to fcnjax's FCN (VGG backbone, 'same' geometry).
 
-The reference the bench times fcnjax against, and the tests compare with:
+The twin `torch_bench.py` times fcnjax against, and the tests compare with:
 3x3 convs padding 1 + ReLU, 2x2 max pooling with ceil_mode, fc6 k x k conv
 padding k//2 (SAME), fc7 1x1, 1x1 score layers, learned transpose-conv
 upsampling (kernel 2f, stride f, padding f/2, no bias) with top-left crops to
@@ -8,8 +8,8 @@ the skip maps and to the input size. Dropout is left out (the bench runs
 with dropout_rate 0). Layout NCHW, as PyTorch users run it. `build_resnet`:
 torchvision's ResNet layout and state-dict names, for models/resnet.py's tests.
 
-Requires torch (not a dependency of fcnjax); import this module only when
-`torch_available()`.
+Outside the package (test and benchmark code). Its functions need torch
+(not a dependency of fcnjax; `torch_available()`), imported inside them.
 """
 import importlib.util
 
