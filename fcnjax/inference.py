@@ -76,10 +76,10 @@ def evaluate_workdir(config, workdir, which="best", num_figure_images=6, tile=No
   segments each image tile by tile on this host (`HostEvaluation`).
   """
   state, info = restore(config, workdir, which)
+  channels = config.data.get("channels", 3)
   if tile is None:
     driver = assemble.make_driver(config, info)
   else:
-    channels = config.data.get("channels", 3)
     driver = HostEvaluation(config, info, *tiling(state, tile, channels=channels))
   results = loop.evaluate(driver, driver.put_state(state), config, info)
   results["step"] = int(state.step)

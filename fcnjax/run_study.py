@@ -4,6 +4,7 @@
     fcnjax-study skip --arms=fcn8s,segnet --seeds=0,1,2,3,4,5,6,7,8,9
     fcnjax-study upsampling --status          # runs done and left, time left
     fcnjax-study upsampling --vmap_seeds=true # each arm's seeds as one program
+    fcnjax-study operators --layout=one_core  # one core busy, the others free
     fcnjax-study upsampling --pilot --arms=carafe,dysample-s+ \
         --config.num_train_steps=3000 --workdir=runs/pilot   # is the budget flat?
 
@@ -12,7 +13,8 @@ pre-registered contrasts with their dates, base config, scored splits).
 --config overrides the study's base config field by field
 (--config.num_train_steps=...). Re-running resumes, reads back every run
 already scored under the same key (config and numerics code), and retrains
-a run whose key changed (the old one moved aside). A long study can run from
+a run whose key changed (the old one moved aside). On a CPU every run is
+pinned to one core, seeds side by side (--layout). A long study can run from
 a pinned worktree of one commit (README "Running a study from a pinned
 worktree").
 """
@@ -21,10 +23,13 @@ import os
 import sys
 
 from absl import flags
+import jax
 
 from fcnjax import viz
 from fcnjax.runtime import cli
-from fcnjax.studies import registry, study
+from fcnjax.studies import layout, registry, study
+
+MODULE = "fcnjax.run_study"  # what the seed processes run (`python -m`)
 
 
 def _name(argv):
@@ -65,10 +70,33 @@ def main(argv):
                              ["arm", "seed", "steps", "selection mIoU", "gain last 20 %"]))
     print(viz.markdown_table(per_arm, list(per_arm[0])))
     return
+  vmap_seeds = {"true": True, "false": False}.get(FLAGS.vmap_seeds, "auto")
+  where = layout.resolve(FLAGS.layout, jax.default_backend())
+  if where != "in_process" and vmap_seeds is not True:
+    _train_seeds_side_by_side(workdir, arms, seeds, where)
   study.run_study(FLAGS.config, workdir, arms, seeds, spec.contrasts_for(list(arms)),
                   splits=spec.scored_splits, declared=spec.declared,
-                  allow_mixed=FLAGS.allow_mixed,
-                  vmap_seeds={"true": True, "false": False}.get(FLAGS.vmap_seeds, "auto"))
+                  allow_mixed=FLAGS.allow_mixed, vmap_seeds=vmap_seeds)
+
+
+def _train_seeds_side_by_side(workdir, arms, seeds, where):
+  """Each seed with a run left, all its arms, in a process of its own pinned
+  to one core, one process per core (`fcnjax.studies.layout`); the tables are
+  then made here from the runs read back."""
+  rows, _ = study.status(flags.FLAGS.config, workdir, arms, seeds)
+  left = sorted({row["seed"] for row in rows if row["state"] != "done"})
+  if not left:
+    return
+  cores = layout.cores_for(where)
+  print(f"--layout={where}: seeds {left}, one process per core on cores {cores} (each run "
+        "on one core)", flush=True)
+  logs = os.path.join(workdir, "logs")
+  codes = layout.run_seeds(left, cores, lambda seed: layout.seed_command(sys.argv, seed, MODULE), logs,
+                           log=lambda line: print(line, flush=True))
+  failed = sorted(seed for seed, code in codes.items() if code)
+  if failed:
+    raise SystemExit(f"error: seeds {failed} failed: see {logs}/seed-S.log (the runs done "
+                     "are kept; run the same command again to resume)")
 
 
 def run():
@@ -85,6 +113,11 @@ def run():
   flags.DEFINE_enum("vmap_seeds", "auto", ["auto", "true", "false"], "Train each arm's "
                     "seeds as one vmapped program (fcnjax.train.seeds); auto: only on an "
                     "accelerator (on CPU it measured 0.56x sequential throughput).")
+  flags.DEFINE_enum("layout", "auto", layout.LAYOUTS, "Where runs execute on a CPU: "
+                    "side_by_side (one process per core, each a seed, every run on one "
+                    "core), one_core (one at a time on the last core, the others free), "
+                    "in_process (here, on the cores this process has); auto: side_by_side "
+                    "on a CPU with >= 2 cores, else in_process.")
   cli.run(main, __name__)
 
 

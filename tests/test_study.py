@@ -52,6 +52,13 @@ def test_every_run_trains_on_selection_and_scores_its_final_weights(study):
     for split, count in (("test", 16), ("train", 64)):  # tiny: 64 train / 16 test images
       assert run["scores"][split]["num_images"] == count
   assert results["provenance"]["commit"] and results["seeds"] == list(SEEDS)
+  # The default CPU layout: each seed in a process of its own, every run on one core.
+  for run in results["runs"]:
+    with open(work / run["name"] / "run.json") as f:
+      assert json.load(f)["provenance"]["cpus_used"] == 1
+  if len(os.sched_getaffinity(0)) >= 2:
+    for seed in SEEDS:
+      assert "trained and scored" in (work / "logs" / f"seed-{seed}.log").read_text()
 
 
 def _toy_config(work):
@@ -70,7 +77,10 @@ def test_a_rerun_reads_every_run_back_with_the_same_scores(study):
   scored as before (one scoring rule, fresh or resumed)."""
   from fcnjax.studies import study as study_lib
   work, results, _ = study
-  assert not any(run["cached"] for run in results["runs"])  # the first invocation trained them
+  # The first invocation trained them: in this process, or (side by side) in its seed
+  # processes, whose runs the tables then read back.
+  side_by_side = len(os.sched_getaffinity(0)) >= 2
+  assert [run["cached"] for run in results["runs"]] == [side_by_side] * len(results["runs"])
   arms = {run["arm"]: run["fields"] for run in results["runs"]}
   # allow_mixed: a commit landing in the checkout between the two invocations is not
   # what this test is about (the mixing check is tested in test_study_runner).
