@@ -26,3 +26,26 @@ import jax  # noqa: E402  (after the flags above)
 
 jax.config.update("jax_compilation_cache_dir", os.environ["FCNJAX_COMPILATION_CACHE"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+# pytest-xdist groups (--dist loadgroup): the tests that start pairs of training
+# processes run one after another on one worker (side by side they would
+# oversubscribe the cores and their time bounds); a file with a module- or
+# session-scoped fixture stays on one worker (its fixture built once); every
+# other test goes to whichever worker is free.
+MULTI_PROCESS = ("test_multihost.py", "test_multihost_cli.py", "test_preemption_multihost.py")
+
+
+def _shares_a_fixture(path, seen={}):  # noqa: B006  (a per-session cache)
+  if path not in seen:
+    text = path.read_text()
+    seen[path] = 'scope="module"' in text or 'scope="session"' in text
+  return seen[path]
+
+
+def pytest_collection_modifyitems(items):
+  import pytest
+  for item in items:
+    if item.path.name in MULTI_PROCESS:
+      item.add_marker(pytest.mark.xdist_group("multi_process"))
+    elif _shares_a_fixture(item.path):
+      item.add_marker(pytest.mark.xdist_group(item.path.name))
