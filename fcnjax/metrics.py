@@ -49,7 +49,8 @@ def confusion_matrix(labels, preds, num_classes, ignore_index=IGNORE_INDEX):
   return hist.reshape(num_classes, num_classes).astype(jnp.int32)
 
 
-def _nanmean(values):
+def nanmean(values):
+  """Mean of the finite values (NaN if none): the class and image means."""
   finite = np.isfinite(values)
   return float(values[finite].mean()) if finite.any() else float("nan")
 
@@ -76,8 +77,8 @@ def segmentation_scores(hist):
     freq = rows / total
   present = rows > 0
   return {"pixel_acc": float(diag.sum() / total) if total > 0 else float("nan"),
-          "mean_acc": _nanmean(acc),
-          "mean_iou": _nanmean(iou),
+          "mean_acc": nanmean(acc),
+          "mean_iou": nanmean(iou),
           "fw_iou": float((freq[present] * iou[present]).sum()) if total > 0 else float("nan"),
           "per_class_iou": [float(v) for v in iou]}
 
@@ -173,7 +174,7 @@ def boundary_iou(intersection, union):
 
 def mean_boundary_iou(intersection, union):
   """Mean of boundary_iou over classes with a non-empty union (NaN if none)."""
-  return _nanmean(boundary_iou(intersection, union))
+  return nanmean(boundary_iou(intersection, union))
 
 
 def boundary_map(mask, valid=None):
@@ -229,12 +230,12 @@ def boundary_f1(label, pred, num_classes, tolerance=None, ignore_index=IGNORE_IN
 def mean_boundary_f1(labels, preds, num_classes, tolerance=None, ignore_index=IGNORE_INDEX):
   """BF of a set of images: per image the mean of `boundary_f1` over its
   classes (NaNs skipped), then the mean over images. labels, preds (N, H, W)."""
-  return _nanmean(np.asarray(boundary_f1_per_image(labels, preds, num_classes, tolerance,
+  return nanmean(np.asarray(boundary_f1_per_image(labels, preds, num_classes, tolerance,
                                                    ignore_index)))
 
 
 def boundary_f1_per_image(labels, preds, num_classes, tolerance=None, ignore_index=IGNORE_INDEX):
   """[the mean of `boundary_f1` over each image's classes (NaN: none scored)]
   for labels, preds (N, H, W): a list to extend batch by batch."""
-  return [_nanmean(boundary_f1(l, p, num_classes, tolerance, ignore_index))
+  return [nanmean(boundary_f1(l, p, num_classes, tolerance, ignore_index))
           for l, p in zip(labels, preds)]

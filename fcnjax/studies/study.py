@@ -166,7 +166,7 @@ def score_split(config, state, info, split):
     bf += metrics.boundary_f1_per_image(labels, np.asarray(preds), info.num_classes)
   scores = metrics.scores(total)
   bf = np.asarray(bf)
-  scores["bf"] = float(np.mean(bf[np.isfinite(bf)])) if np.isfinite(bf).any() else float("nan")
+  scores["bf"] = metrics.nanmean(bf)
   scores["num_images"] = len(bf)
   return scores
 
