@@ -183,13 +183,14 @@ def check_fits(shape, per_pixel):
                       f"{available / 2 ** 30:.1f} GB available: use --tile=0")
 
 
-def predict_image(state, image, normalization, core, halo):
+def predict_image(state, image, normalization, core, halo, tta=None):
   """(H, W) uint8 labels of an (H, W, 3) uint8 image: windows of core + 2 * halo
-  (one pass when it fits, or when core is None); see `fcnjax.tiles`."""
+  (one pass when it fits, or when core is None); see `fcnjax.tiles`. tta: a
+  `step.TTA`, its passes averaged within each window."""
   norm = functools.partial(pipeline.normalize, mode=normalization)
   if core is None:
-    return np.asarray(tiles.window_labels(state, norm(image)[None]))
-  return tiles.predict_tiled(state, image, norm, core, halo)
+    return np.asarray(tiles.window_labels(state, norm(image)[None], tta))
+  return tiles.predict_tiled(state, image, norm, core, halo, tta)
 
 
 def save_outputs(path, image, mask, palette, out_dir, rows=512):
@@ -204,14 +205,15 @@ def save_outputs(path, image, mask, palette, out_dir, rows=512):
   return out
 
 
-def predict_each(config, workdir, files, out_dir, which="best", tile=0):
+def predict_each(config, workdir, files, out_dir, which="best", tile=0, tta=None):
   """Yields (path, mask path or None, error message or None) for each file,
-  segmented at its native size (tiled: `tiling`). A file that cannot be read,
-  or whose prediction fails, is logged and named, and the next one goes on."""
+  segmented at its native size (tiled: `tiling`; tta: a `step.TTA`, its
+  passes within each tile). A file that cannot be read, or whose prediction
+  fails, is logged and named, and the next one goes on."""
   state, info = restore(config, workdir, which)
   channels = config.data.get("channels", 3)
-  core, halo = tiling(state, tile, channels=channels)
-  per_pixel = tiles.bytes_per_pixel(state, channels=channels) if core is None else None
+  core, halo = tiling(state, tile, tta, channels)
+  per_pixel = tiles.bytes_per_pixel(state, tta=tta, channels=channels) if core is None else None
   os.makedirs(out_dir, exist_ok=True)
   for path in files:
     try:
@@ -223,7 +225,7 @@ def predict_each(config, workdir, files, out_dir, which="best", tile=0):
     try:
       if per_pixel:
         check_fits(image.shape[:2], per_pixel)
-      mask = predict_image(state, image, config.data.normalization, core, halo)
+      mask = predict_image(state, image, config.data.normalization, core, halo, tta)
       out = save_outputs(path, image, mask, info.palette, out_dir)
     except Exception as e:  # noqa: BLE001  one image's failure must not stop the folder
       logging.warning("Failed on %s: %s: %s", path, type(e).__name__, e)

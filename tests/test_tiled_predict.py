@@ -232,3 +232,19 @@ def test_bad_tta_scales_are_refused_by_name(scales, flip, match):
     step.check_tta(scales, flip)
   assert step.check_tta([], False) is None
   assert step.check_tta([], True) == step.TTA((1.0,), True)
+
+
+def test_predict_with_tta_writes_the_augmented_labels(default_model, tmp_path):
+  """`predict_each` with a TTA: the mask file holds the labels of the passes
+  written out (one full-image pass, so no tiling is involved)."""
+  config, state, workdir = default_model
+  image = _image(64, 96)
+  Image.fromarray(image).save(tmp_path / "a.png")
+  tta = step.TTA((0.75, 1.25), True)
+  [(_, out, error)] = list(inference.predict_each(config, workdir, [str(tmp_path / "a.png")],
+                                                  str(tmp_path / "out"), "latest", None, tta))
+  assert error is None
+  want = _reference_probabilities(state, pipeline.normalize(image, "imagenet")[None],
+                                  tta.scales, tta.flip)[0].argmax(-1)
+  with Image.open(out) as mask:
+    assert (np.asarray(mask) == want).mean() > 0.999  # ties aside
