@@ -1,6 +1,6 @@
 """Train (with periodic evaluation) from a config.
 
-    python -m fcnjax.main --config=fcn8s_shapes --workdir=runs/fcn8s
+    fcnjax-train --config=fcn8s_shapes --workdir=runs/fcn8s
 
 Re-running the same command resumes from the newest checkpoint in --workdir.
 """

@@ -1,9 +1,9 @@
 """Training-throughput benchmark on synthetic batches.
 
-    python -m fcnjax.bench --models=fcn8s --backbone=vgg16 --size=224 --batch_size=2 --drivers=jit
-    python -m fcnjax.bench --models=fcn32s,fcn16s,fcn8s --backbone=tiny --size=128 --json
-    python -m fcnjax.bench --models=fcn8s --upsample=learned,bilinear,nearest --drivers=pmap,jit
-    python -m fcnjax.bench --models= --input_config=fcn8s_shapes  # input pipeline vs step
+    fcnjax-bench --models=fcn8s --backbone=vgg16 --size=224 --batch_size=2 --drivers=jit
+    fcnjax-bench --models=fcn32s,fcn16s,fcn8s --backbone=tiny --size=128 --json
+    fcnjax-bench --models=fcn8s --upsample=learned,bilinear,nearest --drivers=pmap,jit
+    fcnjax-bench --models= --input_config=fcn8s_shapes  # input pipeline vs step
 
 One line per case: name, train_images_per_s, ratio vs the first case,
 step_ms, compile_s, peak_rss_mb (the process's peak resident memory so far).

@@ -1,8 +1,8 @@
 """A grid of training images with their palette-coloured masks.
 
-    python -m fcnjax.preview --dataset=shapes --out=grid.png
-    python -m fcnjax.preview --dataset=voc --manual_dir=/data/VOC2012 --split=eval --out=voc.png
-    python -m fcnjax.preview --dataset=folder --root=/data/mine --out=mine.png
+    fcnjax-preview --dataset=shapes --out=grid.png
+    fcnjax-preview --dataset=voc --manual_dir=/data/VOC2012 --split=eval --out=voc.png
+    fcnjax-preview --dataset=folder --root=/data/mine --out=mine.png
 """
 from absl import flags
 from PIL import Image

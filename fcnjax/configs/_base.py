@@ -1,4 +1,5 @@
-"""Default configuration; experiment configs import it and override a few fields."""
+"""Default configuration; packaged and experiment configs import it (from
+`fcnjax.configs`) and override a few fields."""
 import ml_collections
 from ml_collections import config_dict
 

@@ -29,7 +29,7 @@ from fcnjax import viz
 from fcnjax.runtime import cli
 from fcnjax.studies import layout, registry, study
 
-MODULE = "fcnjax.run_study"  # what the seed processes run (`python -m`)
+MODULE = "fcnjax.commands.study"  # what the seed processes run (`python -m`)
 
 
 def _name(argv):

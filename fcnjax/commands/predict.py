@@ -1,6 +1,6 @@
 """Segment an image or a folder of images with a trained model.
 
-    python -m fcnjax.predict --config=fcn8s_shapes \
+    fcnjax-predict --config=fcn8s_shapes \
         --workdir=runs/fcn8s --input=photo.jpg --output=runs/fcn8s/predict
 
 For each image writes <name>.png (palette PNG, pixel value = class id) and

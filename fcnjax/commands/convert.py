@@ -1,6 +1,6 @@
 """torchvision VGG16 weights -> a .npz for config.init_from.
 
-    python -m fcnjax.convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
+    fcnjax-convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
 
 The conversion is `models.torch_weights` (`vgg16_from_torch`, and
 `resnet_from_torch` for torchvision ResNets, library only; both re-exported

@@ -1,6 +1,6 @@
 """Evaluate a trained model on the validation split.
 
-    python -m fcnjax.evaluate --config=fcn8s_shapes --workdir=runs/fcn8s
+    fcnjax-evaluate --config=fcn8s_shapes --workdir=runs/fcn8s
 
 Writes W/eval/results.json (pixel_acc, mean_acc, mean_iou, fw_iou,
 per_class_iou, boundary IoU, step), W/eval/predictions.png and a few
