@@ -3,7 +3,7 @@
     python benchmarks/torch_bench.py --models=fcn8s --backbone=vgg16 --size=224 --batch_size=2 --drivers=jit
     python benchmarks/torch_bench.py --models=fcn8s --backbone=vgg16 --size=224 --drivers=jit --torch_malloc=tuned
 
-The flags of `python -m fcnjax.bench`, plus --torch_malloc; the table gains a
+The flags of `fcnjax-bench`, plus --torch_malloc; the table gains a
 torch row per covered case and a vs torch column (fcnjax img/s / PyTorch
 img/s). The twin covers FCNs with learned upsampling on the plain VGG
 backbones (vgg16, tiny) in float32. PyTorch runs in a process of its
@@ -23,7 +23,7 @@ import sys
 import numpy as np
 from absl import flags
 
-from fcnjax import bench
+from fcnjax.commands import bench
 from fcnjax.models.vgg import VGG_SIZES, VGGBackbone
 from fcnjax.runtime import cli
 from fcnjax.studies import benchmark

@@ -5,7 +5,7 @@
 
 The default model (fcn8s_shapes: FCN-8s, small BN VGG, 'same' geometry) with
 random weights is saved in a temporary folder (weights do not change memory or time).
-For each size a shapes-like PNG is written and `python -m fcnjax.predict` runs
+For each size a shapes-like PNG is written and `python -m fcnjax.commands.predict` runs
 on it in a fresh process, with the default tile (--tile=0) and, up to
 --full_max_pixels, in one full-image pass (--tile=-1); the process's peak RSS
 (wait4) and wall time are recorded. A second child times the segmentation
@@ -69,8 +69,8 @@ def make_image(path, height, width, block=512):
 
 
 def run_predict(work, image, tile):
-  """(peak RSS MB, wall s, exit status) of fcnjax.predict on one image."""
-  cmd = [sys.executable, "-m", "fcnjax.predict", *CONFIG,
+  """(peak RSS MB, wall s, exit status) of fcnjax.commands.predict on one image."""
+  cmd = [sys.executable, "-m", "fcnjax.commands.predict", *CONFIG,
          f"--config.data.data_dir={os.path.join(work, 'tfds')}",
          "--config.model.zero_init_score=false", f"--workdir={os.path.join(work, 'w')}",
          f"--input={image}", f"--output={os.path.join(work, 'out')}", "--checkpoint=latest",

@@ -1,8 +1,8 @@
 """The upsampling study (`fcnjax.studies.upsampling`): `fcnjax-study upsampling [flags]`."""
 import sys
 
-from fcnjax import run_study
+from fcnjax.commands import study
 
 if __name__ == "__main__":
   sys.argv.insert(1, "upsampling")
-  run_study.run()
+  study.run()

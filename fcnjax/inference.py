@@ -71,7 +71,7 @@ def evaluate_workdir(config, workdir, which="best", num_figure_images=6, tile=No
   W/eval/results.json: the `segmentation_scores` keys, boundary IoU and step,
   and with a `step.TTA` the test-time augmented scores under 'tta';
   W/eval/predictions.png: image | truth | prediction rows; W/eval/images/:
-  a few eval images as files (e.g. --input for fcnjax.predict). tile: None
+  a few eval images as files (e.g. --input for fcnjax.commands.predict). tile: None
   scores batches on the devices; a number (0: automatic, see `tiling`)
   segments each image tile by tile on this host (`HostEvaluation`).
   """

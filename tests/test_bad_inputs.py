@@ -12,7 +12,8 @@ import shutil
 import numpy as np
 import pytest
 
-from fcnjax import convert, inference, predict
+from fcnjax import inference
+from fcnjax.commands import convert, predict
 from fcnjax.runtime import cli, peers
 from fcnjax.studies import experiment
 from fcnjax.data import pipeline

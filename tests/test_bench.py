@@ -219,7 +219,7 @@ def test_configure_xla_appends():
 def test_benchmark_modules_define_no_flags(benchmarks):
   from absl import app, flags  # noqa: F401  (absl.app defines its own flags)
   before = set(flags.FLAGS)
-  names = ("fcnjax.studies.benchmark", "fcnjax.bench", "torch_reference", "torch_bench")
+  names = ("fcnjax.studies.benchmark", "fcnjax.commands.bench", "torch_reference", "torch_bench")
   loaded = {name: sys.modules.pop(name) for name in names if name in sys.modules}
   try:
     for name in names:
@@ -281,7 +281,7 @@ def test_the_package_holds_no_benchmark_code():
           outside.append((rel, module))
   assert not torch_imports and not outside and not mentions, (torch_imports, outside, mentions)
   code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` raises
-          "import fcnjax.bench, fcnjax.convert, fcnjax.studies.benchmark\n"
+          "import fcnjax.commands.bench, fcnjax.commands.convert, fcnjax.studies.benchmark\n"
           "print(sorted(set(sys.modules) & {'torch_reference', 'torch_bench', 'winograd'}))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        check=True, cwd=ROOT).stdout

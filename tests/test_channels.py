@@ -12,7 +12,7 @@ import optax
 import pytest
 from PIL import Image
 
-from fcnjax import config as config_lib
+from fcnjax import configs as config_lib
 from fcnjax import exporting, inference, models
 from fcnjax.data import check, pipeline
 from fcnjax.studies import experiment

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from fcnjax import convert, models
+from fcnjax import models
+from fcnjax.commands import convert
 from fcnjax.train import assemble, params_io
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnjax import config as config_lib
+from fcnjax import configs as config_lib
 from fcnjax.configs import fcn8s_ade20k, fcn8s_cityscapes_folder
 from fcnjax.data import check, cityscapes, folder, pipeline
 from fcnjax.runtime import errors

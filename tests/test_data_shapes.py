@@ -80,7 +80,7 @@ def test_preview_cli_writes_images_over_coloured_masks(tmp_path):
   from PIL import Image
   from fcnjax.data import palette, pipeline
   out = tmp_path / "grid.png"
-  subprocess.run([sys.executable, "-m", "fcnjax.preview", "--dataset=shapes",
+  subprocess.run([sys.executable, "-m", "fcnjax.commands.preview", "--dataset=shapes",
                   "--tfds_config=tiny", f"--data_dir={tmp_path}", "--num=3", "--size=32",
                   f"--out={out}"], check=True, capture_output=True)
   grid = np.asarray(Image.open(out))

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fcnjax import convert, predict
+from fcnjax.commands import convert, predict
 from fcnjax.runtime import errors
 from fcnjax.studies import experiment
 from fcnjax.data import pipeline
@@ -122,14 +122,14 @@ def _command(*args):
 
 
 def test_commands_print_one_line(tmp_path):
-  done = _command("fcnjax.convert", f"--torch_weights={tmp_path / 'missing.pth'}")
+  done = _command("fcnjax.commands.convert", f"--torch_weights={tmp_path / 'missing.pth'}")
   assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
   assert done.stderr.strip().splitlines()[-1] == (
       f"error: --torch_weights={tmp_path / 'missing.pth'}: no such file (a torchvision "
       "vgg16 .pth, e.g. vgg16-397923af.pth)")
-  done = _command("fcnjax.main", "--config=fcn8s_shapes", "--config.data.tfds_config=huge",
-                  f"--config.data.data_dir={tmp_path / 'tfds'}", f"--workdir={tmp_path / 'w'}",
-                  "--traceback")
+  done = _command("fcnjax.commands.train", "--config=fcn8s_shapes",
+                  "--config.data.tfds_config=huge", f"--config.data.data_dir={tmp_path / 'tfds'}",
+                  f"--workdir={tmp_path / 'w'}", "--traceback")
   assert done.returncode == 1 and "Traceback" in done.stderr  # --traceback shows the frames
   assert done.stderr.strip().splitlines()[-1].endswith(
       "config.data.tfds_config='huge': the 'shapes' dataset has the configs "

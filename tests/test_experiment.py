@@ -3,7 +3,7 @@ import statistics
 
 import pytest
 
-from fcnjax import config as config_lib
+from fcnjax import configs as config_lib
 from fcnjax.studies import experiment
 
 

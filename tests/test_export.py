@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnjax import exporting, predict
+from fcnjax import exporting
+from fcnjax.commands import predict
 from fcnjax.data import pipeline
 from fcnjax.runtime import errors
 from fcnjax.train import assemble
@@ -136,7 +137,7 @@ def test_bad_input_is_one_line_and_writes_nothing(random_model, tmp_path, case, 
 def test_the_command_refuses_an_unknown_checkpoint_in_one_line(random_model, tmp_path):
   config, _, _, workdir = random_model
   done = subprocess.run(
-      [sys.executable, "-m", "fcnjax.export_main", "--config=fcn8s_shapes",
+      [sys.executable, "-m", "fcnjax.commands.export", "--config=fcn8s_shapes",
        f"--config.data.data_dir={config.data.data_dir}", f"--workdir={workdir}",
        f"--out={tmp_path / 'm.jaxexport'}", "--checkpoint=newest"],
       capture_output=True, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fcnjax import config as config_lib
+from fcnjax import configs as config_lib
 from fcnjax import models
 from fcnjax.studies import experiment
 from fcnjax.data import pipeline

@@ -19,6 +19,16 @@ PACKAGE = "fcnjax"
 # wanting to start fast is not.
 FUNCTION_LEVEL_ALLOWED = {}
 
+# The entry points are fcnjax/commands/*; the top-level names they had are
+# aliases, each importing its command module and nothing else.
+COMMANDS = "fcnjax.commands"
+ALIASES = {"fcnjax.main": "fcnjax.commands.train", "fcnjax.evaluate": "fcnjax.commands.evaluate",
+           "fcnjax.predict": "fcnjax.commands.predict", "fcnjax.ablate": "fcnjax.commands.ablate",
+           "fcnjax.bench": "fcnjax.commands.bench", "fcnjax.convert": "fcnjax.commands.convert",
+           "fcnjax.preview": "fcnjax.commands.preview",
+           "fcnjax.export_main": "fcnjax.commands.export",
+           "fcnjax.run_study": "fcnjax.commands.study"}
+
 # kind: "top" (runs when the module is imported), "function" (inside a
 # function body) or "by name" (a string constant that is exactly a project
 # module's name, as in a registry that imports its entries on first use).
@@ -151,7 +161,7 @@ def _describe(i):
 
 def test_the_walk_sees_every_kind_of_import(imports):
   pairs = {(i.source, i.target, i.kind) for i in imports}
-  assert ("fcnjax.main", "fcnjax.runtime.cli", "top") in pairs
+  assert ("fcnjax.commands.train", "fcnjax.runtime.cli", "top") in pairs
   assert ("fcnjax.data.pipeline", "fcnjax.data.shapes", "by name") in pairs
   assert ("fcnjax.metrics", "fcnjax.data.palette", "top") in pairs  # from a.b import name
   assert ("fcnjax.train.checkpoint", "fcnjax.train.lock", "top") in pairs  # from a import b
@@ -191,3 +201,17 @@ def test_the_allowlist_is_current(imports):
   used = {(i.source, i.target) for i in imports if i.kind == "function"}
   stale = sorted(set(FUNCTION_LEVEL_ALLOWED) - used)
   assert not stale, f"FUNCTION_LEVEL_ALLOWED entries no import needs any more: {stale}"
+
+
+def test_nothing_but_an_alias_or_a_script_imports_an_entry_point(imports):
+  """Libraries never import an entry point, nor one entry point another; an
+  alias imports its own command only; the scripts in experiments/ (bare
+  names) are entry points themselves and may run a command."""
+  command = lambda name: name.startswith(COMMANDS + ".")
+  wrong = [i for i in imports if command(i.target) and ALIASES.get(i.source) != i.target
+           and i.source.startswith(PACKAGE + ".")]
+  wrong += [i for i in imports if i.source in ALIASES and i.target != ALIASES[i.source]]
+  assert not wrong, "imports of an entry point (fcnjax/commands/) outside its alias:\n" + (
+      "\n".join("  " + _describe(i) for i in wrong))
+  aliased = {i.source for i in imports if i.source in ALIASES}
+  assert aliased == set(ALIASES)  # every alias exists and imports its command

@@ -17,7 +17,7 @@ import optax
 import pytest
 import torch
 
-from fcnjax import config as config_lib
+from fcnjax import configs as config_lib
 from fcnjax.runtime import errors
 from fcnjax.studies import experiment
 from fcnjax.train import assemble, loop, losses, parallel, validate

@@ -37,14 +37,14 @@ def test_two_process_train_then_evaluate(tmp_path):
   pipeline.get_info(tiny_config(data_dir).data)  # prepared once, not by both processes
   # One CPU device per process (no forced device count).
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  codes, logs = run_two_processes(_command("fcnjax.main", workdir, data_dir), env)
+  codes, logs = run_two_processes(_command("fcnjax.commands.train", workdir, data_dir), env)
   assert codes == [0, 0], "\n".join(log[-4000:] for log in logs)
   assert glob.glob(os.path.join(workdir, "**", "*orbax-checkpoint-tmp*"), recursive=True) == []
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["2", "4"]
   assert not os.path.exists(os.path.join(workdir, ".lock"))
 
   codes, logs = run_two_processes(
-      _command("fcnjax.evaluate", workdir, data_dir, ["--checkpoint=best"]), env)
+      _command("fcnjax.commands.evaluate", workdir, data_dir, ["--checkpoint=best"]), env)
   assert codes == [0, 0], "\n".join(log[-4000:] for log in logs)
   assert glob.glob(os.path.join(workdir, "**", "*orbax-checkpoint-tmp*"), recursive=True) == []
   # The best step and its score are those the training recorded at its evaluations.
@@ -95,7 +95,7 @@ def _kill_one(tmp_path, killed):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   endless = {"num_train_steps": 100000, "eval_every_steps": 100000,
              "checkpoint_every_steps": 100000, "log_every_steps": 1000}
-  command = _command("fcnjax.main", workdir, data_dir, ["--peer_timeout=5"], **endless)
+  command = _command("fcnjax.commands.train", workdir, data_dir, ["--peer_timeout=5"], **endless)
   logs = [str(tmp_path / f"log{i}.txt") for i in range(2)]
   procs = _start_pair(command, env, logs)
   survivor = 1 - killed

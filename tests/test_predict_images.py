@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnjax import inference, predict
+from fcnjax import inference
+from fcnjax.commands import predict
 from fcnjax.data import pipeline
 from fcnjax.train import assemble, checkpoint
 from test_train import tiny_config

@@ -60,10 +60,11 @@ def test_sigterm_stops_both_processes_and_the_restart_is_bit_exact(tmp_path):
   pipeline.get_info(tiny_config(data_dir).data)  # prepared once, not by both processes
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-  codes, logs = run_two_processes(_command("fcnjax.main", straight, data_dir, **FIELDS), env)
+  codes, logs = run_two_processes(
+      _command("fcnjax.commands.train", straight, data_dir, **FIELDS), env)
   assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
 
-  command = _command("fcnjax.main", resumed, data_dir, **FIELDS)
+  command = _command("fcnjax.commands.train", resumed, data_dir, **FIELDS)
   paths = [str(tmp_path / f"log{i}.txt") for i in range(2)]
   codes, elapsed, logs = _stop_mid_training(command, env, paths, [signal.SIGTERM] * 2)
   assert codes == [75, 75], "\n".join(log[-3000:] for log in logs)
@@ -87,7 +88,7 @@ def test_sigusr1_to_one_process_stops_both_at_the_same_step(tmp_path, jax_servic
   pipeline.get_info(tiny_config(data_dir).data)
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_ENABLE_PREEMPTION_SERVICE"] = jax_service
-  command = _command("fcnjax.main", str(tmp_path / "run"), data_dir, **FIELDS)
+  command = _command("fcnjax.commands.train", str(tmp_path / "run"), data_dir, **FIELDS)
   paths = [str(tmp_path / f"log{i}.txt") for i in range(2)]
   codes, elapsed, logs = _stop_mid_training(command, env, paths, [None, signal.SIGUSR1])
   assert codes == [75, 75], "\n".join(log[-3000:] for log in logs)
@@ -108,7 +109,7 @@ def test_full_disk_during_a_two_process_save_ends_both_within_the_bound(tmp_path
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   fields = dict(FIELDS, num_train_steps=60, eval_every_steps=20, checkpoint_every_steps=20,
                 checkpoint_timeout_s=20)
-  command = _command("fcnjax.main", workdir, data_dir, ["--peer_timeout=10"], **fields)
+  command = _command("fcnjax.commands.train", workdir, data_dir, ["--peer_timeout=10"], **fields)
   _mount_tmpfs(directory, "4m")
   try:
     paths = [str(tmp_path / f"log{i}.txt") for i in range(2)]

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fcnjax import config as config_lib, models
-from fcnjax import convert
+from fcnjax import configs as config_lib, models
+from fcnjax.commands import convert
 from fcnjax.studies import experiment
 from fcnjax.data import pipeline
 from fcnjax.models.resnet import RESNET_SIZES, ResNet

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from fcnjax import config as config_lib
+from fcnjax import configs as config_lib
 from fcnjax.train import loop, optim, resume, validate
 from test_checkpoint import _snapshot
 from test_train import _tensorboard_scalars, tiny_config

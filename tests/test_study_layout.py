@@ -58,6 +58,6 @@ def test_auto_is_side_by_side_on_a_multicore_cpu_only():
 def test_the_seed_command_is_this_command_for_one_seed_in_process():
   argv = ["fcnjax-study", "operators", "--seeds=0,1,2", "--layout", "one_core", "--workdir=W",
           "--config.num_train_steps=30"]
-  assert layout.seed_command(argv, 7, "fcnjax.run_study") == [
-      sys.executable, "-m", "fcnjax.run_study", "operators", "--workdir=W",
+  assert layout.seed_command(argv, 7, "fcnjax.commands.study") == [
+      sys.executable, "-m", "fcnjax.commands.study", "operators", "--workdir=W",
       "--config.num_train_steps=30", "--seeds=7", "--layout=in_process"]

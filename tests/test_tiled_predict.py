@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fcnjax import inference, predict, tiles
+from fcnjax import inference, tiles
+from fcnjax.commands import predict
 from fcnjax.data import pipeline, shapes
 from fcnjax.train import assemble, checkpoint, step
 from test_train import tiny_config

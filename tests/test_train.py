@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fcnjax import config as config_lib
+from fcnjax import configs as config_lib
 from fcnjax.studies import experiment
 from fcnjax import inference
 from fcnjax.data import pipeline

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fcnjax import config as config_lib
+from fcnjax import configs as config_lib
 from fcnjax import models
 from fcnjax.studies import experiment
 from fcnjax.train import loop

@@ -1,7 +1,7 @@
 """Start-up validation: every default passes, each bad value names its field."""
 import pytest
 
-from fcnjax import config as config_lib
+from fcnjax import configs as config_lib
 from fcnjax.studies import experiment
 from fcnjax.train import optim
 from fcnjax.train import validate

@@ -1,8 +1,8 @@
 """FCN-16s (tiny VGG backbone) on shapes.
 
-    python -m fcnjax.main --config=fcn16s_shapes --workdir=runs/fcn16s_shapes
+    python -m fcnjax.commands.train --config=fcn16s_shapes --workdir=runs/fcn16s_shapes
 """
-from fcnjax.config import default_config
+from fcnjax.configs import default_config
 
 
 def get_config():

@@ -1,9 +1,9 @@
 """FCN-16s, VGG16, PASCAL VOC 2012 + SBD, reference settings; init from runs/fcn32s_voc.
 
-    python -m fcnjax.main --config=fcn16s_voc --workdir=runs/fcn16s_voc \
+    python -m fcnjax.commands.train --config=fcn16s_voc --workdir=runs/fcn16s_voc \
         --config.data.manual_dir=/data/VOCdevkit/VOC2012 --config.data.sbd_dir=/data/SBD
 """
-from fcnjax.config import paper_voc_config
+from fcnjax.configs import paper_voc_config
 
 
 def get_config():

@@ -1,8 +1,8 @@
 """FCN-32s (tiny VGG backbone) on shapes.
 
-    python -m fcnjax.main --config=fcn32s_shapes --workdir=runs/fcn32s_shapes
+    python -m fcnjax.commands.train --config=fcn32s_shapes --workdir=runs/fcn32s_shapes
 """
-from fcnjax.config import default_config
+from fcnjax.configs import default_config
 
 
 def get_config():

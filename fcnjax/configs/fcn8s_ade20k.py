@@ -1,6 +1,6 @@
 """FCN-8s (VGG16, same geometry) on ADE20K (SceneParsing, 150 classes) from its folder.
 
-    python -m fcnjax.convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
+    python -m fcnjax.commands.convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
     fcnjax-train --config=fcn8s_ade20k --workdir=runs/fcn8s_ade20k \
         --config.data.root=/data/ADEChallengeData2016
     fcnjax-train --config=fcn8s_ade20k:160k --workdir=runs/fcn8s_ade20k_160k \
@@ -22,7 +22,7 @@ distortion or class-ratio-limited crops; a 500-step warmup (VGG16 has no
 BatchNorm) and poly decay to 0 rather than 1e-4. Large validation images:
 `fcnjax-evaluate --tile=0` scores them tile by tile in bounded memory.
 """
-from fcnjax.config import mmseg_fcn8s_config
+from fcnjax.configs import mmseg_fcn8s_config
 
 # mmsegmentation's ADE20KDataset names, in label order (stored value - 1).
 ADE20K_CLASSES = (

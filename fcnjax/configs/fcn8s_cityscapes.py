@@ -1,12 +1,12 @@
 """FCN-8s (VGG16, same geometry) on Cityscapes fine annotations, 19 classes.
 
-    python -m fcnjax.main --config=fcn8s_cityscapes \
+    python -m fcnjax.commands.train --config=fcn8s_cityscapes \
         --workdir=runs/fcn8s_cityscapes --config.data.data_dir=/data/tfds
 
 tfds needs leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip in
 <data_dir>/downloads/manual (see docs/data.md).
 """
-from fcnjax.config import default_config
+from fcnjax.configs import default_config
 
 
 def get_config():

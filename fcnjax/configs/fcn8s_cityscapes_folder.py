@@ -1,6 +1,6 @@
 """FCN-8s (VGG16, same geometry) on Cityscapes fine annotations from the raw folders.
 
-    python -m fcnjax.convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
+    python -m fcnjax.commands.convert --torch_weights=vgg16-397923af.pth --out=vgg16.npz
     fcnjax-train --config=fcn8s_cityscapes_folder --workdir=runs/fcn8s_cityscapes \
         --config.data.root=/data/cityscapes
     fcnjax-train --config=fcn8s_cityscapes_folder:80k --workdir=runs/fcn8s_cityscapes_80k \
@@ -24,7 +24,7 @@ class-ratio-limited crops; a 500-step warmup (VGG16 has no BatchNorm) and
 poly decay to 0 rather than 1e-4. `fcnjax-evaluate --tile=0` scores the
 validation images tile by tile in bounded memory, with the same labels.
 """
-from fcnjax.config import mmseg_fcn8s_config
+from fcnjax.configs import mmseg_fcn8s_config
 from fcnjax.data import cityscapes
 
 SCHEDULES = {"40k": 40_000, "80k": 80_000}

@@ -1,12 +1,12 @@
 """FCN-8s (VGG16, same geometry) on Oxford-IIIT Pet: pet / background, border ignored.
 
-    python -m fcnjax.main --config=fcn8s_pets --workdir=runs/fcn8s_pets \
+    python -m fcnjax.commands.train --config=fcn8s_pets --workdir=runs/fcn8s_pets \
         --config.init_from=vgg16.npz
 
 tfds prepares `oxford_iiit_pet` in --config.data.data_dir on first use (its
 download needs network access once; offline, copy a prepared tfds folder there).
 """
-from fcnjax.config import default_config
+from fcnjax.configs import default_config
 
 
 def get_config():

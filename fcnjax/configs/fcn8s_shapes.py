@@ -1,8 +1,8 @@
 """FCN-8s (small BN VGG backbone) on the embedded shapes dataset: the main job.
 
-    python -m fcnjax.main --config=fcn8s_shapes --workdir=runs/fcn8s_shapes
+    python -m fcnjax.commands.train --config=fcn8s_shapes --workdir=runs/fcn8s_shapes
 """
-from fcnjax.config import default_config
+from fcnjax.configs import default_config
 
 
 def get_config():

@@ -6,7 +6,7 @@ kernel; classifier.3 -> a (1, 1, 4096, 4096) fc7 kernel; classifier.6 ->
 fc8 Dense. `resnet_from_torch`: a torchvision resnet18 / resnet50 state dict
 (convs OIHW -> HWIO, BatchNorm into params and batch_stats). Reading a .pth
 (`load_torch_state_dict`) needs PyTorch (pip install torch).
-`python -m fcnjax.convert` writes a VGG16 .npz for config.init_from.
+`python -m fcnjax.commands.convert` writes a VGG16 .npz for config.init_from.
 """
 import os
 

@@ -1,5 +1,5 @@
 """Training-throughput benchmark on synthetic batches (the library behind
-`python -m fcnjax.bench`), with an optional reference timed side by side.
+`python -m fcnjax.commands.bench`), with an optional reference timed side by side.
 
 Every case builds its model, runs one step (compile) and `steps` timed steps
 of the full training step (forward, loss, backward, SGD momentum update) on a

@@ -32,7 +32,7 @@ arm's other seeds: `stats.collapsed`) are named and kept. The budget
 selection split (`fcnjax-study operators --pilot`); until it is recorded
 the base config holds the cap.
 """
-from fcnjax.config import study_config
+from fcnjax.configs import study_config
 from fcnjax.models import modern_upsamplers
 from fcnjax.studies.spec import Study
 

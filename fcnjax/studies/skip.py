@@ -21,13 +21,13 @@ max-unpooling vs bed of nails in FCN-8s (do the switches place the sparse
 scores better than the block's top-left?), FCN-8s vs SegNet and vs
 DeconvNet. Protocol, tables and figures: `fcnjax.studies.study`.
 """
-from fcnjax.config import study_config
+from fcnjax.configs import study_config
 from fcnjax.studies.spec import Study
 
 
 def get_config():
   """FCN (small BN VGG backbone) on shapes/study: the same data, splits, batch,
-  optimizer and scoring as the upsampling study (`fcnjax.config.study_config`)."""
+  optimizer and scoring as the upsampling study (`fcnjax.configs.study_config`)."""
   config = study_config(num_train_steps=1500)
   config.model.name = "fcn"
   config.model.backbone = "small"

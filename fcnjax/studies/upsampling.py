@@ -10,13 +10,13 @@ the default arms are the lecture's (`models.LECTURE_UPSAMPLERS`, the
 recorded study). Pre-registered contrasts (test mIoU, paired over seeds):
 dense vs sparse operators (read from each operator's declared kind);
 bilinear-init vs random-init transpose conv; learned vs fixed bilinear.
-Splits, resolution and scoring: `fcnjax.config.study_config` and the
+Splits, resolution and scoring: `fcnjax.configs.study_config` and the
 protocol in `fcnjax.studies.study`; the budget (num_train_steps) from the
 pilot recorded in experiments/results/pilot/README.md. For a GPU, scale up
 from here: --config.num_train_steps=... --config.model.backbone=vgg16.
 """
 from fcnjax import models
-from fcnjax.config import study_config
+from fcnjax.configs import study_config
 from fcnjax.studies.spec import Study
 
 

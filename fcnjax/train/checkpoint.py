@@ -269,7 +269,7 @@ def _read(workdir, read):
   has no checkpoint or `read` finds none (nothing is created in W)."""
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
   missing = FileNotFoundError(f"no checkpoint in {directory}: train first with "
-                              "python -m fcnjax.main --workdir=...")
+                              "python -m fcnjax.commands.train --workdir=...")
   if not os.path.isdir(directory):
     raise missing
   ckpt = Checkpoints(workdir, read_only=True)

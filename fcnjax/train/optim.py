@@ -28,7 +28,7 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict, total_steps: int):
 
 def create_optimizer(cfg: ml_collections.ConfigDict, total_steps: int):
   """SGD (momentum, nesterov), Adam or AdamW; weight decay; grad clipping.
-  `cfg` has every field of `config.default_config().optimizer` (its values are
+  `cfg` has every field of `configs.default_config().optimizer` (its values are
   the defaults: none is filled in here)."""
   schedule = learning_rate_schedule(cfg, total_steps)
   parts = []

@@ -1,5 +1,5 @@
 """Params as a .npz of flattened 'a/b/c' keys: the file config.init_from reads
-and `python -m fcnjax.convert` writes."""
+and `python -m fcnjax.commands.convert` writes."""
 import numpy as np
 
 
@@ -17,4 +17,4 @@ def load_npz(path):
     with np.load(path) as f:
       return traverse_util.unflatten_dict({tuple(k.split("/")): f[k] for k in f.files})
   except (ValueError, OSError) as e:
-    raise ValueError(f"{path}: not a params .npz written by fcnjax.convert ({e})") from None
+    raise ValueError(f"{path}: not a params .npz written by fcnjax-convert ({e})") from None

@@ -8,7 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from fcnjax import config as config_lib
+from fcnjax import configs as config_lib
 from fcnjax import models
 from fcnjax.train import losses, optim, parallel
 
