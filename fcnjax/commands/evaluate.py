@@ -42,11 +42,7 @@ def run():
                        "image on the host tile by tile (native-size evaluation of large "
                        "images in bounded memory, same labels): the tile core in pixels, "
                        "0: from the model's memory per pixel.")
-  flags.DEFINE_list("tta_scales", [], "Test-time augmentation: also score the average of "
-                    "the softmax over these image scales (e.g. 0.75,1,1.25; each > 0), "
-                    "within each tile with --tile; results.json 'tta' beside the plain scores.")
-  flags.DEFINE_bool("tta_flip", False, "Test-time augmentation: add each scale's left-right "
-                    "mirrored pass (alone: scale 1 and its mirror).")
+  cli.define_tta_flags("also score (results.json 'tta', beside the plain scores)")
   cli.run(main, __name__)
 
 

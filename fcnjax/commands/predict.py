@@ -11,7 +11,8 @@ predicted, a summary names the skipped files and the exit status is 1.
 
 Images of any size are segmented in bounded memory: larger than a tile
 (--tile), tile by tile with a halo of the model's receptive field, so the
-labels equal one full-image pass (fcnjax/tiles.py).
+labels equal one full-image pass (fcnjax/tiles.py). --tta_scales=0.75,1,1.25
+--tta_flip labels each image by the average of those passes (within each tile).
 """
 import os
 import sys
@@ -20,6 +21,7 @@ from absl import flags
 
 from fcnjax import inference
 from fcnjax.runtime import cli
+from fcnjax.train import step
 
 
 def summary(results, out_dir):
@@ -39,14 +41,14 @@ def summary(results, out_dir):
   return text, 0
 
 
-def predict(config, workdir, input_path, out_dir=None, which="best", tile=0):
+def predict(config, workdir, input_path, out_dir=None, which="best", tile=0, tta=None):
   """Segments the image or folder `input_path` into `out_dir` (default
   W/predict), prints the summary; returns the exit status (1: files skipped).
   tile: the tile core in pixels (0: from the model's memory per pixel; None:
-  one full-image pass per image), see `inference.tiling`."""
+  one full-image pass per image), see `inference.tiling`; tta: a `step.TTA`."""
   out_dir = out_dir or os.path.join(workdir, "predict")
   files = inference.list_images(input_path)
-  results = list(inference.predict_each(config, workdir, files, out_dir, which, tile))
+  results = list(inference.predict_each(config, workdir, files, out_dir, which, tile, tta))
   text, status = summary(results, out_dir)
   print(text, file=sys.stderr if status else sys.stdout)
   return status
@@ -56,8 +58,9 @@ def main(argv):
   del argv
   cli.start()
   tile = cli.FLAGS.tile if cli.FLAGS.tile >= 0 else None
+  tta = step.check_tta(cli.FLAGS.tta_scales, cli.FLAGS.tta_flip)  # before anything is read
   return predict(cli.FLAGS.config, cli.FLAGS.workdir, cli.FLAGS.input, cli.FLAGS.output,
-                 cli.FLAGS.checkpoint, tile)
+                 cli.FLAGS.checkpoint, tile, tta)
 
 
 def run():
@@ -68,6 +71,7 @@ def run():
                        "(labels equal to one full-image pass): the tile core in pixels, "
                        "rounded up to a multiple of 32; 0: from the model's memory per "
                        "pixel; -1: never tile.")
+  cli.define_tta_flags("label by")
   flags.mark_flag_as_required("input")
   cli.run(main, __name__)
 

@@ -46,6 +46,16 @@ def define_study_flags(default_config, default_workdir, seeds=5):
   flags.DEFINE_list("seeds", [str(s) for s in range(seeds)], "Seeds of every arm (paired).")
 
 
+def define_tta_flags(what):
+  """--tta_scales / --tta_flip (`step.check_tta`); `what`: what the passes' average is
+  used for, in the help."""
+  flags.DEFINE_list("tta_scales", [], "Test-time augmentation: " + what + " the average of "
+                    "the softmax over these image scales (e.g. 0.75,1,1.25; each > 0), "
+                    "within each tile when tiled.")
+  flags.DEFINE_bool("tta_flip", False, "Test-time augmentation: add each scale's left-right "
+                    "mirrored pass (alone: scale 1 and its mirror).")
+
+
 def default_compilation_cache_dir():
   return os.environ.get("FCNJAX_COMPILATION_CACHE",
                         os.path.join(os.path.expanduser("~"), ".cache", "fcnjax", "jax"))
