@@ -2,6 +2,7 @@
 one core (checked with a stand-in command that records its affinity), the
 seed command it launches, and which layout 'auto' means where."""
 import os
+import subprocess
 import sys
 
 import pytest
@@ -61,3 +62,18 @@ def test_the_seed_command_is_this_command_for_one_seed_in_process():
   assert layout.seed_command(argv, 7, "fcnjax.commands.study") == [
       sys.executable, "-m", "fcnjax.commands.study", "operators", "--workdir=W",
       "--config.num_train_steps=30", "--seeds=7", "--layout=in_process"]
+
+
+def test_seed_processes_import_the_fcnjax_this_process_runs(tmp_path):
+  """Even from a working folder holding another fcnjax (Python >= 3.11)."""
+  import fcnjax
+  env = layout.package_env({"PYTHONPATH": "/elsewhere"})
+  root = os.path.dirname(os.path.dirname(os.path.abspath(fcnjax.__file__)))
+  assert env["PYTHONPATH"].split(os.pathsep) == [root, "/elsewhere"]
+  decoy = tmp_path / "elsewhere"
+  (decoy / "fcnjax").mkdir(parents=True)
+  (decoy / "fcnjax" / "__init__.py").write_text("raise ImportError('the decoy')\n")
+  out = subprocess.run([sys.executable, "-c", "import fcnjax; print(fcnjax.__file__)"],
+                       cwd=decoy, env=layout.package_env(), capture_output=True, text=True)
+  if sys.version_info >= (3, 11):
+    assert out.stdout.strip() == os.path.abspath(fcnjax.__file__), out.stderr

@@ -26,6 +26,7 @@ from absl import flags
 import jax
 
 from fcnjax import viz
+from fcnjax.data import pipeline
 from fcnjax.runtime import cli
 from fcnjax.studies import layout, registry, study
 
@@ -87,6 +88,12 @@ def _train_seeds_side_by_side(workdir, arms, seeds, where):
   left = sorted({row["seed"] for row in rows if row["state"] != "done"})
   if not left:
     return
+  prepared = set()  # each dataset once here, not raced by the seed processes
+  for _, _, cfg in study.run_configs(flags.FLAGS.config, workdir, arms, left).values():
+    key = cfg.data.to_json_best_effort(sort_keys=True)
+    if key not in prepared:
+      pipeline.get_info(cfg.data)
+      prepared.add(key)
   cores = layout.cores_for(where)
   print(f"--layout={where}: seeds {left}, one process per core on cores {cores} (each run "
         "on one core)", flush=True)

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+import fcnjax
+
 LAYOUTS = ("auto", "side_by_side", "one_core", "in_process")
 
 
@@ -45,21 +47,34 @@ def cores_for(layout, available=None):
 
 def seed_command(argv, seed, module):
   """`argv` (this command line) for one seed, trained in process: --seeds and
-  --layout replaced; run as `python -m module` (the study command's module)."""
+  --layout replaced; run as `python -m module`."""
   drop, kept, args = ("--seeds", "--layout"), [], iter(argv[1:])
   for arg in args:
     if arg in drop:
       next(args, None)  # '--seeds 0,1': its value too
     elif not arg.startswith(tuple(d + "=" for d in drop)):
       kept.append(arg)
-  return [sys.executable, "-m", module, *kept, f"--seeds={seed}",
-          "--layout=in_process"]
+  return [sys.executable, "-m", module, *kept, f"--seeds={seed}", "--layout=in_process"]
 
 
-def run_seeds(seeds, cores, command, log_dir, log=print, poll_s=2.0):
+def package_env(environ=None):
+  """The environment of a seed process: the folder this process imported
+  fcnjax from first on PYTHONPATH, and the working folder not on sys.path
+  (PYTHONSAFEPATH, Python >= 3.11), so a seed runs the same code and records
+  the same commit as this process (a checkout or an installed package)."""
+  env = dict(os.environ if environ is None else environ)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(fcnjax.__file__)))
+  env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+  env["PYTHONSAFEPATH"] = "1"
+  return env
+
+
+def run_seeds(seeds, cores, command, log_dir, log=print, poll_s=2.0, env=None):
   """Runs command(seed) for each seed, one process per core at a time, each
-  pinned to its core, stdout and stderr to log_dir/seed-S.log. Returns
-  {seed: exit status}; a failed seed does not stop the others."""
+  pinned to its core, stdout and stderr to log_dir/seed-S.log, in `env`
+  (default `package_env()`). Returns {seed: exit status}; a failed seed does
+  not stop the others."""
+  env = package_env() if env is None else env
   os.makedirs(log_dir, exist_ok=True)
   pending, running, codes = list(seeds), {}, {}
   start = time.time()
@@ -70,7 +85,7 @@ def run_seeds(seeds, cores, command, log_dir, log=print, poll_s=2.0):
       seed = pending.pop(0)
       path = os.path.join(log_dir, f"seed-{seed}.log")
       with open(path, "a") as out:
-        process = subprocess.Popen(command(seed), stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command(seed), stdout=out, stderr=subprocess.STDOUT, env=env,
                                    preexec_fn=lambda c=core: os.sched_setaffinity(0, {c}))
       running[core] = (seed, process, path)
       log(f"seed {seed}: started on core {core} (log {path})")
