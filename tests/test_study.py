@@ -26,7 +26,7 @@ def study(tmp_path_factory):
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "upsampling_study.py"),
          f"--workdir={work}", f"--arms={','.join(ARMS)}",
          f"--seeds={','.join(map(str, SEEDS))}",
-         f"--config.data.data_dir={work / 'tfds'}"] + TOY
+         f"--config.data.data_dir={work / 'tfds'}", "--layout=in_process"] + TOY
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(work / "results.json") as f:
@@ -52,13 +52,6 @@ def test_every_run_trains_on_selection_and_scores_its_final_weights(study):
     for split, count in (("test", 16), ("train", 64)):  # tiny: 64 train / 16 test images
       assert run["scores"][split]["num_images"] == count
   assert results["provenance"]["commit"] and results["seeds"] == list(SEEDS)
-  # The default CPU layout: each seed in a process of its own, every run on one core.
-  for run in results["runs"]:
-    with open(work / run["name"] / "run.json") as f:
-      assert json.load(f)["provenance"]["cpus_used"] == 1
-  if len(os.sched_getaffinity(0)) >= 2:
-    for seed in SEEDS:
-      assert "trained and scored" in (work / "logs" / f"seed-{seed}.log").read_text()
 
 
 def _toy_config(work):
@@ -79,7 +72,7 @@ def test_a_rerun_reads_every_run_back_with_the_same_scores(study):
   work, results, _ = study
   # The first invocation trained them: in this process, or (side by side) in its seed
   # processes, whose runs the tables then read back.
-  side_by_side = len(os.sched_getaffinity(0)) >= 2
+  side_by_side = False  # --layout=in_process (side by side: tests/test_study_layout.py)
   assert [run["cached"] for run in results["runs"]] == [side_by_side] * len(results["runs"])
   arms = {run["arm"]: run["fields"] for run in results["runs"]}
   # allow_mixed: a commit landing in the checkout between the two invocations is not
