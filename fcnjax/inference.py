@@ -19,20 +19,18 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-def restore(config, workdir, which="best"):
-  """(state on the host, DataInfo) for the config's model from W/checkpoints.
+def restore(run, workdir, which="best"):
+  """(state on the host, DataInfo) for the run's model from W/checkpoints.
 
-  `which`: 'best' (highest saved mIoU) or 'latest'. A config whose model
-  fields or class count differ from those saved with the checkpoint gets a
-  ValueError naming them.
+  `run`: a config (checked here) or its `assemble.Prepared`. `which`: 'best'
+  (highest saved mIoU) or 'latest'. A config whose model fields or class count
+  differ from those saved with the checkpoint gets a ValueError naming them.
   """
-  info = pipeline.get_info(config.data)
-  assemble.validate_config(config, info)
+  config, info, model = assemble.prepare(run)
   saved = checkpoint.saved_config(workdir)
   if saved:
     description.check_matches(saved, description.describe(config, info), workdir)
-  state, _ = assemble.create_state(config, assemble.build_model(config, info),
-                                   jax.random.key(config.seed))
+  state, _ = assemble.create_state(config, model, jax.random.key(config.seed))
   return checkpoint.restore_state(workdir, state, which=which), info
 
 
@@ -65,8 +63,9 @@ class HostEvaluation:
     return total
 
 
-def evaluate_workdir(config, workdir, which="best", num_figure_images=6, tile=None, tta=None):
-  """Scores the checkpoint on the eval split and writes W/eval/.
+def evaluate_workdir(run, workdir, which="best", num_figure_images=6, tile=None, tta=None):
+  """Scores the checkpoint of `run` (a config or its `assemble.Prepared`) on
+  the eval split and writes W/eval/.
 
   W/eval/results.json: the `segmentation_scores` keys, boundary IoU and step,
   and with a `step.TTA` the test-time augmented scores under 'tta';
@@ -75,7 +74,9 @@ def evaluate_workdir(config, workdir, which="best", num_figure_images=6, tile=No
   scores batches on the devices; a number (0: automatic, see `tiling`)
   segments each image tile by tile on this host (`HostEvaluation`).
   """
-  state, info = restore(config, workdir, which)
+  run = assemble.prepare(run)
+  config = run.config
+  state, info = restore(run, workdir, which)
   channels = config.data.get("channels", 3)
   if tile is None:
     driver = assemble.make_driver(config, info)

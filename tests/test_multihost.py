@@ -40,6 +40,15 @@ def _wait(procs, timeout):
       p.wait()
 
 
+def two_process_env():
+  """The environment of a test's pair of processes: this one's without the 8
+  fake devices (one CPU device per process), XLA's backend optimisation off
+  (as in this process: a tiny net's few steps are mostly compilation)."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+  return env
+
+
 def run_two_processes(make_command, env, timeout=300, attempts=3):
   """Runs `make_command(port, process_id)` for processes 0 and 1 on a port
   picked at launch; a coordinator whose port got taken meanwhile is retried on
@@ -68,7 +77,7 @@ def run_two_processes(make_command, env, timeout=300, attempts=3):
 def test_two_processes_match_single_process(tmp_path, sgd_reference, driver_name):
   out = tmp_path / "params.npz"
   worker = os.path.join(os.path.dirname(__file__), "multihost_worker.py")
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = two_process_env()
   codes, logs = run_two_processes(
       lambda port, i: [sys.executable, worker, str(port), str(i), driver_name, str(out)], env)
   assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
@@ -96,7 +105,7 @@ def test_processes_exit_cleanly_while_the_watchdog_beats():
   """A normal exit stops the watchdog before the interpreter finalises; a
   daemon thread left inside the C++ client aborts the process there
   ("terminate called ... exception not rethrown", status -6)."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = two_process_env()
   for _ in range(4):
     codes, logs = run_two_processes(
         lambda port, i: [sys.executable, "-c", EXIT_WORKER, str(port), str(i)], env,

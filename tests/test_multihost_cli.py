@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fcnjax.data import pipeline
-from test_multihost import BIND_FAILURES, _free_port, run_two_processes
+from test_multihost import BIND_FAILURES, _free_port, run_two_processes, two_process_env
 from test_train import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,7 +20,7 @@ CONFIG = os.path.join(ROOT, "fcnjax", "configs", "fcn8s_shapes.py")
 TINY = {"data.tfds_config": "tiny", "data.crop_size": 32, "batch_size": 8,
         "eval_batch_size": 8, "num_train_steps": 4, "log_every_steps": 2,
         "eval_every_steps": 2, "checkpoint_every_steps": 2, "optimizer.warmup_steps": 0,
-        "optimizer.schedule": "constant"}
+        "optimizer.schedule": "constant", "model.backbone": "tiny"}
 
 
 def _command(module, workdir, data_dir, extra=(), **fields):
@@ -35,8 +35,7 @@ def _command(module, workdir, data_dir, extra=(), **fields):
 def test_two_process_train_then_evaluate(tmp_path):
   data_dir, workdir = str(tmp_path / "tfds"), str(tmp_path / "run")
   pipeline.get_info(tiny_config(data_dir).data)  # prepared once, not by both processes
-  # One CPU device per process (no forced device count).
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = two_process_env()  # one CPU device per process
   codes, logs = run_two_processes(_command("fcnjax.commands.train", workdir, data_dir), env)
   assert codes == [0, 0], "\n".join(log[-4000:] for log in logs)
   assert glob.glob(os.path.join(workdir, "**", "*orbax-checkpoint-tmp*"), recursive=True) == []
@@ -92,7 +91,7 @@ def _kill_one(tmp_path, killed):
   train, and returns the survivor's (exit status, seconds to exit, log)."""
   data_dir, workdir = str(tmp_path / "tfds"), str(tmp_path / "run")
   pipeline.get_info(tiny_config(data_dir).data)
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = two_process_env()
   endless = {"num_train_steps": 100000, "eval_every_steps": 100000,
              "checkpoint_every_steps": 100000, "log_every_steps": 1000}
   command = _command("fcnjax.commands.train", workdir, data_dir, ["--peer_timeout=5"], **endless)

@@ -11,14 +11,14 @@ import time
 import pytest
 
 from fcnjax.data import pipeline
-from test_multihost import run_two_processes
+from test_multihost import run_two_processes, two_process_env
 from test_multihost_cli import _command, _start_pair, _wait_for
 from test_preemption import _assert_same_run
 from test_train import tiny_config
 
-# Long enough (a few seconds) for a signal sent after the first log to reach
+# Long enough (seconds) for a signal sent after the first log to reach
 # every process before the last step, however fast the CPU runs the tiny net.
-STEPS = 200
+STEPS = 100
 FIELDS = {"num_train_steps": STEPS, "log_every_steps": 3, "eval_every_steps": STEPS // 2,
           "checkpoint_every_steps": STEPS // 2, "model.backbone": "tiny"}
 
@@ -58,7 +58,7 @@ def _stopped_steps(logs, signal_text):
 def test_sigterm_stops_both_processes_and_the_restart_is_bit_exact(tmp_path):
   data_dir = str(tmp_path / "tfds")
   pipeline.get_info(tiny_config(data_dir).data)  # prepared once, not by both processes
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = two_process_env()
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   codes, logs = run_two_processes(
       _command("fcnjax.commands.train", straight, data_dir, **FIELDS), env)
@@ -86,7 +86,7 @@ def test_sigusr1_to_one_process_stops_both_at_the_same_step(tmp_path, jax_servic
   or (service off) agreed on by an all-gather of stop flags after every step."""
   data_dir = str(tmp_path / "tfds")
   pipeline.get_info(tiny_config(data_dir).data)
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = two_process_env()
   env["JAX_ENABLE_PREEMPTION_SERVICE"] = jax_service
   command = _command("fcnjax.commands.train", str(tmp_path / "run"), data_dir, **FIELDS)
   paths = [str(tmp_path / f"log{i}.txt") for i in range(2)]
@@ -106,7 +106,7 @@ def test_full_disk_during_a_two_process_save_ends_both_within_the_bound(tmp_path
   data_dir, workdir = str(tmp_path / "tfds"), str(tmp_path / "run")
   directory = os.path.join(workdir, "checkpoints")
   pipeline.get_info(tiny_config(data_dir).data)
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = two_process_env()
   fields = dict(FIELDS, num_train_steps=60, eval_every_steps=20, checkpoint_every_steps=20,
                 checkpoint_timeout_s=20)
   command = _command("fcnjax.commands.train", workdir, data_dir, ["--peer_timeout=10"], **fields)

@@ -8,7 +8,9 @@ import os
 import numpy as np
 import pytest
 
+from fcnjax.data import pipeline
 from fcnjax.studies import experiment, registry, spec, study
+from fcnjax.train import assemble, validate
 from fcnjax.studies.upsampling import get_config
 
 
@@ -28,14 +30,34 @@ TOY_STUDY = spec.Study(
     declared={"nearest vs bilinear": "2026-12-06"}, scored_splits=("test",), seeds=2)
 
 
+def _count_calls(monkeypatch, *targets):
+  """{name: calls so far} of each (module, function name), counted from now on."""
+  calls = {}
+  for module, name in targets:
+    calls[name], original = 0, getattr(module, name)
+
+    def counted(*args, _name=name, _original=original, **kwargs):
+      calls[_name] += 1
+      return _original(*args, **kwargs)
+    monkeypatch.setattr(module, name, counted)
+  return calls
+
+
 def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, monkeypatch):
   monkeypatch.setitem(registry.STUDIES, "toy", TOY_STUDY)
   config, work, seeds = _toy(tmp_path / "tfds"), str(tmp_path / "study"), [0, 1]
   arms = registry.STUDIES["toy"].select()
   rows, _ = study.status(config, work, arms, seeds)
   assert [r["state"] for r in rows] == ["left"] * 4
+  calls = _count_calls(monkeypatch, (validate, "check_fields"), (assemble, "build_model"),
+                       (pipeline, "get_info"))
   one = study.run_study(config, work, arms, [0], {}, log=lambda line: None,
                         splits=TOY_STUDY.scored_splits)  # seed by seed: no comparison yet
+  # Each run's config is checked and resolved once, where the study starts; training,
+  # scoring and restoring receive it resolved.
+  assert calls == {"check_fields": 2, "build_model": 2, "get_info": 2}
+  monkeypatch.undo()
+  monkeypatch.setitem(registry.STUDIES, "toy", TOY_STUDY)
   assert set(one) == {"runs"} and [r["seed"] for r in one["runs"]] == [0, 0]
   assert not os.path.exists(os.path.join(work, "results.json"))
   results = study.run_study(config, work, arms, seeds, TOY_STUDY.contrasts_for(list(arms)),

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from fcnjax import inference, models, viz
-from fcnjax.train import loop, validate
+from fcnjax import inference, viz
+from fcnjax.train import assemble, loop
 
 DEFAULT_METRICS = ("mean_iou", "boundary_iou", "pixel_acc")
 _BAD_CHARS = set("=;| \t")
@@ -129,14 +129,16 @@ def grid(sweeps):
   return [dict(zip(fields, combo)) for combo in itertools.product(*(v for _, v in sweeps))]
 
 
-def check_configs(configs):
-  """Builds every model and checks every config before anything trains."""
+def prepare_all(configs):
+  """{name: config} -> {name: assemble.Prepared}: every config checked and its
+  model built before anything trains (an error names its run)."""
+  prepared = {}
   for name, config in configs.items():
     try:
-      models.build_model(config.model, num_classes=2)
-      validate.check_fields(config)
+      prepared[name] = assemble.prepare(config)
     except ValueError as e:
       raise ValueError(f"run {name}: {e}") from None
+  return prepared
 
 
 def aggregate(runs, fields, metrics=DEFAULT_METRICS, seed_field="seed"):
@@ -168,11 +170,12 @@ def mean_std(row, metric):
   return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
 
 
-def train_or_score(config, run_dir):
-  """Trains (or resumes) a run; a finished run is scored from its best checkpoint."""
-  scores = loop.train_and_evaluate(config, run_dir)
+def train_or_score(run, run_dir):
+  """Trains (or resumes) a run (a config or its `assemble.Prepared`); a finished
+  run is scored from its best checkpoint."""
+  scores = loop.train_and_evaluate(run, run_dir)
   if scores is None:
-    scores = inference.evaluate_workdir(config, run_dir)
+    scores = inference.evaluate_workdir(run, run_dir)
   return scores
 
 
@@ -187,12 +190,12 @@ def run_points(config, workdir, points, metrics=DEFAULT_METRICS, log=print):
   configs = {run_name(p): with_fields(config, p) for p in points}
   if len(configs) != len(points):
     raise ValueError("two runs have the same name: repeated points")
-  check_configs(configs)
+  prepared = prepare_all(configs)
   runs = []
-  for k, (point, (name, cfg)) in enumerate(zip(points, configs.items()), start=1):
+  for k, (point, name) in enumerate(zip(points, configs), start=1):
     log(f"[{k}/{len(points)}] {name}")
     start = time.time()
-    scores = train_or_score(cfg, os.path.join(workdir, name))
+    scores = train_or_score(prepared[name], os.path.join(workdir, name))
     runs.append({**point, "name": name, **{m: float(scores[m]) for m in metrics},
                  "wall_s": round(time.time() - start, 1)})
   return runs

@@ -88,9 +88,8 @@ def kept_bytes(model, input_shape):
 class _Timer:
   """One config's compiled train step and eval forward on fixed random batches."""
 
-  def __init__(self, config):
-    info = pipeline.get_info(config.data)
-    self.model = assemble.build_model(config, info)
+  def __init__(self, run):
+    config, info, self.model = assemble.prepare(run)
     state, _ = assemble.create_state(config, self.model, jax.random.key(config.seed))
     self.params = sum(int(np.size(p)) for p in jax.tree.leaves(state.params))
     self.driver = assemble.make_driver(config, info)
@@ -218,13 +217,16 @@ def _stale_key(run_dir, key):
   return old if old != key else None
 
 
-def score_run(config, run_dir, splits=SCORED_SPLITS, key=None):
+def score_run(run, run_dir, splits=SCORED_SPLITS, key=None):
   """{split: scores} of the run's final checkpoint, cached in RUN/scores.json
-  under `key` (recomputed if the step or key changed). Refuses an unfinished run."""
+  under `key` (recomputed if the step or key changed). Refuses an unfinished run.
+  `run`: a config or its `assemble.Prepared`."""
+  run = assemble.prepare(run)
+  config = run.config
   cached = _cached_scores(run_dir, config.num_train_steps, key)
   if cached is not None:
     return cached
-  state, info = restore(config, run_dir, which="latest")
+  state, info = restore(run, run_dir, which="latest")
   if int(state.step) != config.num_train_steps:
     raise ValueError(f"{run_dir}: the newest checkpoint is step {int(state.step)}, not the "
                      f"budget's {config.num_train_steps}; re-run the study to finish it")
@@ -267,16 +269,18 @@ def _record_run(run_dir, key, train_wall_s, **extra):
     json.dump(record, f, indent=2)
 
 
-def train_run(config, run_dir, splits=SCORED_SPLITS, key=None, log=print):
-  """Trains (or resumes) one run to its budget under `key`, then `score_run`. A
-  run directory trained under another key is moved aside and retrained; the
-  run's key, provenance and training wall time go to RUN/run.json."""
+def train_run(run, run_dir, splits=SCORED_SPLITS, key=None, log=print):
+  """Trains (or resumes) one run (a config or its `assemble.Prepared`) to its
+  budget under `key`, then `score_run`. A run directory trained under another
+  key is moved aside and retrained; the run's key, provenance and training
+  wall time go to RUN/run.json."""
+  run = assemble.prepare(run)
   _move_stale(run_dir, key, log)
-  if _cached_scores(run_dir, config.num_train_steps, key) is None:
+  if _cached_scores(run_dir, run.config.num_train_steps, key) is None:
     start = time.time()
-    loop.train_and_evaluate(config, run_dir)
+    loop.train_and_evaluate(run, run_dir)
     _record_run(run_dir, key, time.time() - start)
-  return score_run(config, run_dir, splits, key)
+  return score_run(run, run_dir, splits, key)
 
 
 VMAP_SEEDS = ("auto", True, False)
@@ -305,16 +309,16 @@ def use_vmap_seeds(vmap_seeds, num_seeds, log=print):
 
 def train_vmapped(planned, code, splits=SCORED_SPLITS, log=print):
   """Trains, arm by arm, the runs of `planned` ({(arm, seed): (name, run dir,
-  config)}) not yet scored under their key: an arm's seeds as one vmapped
+  assemble.Prepared)}) not yet scored under their key: an arm's seeds as one vmapped
   program (`seeds.train_seeds`; each run's workdir as a sequential run writes
   it), then scores each. An arm with one such seed, or whose seeds would
   resume from different steps, is left to the sequential runner.
   Returns {(arm, seed): training wall s} (the arm's wall / its seeds)."""
   groups = {}
-  for (arm, seed), (_, run_dir, cfg) in planned.items():
-    key = run_key(cfg, code)
-    if _cached_scores(run_dir, cfg.num_train_steps, key) is None:
-      groups.setdefault(arm, []).append((seed, run_dir, cfg, key))
+  for (arm, seed), (_, run_dir, run) in planned.items():
+    key = run_key(run.config, code)
+    if _cached_scores(run_dir, run.config.num_train_steps, key) is None:
+      groups.setdefault(arm, []).append((seed, run_dir, run, key))
   walls = {}
   for arm, group in groups.items():
     if len(group) < 2:
@@ -330,9 +334,9 @@ def train_vmapped(planned, code, splits=SCORED_SPLITS, log=print):
       log(f"{arm}: {e}")
       continue
     wall = (time.time() - start) / len(group)
-    for seed, run_dir, cfg, key in group:
+    for seed, run_dir, run, key in group:
       _record_run(run_dir, key, wall, trained_as=f"vmapped seeds {seeds}")
-      score_run(cfg, run_dir, splits, key)
+      score_run(run, run_dir, splits, key)
       walls[(arm, seed)] = wall
   return walls
 
@@ -398,20 +402,21 @@ def run_arms(config, workdir, arms, seeds, log=print, splits=SCORED_SPLITS, allo
   vmap_seeds: 'auto' | True | False (`use_vmap_seeds`): each arm's seeds as
   one vmapped program (`train_vmapped`), arm by arm, before the rest."""
   planned = run_configs(config, workdir, arms, seeds)
-  experiment.check_configs({name: c for name, _, c in planned.values()})
+  prepared = experiment.prepare_all({name: c for name, _, c in planned.values()})
+  planned = {k: (name, d, prepared[name]) for k, (name, d, _) in planned.items()}
   code = code_hash()
   done = {k: r for k, (_, d, _) in planned.items() if (r := _run_record(d))}
   check_mixing(done, provenance(), allow_mixed)
   vmapped = (train_vmapped(planned, code, splits, log)
              if use_vmap_seeds(vmap_seeds, len(seeds), log) else {})
   runs = []
-  for k, ((arm, seed), (name, run_dir, cfg)) in enumerate(planned.items(), start=1):
+  for k, ((arm, seed), (name, run_dir, run)) in enumerate(planned.items(), start=1):
     log(f"[{k}/{len(planned)}] {name}")
     start = time.time() - vmapped.get((arm, seed), 0.0)
-    key = run_key(cfg, code)
+    key = run_key(run.config, code)
     cached = ((arm, seed) not in vmapped and
-              _cached_scores(run_dir, cfg.num_train_steps, key) is not None)
-    scores = train_run(cfg, run_dir, splits, key, log)
+              _cached_scores(run_dir, run.config.num_train_steps, key) is not None)
+    scores = train_run(run, run_dir, splits, key, log)
     curves = history.load_history(run_dir)
     record = _run_record(run_dir) or {}
     runs.append({"arm": arm, SEED: int(seed), "name": name, "fields": arms[arm],

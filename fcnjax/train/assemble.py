@@ -1,7 +1,14 @@
 """The pieces of a run, built from its config: model, train state, loss,
 parallel driver, init-from params and class weights. Training, evaluation, studies and
-benchmarks build them here, so they all build them the same way."""
+benchmarks build them here, so they all build them the same way.
+
+A config is checked once, where a program starts (`prepare`), and resolved into
+a `Prepared` run (the config, its dataset's info, its model) that the layers
+below receive: training, scoring and restoring take a `Prepared` as it is and
+re-check nothing.
+"""
 import os
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +29,23 @@ def check_num_classes(config, info):
                                f"{config.data.name!r} has {info.num_classes} classes")
 
 
-def validate_config(config, info):
-  """Clear errors for settings that cannot work, before anything is compiled."""
-  check_num_classes(config, info)
-  validate.check_fields(config)
+class Prepared(NamedTuple):
+  """A run's config checked and resolved: `info` (pipeline.DataInfo) and `model`."""
+  config: Any
+  info: Any
+  model: Any
+
+
+def prepare(run):
+  """A config -> Prepared, after clear errors for settings that cannot work
+  (`validate.check_fields`, the class count): once, before anything is
+  compiled or written. A Prepared is returned as it is."""
+  if isinstance(run, Prepared):
+    return run
+  validate.check_fields(run)
+  info = pipeline.get_info(run.data)
+  check_num_classes(run, info)
+  return Prepared(run, info, build_model(run, info))
 
 
 def build_model(config, info):

@@ -21,7 +21,7 @@ from clu import parameter_overview, periodic_actions  # noqa: I100
 from fcnjax import metrics as seg_metrics
 from fcnjax import viz
 from fcnjax.data import pipeline
-from fcnjax.train import assemble, checkpoint, preemption, resume, validate
+from fcnjax.train import assemble, checkpoint, preemption, resume
 from fcnjax.train.history import load_history, save_history  # noqa: F401
 
 
@@ -47,22 +47,20 @@ def _scalars(scores):
   return {k: v for k, v in scores.items() if isinstance(v, float)}
 
 
-def train_and_evaluate(config, workdir):
+def train_and_evaluate(run, workdir):
   """Trains `config.model` on `config.data`, evaluating and checkpointing.
+  `run`: a config (checked here, before the workdir or the dataset is touched)
+  or the `assemble.Prepared` of one (checked where the program started).
 
   Raises `preemption.Stopped` after saving the step at which a stop signal
   ended the run, and also when the signal came during the last step, the
   final evaluation or the final save (the run is then complete): a caller
   that goes on to other work (a study's next run) stops too.
   """
-  validate.check_fields(config)  # before the workdir or the dataset is touched
+  config, info, model = assemble.prepare(run)
   stop = preemption.stop_request(config)
-  info = pipeline.get_info(config.data)
-  assemble.check_num_classes(config, info)
   pipeline.check_splits(config.data)  # every data file read once before step 1 (cached)
   os.makedirs(workdir, exist_ok=True)
-
-  model = assemble.build_model(config, info)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
   state, schedule = assemble.create_state(config, model, init_rng)
   parameter_overview.log_parameter_overview(state.params)

@@ -48,7 +48,7 @@ from jax.sharding import PartitionSpec as P
 from fcnjax import metrics as seg_metrics
 from fcnjax import viz
 from fcnjax.data import pipeline
-from fcnjax.train import assemble, checkpoint, loop, preemption, resume, validate
+from fcnjax.train import assemble, checkpoint, loop, preemption, resume
 from fcnjax.train import step as step_lib
 from fcnjax.train.history import load_history, save_history
 from fcnjax.train.parallel import AXIS
@@ -179,8 +179,9 @@ def evaluate(driver, state, config, info, progress=True):
           for s in range(driver.num_seeds)]
 
 
-def train_seeds(configs, workdirs):
-  """Trains `configs` (equal but for `seed`) as one program, each into its workdir.
+def train_seeds(runs, workdirs):
+  """Trains `runs` (configs or `assemble.Prepared`, equal but for `seed`) as one
+  program, each into its workdir.
 
   Returns the final scores per seed (what `loop.train_and_evaluate` returns).
   Raises `UnequalSteps` (before any step) when the workdirs resume from
@@ -188,19 +189,15 @@ def train_seeds(configs, workdirs):
   and `preemption.Stopped` after saving every seed at the step a stop
   signal ended the run.
   """
-  if len(configs) != len(workdirs) or not configs:
+  if len(runs) != len(workdirs) or not runs:
     raise ValueError("train_seeds: one workdir per config, at least one")
+  configs = [r.config if isinstance(r, assemble.Prepared) else r for r in runs]
   check_same_but_seed(configs)
-  for config in configs:
-    validate.check_fields(config)
-  config = configs[0]
+  config, info, model = assemble.prepare(runs[0])  # the others differ in the seed only
   stop = preemption.stop_request(config)
-  info = pipeline.get_info(config.data)
-  assemble.check_num_classes(config, info)
   pipeline.check_splits(config.data)  # every data file read once before step 1 (cached)
   for w in workdirs:
     os.makedirs(w, exist_ok=True)
-  model = assemble.build_model(config, info)
   states, rngs = [], []
   for c in configs:  # as loop.train_and_evaluate: init and dropout keys from the seed
     init_rng, dropout_rng = jax.random.split(jax.random.key(c.seed))

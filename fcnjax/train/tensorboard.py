@@ -19,8 +19,24 @@ import time
 import types
 
 import numpy as np
-import tensorboardX
 from clu.internal import utils as clu_utils
+
+
+def _import_tensorboardx():
+  """tensorboardX, without the PyTorch import it makes only to accept torch
+  tensors (~1.5 s of every process's start where torch is installed)."""
+  hidden = "torch" not in sys.modules
+  if hidden:
+    sys.modules["torch"] = None  # `import torch` raises ImportError
+  try:
+    import tensorboardX
+  finally:
+    if hidden:
+      del sys.modules["torch"]
+  return tensorboardX
+
+
+tensorboardX = _import_tensorboardx()
 
 _SUMMARY_WRITER = "clu.metric_writers.summary_writer"
 
