@@ -3,7 +3,8 @@ a few steps with the given driver, process 0 saves the final params."""
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+os.environ["XLA_FLAGS"] = ("--xla_force_host_platform_device_count=4"
+                           " --xla_backend_optimization_level=0")
 os.environ["JAX_PLATFORMS"] = "cpu"
 
 import jax  # noqa: E402
