@@ -1,6 +1,7 @@
 """Restore a trained model from a workdir; score it; segment image files."""
 import functools
 import json
+import math
 import os
 
 import jax
@@ -150,21 +151,42 @@ def mask_path(path, out_dir):
   return os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
 
 
-def tiling(state, tile=0, tta=None, channels=3):
+def tiling(state, tile=0, tta=None, channels=3, pixels=0):
   """(core, halo) of the windows `predict_image` uses: halo from the model's
   measured receptive field (`tiles.receptive_margin`); core `tile` (rounded
   up to the stride), 0: the largest whose window, test-time augmentation's
-  passes included, fits tiles.DEFAULT_TILE_BYTES of XLA memory, None: no
-  tiling (one full-image pass). channels: the model's input channels."""
+  passes included, fits what `tiles.PROCESS_BYTES` leaves beside this
+  process's resident memory and an image of `pixels` (`tiles.window_budget`),
+  None: no tiling (one full-image pass). channels: the model's input channels."""
   if tile is None:
     return None, None
   if tile < 0:
     raise ValueError(f"--tile={tile}: must be a positive number of pixels, or 0 (automatic)")
   halo = tiles.receptive_margin(state, channels=channels)
-  core = (tiles.round_up(tile) if tile else
-          tiles.default_core(tiles.bytes_per_pixel(state, tta=tta, channels=channels), halo))
+  if tile:
+    core = tiles.round_up(tile)
+  else:
+    per_pixel = tiles.bytes_per_pixel(state, tta=tta, channels=channels)
+    budget = tiles.window_budget(pixels, channels)
+    core = tiles.default_core(per_pixel, halo, budget)
+    if (core + 2 * halo) ** 2 * per_pixel > budget:
+      logging.warning("Tiled inference: %d MB left for a window under the %d MB process "
+                      "budget; the smallest window (%d px) may exceed it", budget // 2 ** 20,
+                      tiles.PROCESS_BYTES // 2 ** 20, core + 2 * halo)
   logging.info("Tiled inference: %d px tiles, %d px halo", core, halo)
   return core, halo
+
+
+def image_pixels(path):
+  """H * W of an image file or .npy array from its header (0 if unreadable:
+  the read itself reports it)."""
+  try:
+    if path.lower().endswith(".npy"):
+      return math.prod(np.load(path, mmap_mode="r").shape[:2])
+    with Image.open(path) as image:
+      return image.size[0] * image.size[1]
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    return 0
 
 
 def check_fits(shape, per_pixel):
@@ -213,7 +235,8 @@ def predict_each(config, workdir, files, out_dir, which="best", tile=0, tta=None
   fails, is logged and named, and the next one goes on."""
   state, info = restore(config, workdir, which)
   channels = config.data.get("channels", 3)
-  core, halo = tiling(state, tile, tta, channels)
+  largest = max([image_pixels(path) for path in files], default=0) if tile == 0 else 0
+  core, halo = tiling(state, tile, tta, channels, largest)
   per_pixel = tiles.bytes_per_pixel(state, tta=tta, channels=channels) if core is None else None
   os.makedirs(out_dir, exist_ok=True)
   for path in files:

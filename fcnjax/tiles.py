@@ -15,6 +15,7 @@ Images are (H, W, 3) uint8 NHWC; labels (H, W) uint8 class ids.
 """
 import functools
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -25,10 +26,38 @@ from fcnjax.train import step as step_lib
 # A multiple of every model's total stride: at most five 2x2 poolings (VGG stages,
 # config.model.depth <= 5), so 32-aligned windows see the full image's pooling grid.
 STRIDE = 32
-# XLA working memory a default tile (window incl. halo) may take: with the
-# runtime, the image and its labels, the default model peaks at 1.7 GB RSS on an
-# 8000 x 8000 image (experiments/results/tiled_predict).
+# XLA working memory a default tile (window incl. halo) may take where the
+# process's resident memory cannot be read (not Linux).
 DEFAULT_TILE_BYTES = 512 * 2 ** 20
+# The peak resident memory the automatic tile budgets a whole predicting
+# process for: the runtime and compiled programs, the image-sized buffers
+# (`image_bytes`) and one window's XLA memory, test-time passes included.
+PROCESS_BYTES = 2 * 10 ** 9
+
+
+def resident_bytes():
+  """This process's resident memory now (Linux: /proc/self/statm), else None."""
+  try:
+    with open("/proc/self/statm") as f:
+      return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+  except (OSError, ValueError, IndexError):
+    return None
+
+
+def image_bytes(pixels, channels=3):
+  """Bytes a predicting process holds per image besides the windows: the
+  decoded image twice (the file's and the array), its labels, the overlay."""
+  return pixels * (2 * channels + 1 + 3)
+
+
+def window_budget(pixels=0, channels=3, process_bytes=PROCESS_BYTES):
+  """Bytes one window may take so the process stays under `process_bytes`
+  with an image of `pixels`: what resident memory now and `image_bytes`
+  leave (DEFAULT_TILE_BYTES where resident memory cannot be read)."""
+  resident = resident_bytes()
+  if resident is None:
+    return DEFAULT_TILE_BYTES
+  return process_bytes - resident - image_bytes(pixels, channels)
 
 
 def round_up(n, multiple=STRIDE):
@@ -63,12 +92,43 @@ def windows(length, core, halo, stride=STRIDE):
   return [(s, e, cuts[i], cuts[i + 1]) for i, (s, e) in enumerate(zip(starts, ends))]
 
 
-@functools.partial(jax.jit, static_argnames="tta")
+@jax.jit
+def _labels(state, x):
+  return step_lib.predict_labels(state, x)[0].astype(jnp.uint8)
+
+
+@functools.partial(jax.jit, static_argnames=("scale", "mirror"))
+def _pass_probabilities(state, x, scale, mirror):
+  apply = functools.partial(state.apply_fn,
+                            {"params": state.params, "batch_stats": state.batch_stats},
+                            train=False)
+  return step_lib.pass_probabilities(apply, x, scale, mirror)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _accumulate(total, probabilities):
+  return total + probabilities
+
+
+@functools.partial(jax.jit, static_argnames="count")
+def _average_labels(total, count):
+  return jnp.argmax(total / count, axis=-1)[0].astype(jnp.uint8)
+
+
 def window_labels(state, x, tta=None):
   """(1, h, w, 3) float32 -> (h, w) uint8 labels in eval mode
-  (`step.predict_labels`, test-time augmented within the window with a
-  `step.TTA`); only the labels leave the device, not the (h, w, C) logits."""
-  return step_lib.predict_labels(state, x, tta)[0].astype(jnp.uint8)
+  (`step.predict_labels`); only the labels leave the device, not the (h, w, C)
+  logits. With a `step.TTA`, its passes (`step.pass_probabilities`) run one
+  compiled program at a time, their probabilities summed on the device in
+  order, so a window needs the memory of its largest pass, not of all."""
+  if tta is None:
+    return _labels(state, x)
+  passes = step_lib.tta_passes(tta)
+  total = None
+  for scale, mirror in passes:
+    probabilities = _pass_probabilities(state, x, scale, mirror)
+    total = probabilities if total is None else _accumulate(total, probabilities)
+  return _average_labels(total, len(passes))
 
 
 def predict_tiled(state, image, normalize, core, halo, tta=None):
@@ -128,16 +188,23 @@ def receptive_margin(state, probe=512, largest=4096, channels=3):
 
 
 def bytes_per_pixel(state, size=256, tta=None, channels=3):
-  """XLA's working memory per input pixel of one window (temp + input + output),
-  its test-time augmentation's passes included."""
+  """XLA's working memory per input pixel of one window (temp + input +
+  output): of the plain pass, or with a TTA of its largest pass plus the
+  probabilities summed so far (`window_labels` runs the passes one by one)."""
   x = jnp.zeros((1, size, size, channels), jnp.float32)
-  analysis = window_labels.lower(state, x, tta).compile().memory_analysis()
-  used = analysis.temp_size_in_bytes + analysis.output_size_in_bytes + x.nbytes
-  return used / size ** 2
+  if tta is None:
+    analysis = _labels.lower(state, x).compile().memory_analysis()
+    return (analysis.temp_size_in_bytes + analysis.output_size_in_bytes + x.nbytes) / size ** 2
+  largest = 0
+  for scale, mirror in set(step_lib.tta_passes(tta)):
+    analysis = _pass_probabilities.lower(state, x, scale, mirror).compile().memory_analysis()
+    largest = max(largest, analysis.temp_size_in_bytes + analysis.output_size_in_bytes)
+  summed = analysis.output_size_in_bytes  # (1, size, size, C) float32
+  return (largest + summed + x.nbytes) / size ** 2
 
 
 def default_core(per_pixel, halo, budget=DEFAULT_TILE_BYTES):
   """The largest core (a multiple of the stride, >= one stride) whose window
   (core + 2 * halo)^2 takes at most `budget` bytes at `per_pixel`."""
-  side = math.isqrt(int(budget / per_pixel))
+  side = math.isqrt(max(int(budget / per_pixel), 0))
   return max(STRIDE, (side - 2 * halo) // STRIDE * STRIDE)

@@ -23,12 +23,12 @@ from test_train import tiny_config
 from unwritable import read_only
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   return str(tmp_path_factory.mktemp("tfds"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(data_dir, tmp_path_factory):
   """A workdir trained 6 steps (checkpoints 3 and 6): what no case may change."""
   workdir = str(tmp_path_factory.mktemp("trained") / "run")

@@ -43,15 +43,18 @@ def _initial_state(tx):
 
 def _reference(tx):
   """Mean loss over all valid pixels of the global batch, no devices axis."""
-  state = _initial_state(tx)
-  losses = []
-  for batch in _batches():
+  @jax.jit
+  def step(state, batch):
     def loss_fn(p):
       logits = state.apply_fn({"params": p}, batch["image"])
       total, count = loss_lib.cross_entropy_sum(logits, batch["label"])
       return total / count
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    state = state.apply_gradients(grads=grads)
+    return state.apply_gradients(grads=grads), loss
+
+  state, losses = _initial_state(tx), []
+  for batch in _batches():
+    state, loss = step(state, batch)
     losses.append(float(loss))
   return losses, state.params
 
@@ -168,16 +171,19 @@ def test_batchnorm_statistics_span_all_devices():
   tx = optax.sgd(0.1)
   init = lambda model: state_lib.create_train_state(model, tx, jax.random.key(0),
                                                     (1, 32, 32, 3))
-  state = init(_bn_model(None))
-  ref_losses = []
-  for batch in _batches()[:1]:
+  @jax.jit
+  def step(state, batch):
     def loss_fn(p):
       logits, upd = state.apply_fn({"params": p, "batch_stats": state.batch_stats},
                                    batch["image"], train=True, mutable=["batch_stats"])
       total, count = loss_lib.cross_entropy_sum(logits, batch["label"])
       return total / count, upd["batch_stats"]
     (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, batch_stats=stats)
+    return state.apply_gradients(grads=grads, batch_stats=stats), loss
+
+  state, ref_losses = init(_bn_model(None)), []
+  for batch in _batches()[:1]:
+    state, loss = step(state, batch)
     ref_losses.append(float(loss))
   for axis_name, agrees in ((parallel.AXIS, True), (None, False)):
     driver = parallel.make_driver("jit", loss_fn=loss_lib.make_loss("ce"),

@@ -108,8 +108,8 @@ def test_full_disk_during_a_two_process_save_ends_both_within_the_bound(tmp_path
   pipeline.get_info(tiny_config(data_dir).data)
   env = two_process_env()
   fields = dict(FIELDS, num_train_steps=60, eval_every_steps=20, checkpoint_every_steps=20,
-                checkpoint_timeout_s=20)
-  command = _command("fcnjax.commands.train", workdir, data_dir, ["--peer_timeout=10"], **fields)
+                checkpoint_timeout_s=10)
+  command = _command("fcnjax.commands.train", workdir, data_dir, ["--peer_timeout=5"], **fields)
   _mount_tmpfs(directory, "4m")
   try:
     paths = [str(tmp_path / f"log{i}.txt") for i in range(2)]
@@ -126,7 +126,7 @@ def test_full_disk_during_a_two_process_save_ends_both_within_the_bound(tmp_path
     elapsed = time.time() - filled
     logs = [open(path, errors="replace").read() for path in paths]
     assert all(c not in (0, 75) for c in codes), (codes, logs[0][-3000:])
-    assert elapsed < 20 + 10 + 30, elapsed
+    assert elapsed < 10 + 5 + 30, elapsed
     assert any(f"in {directory} failed (" in log for log in logs), logs[0][-3000:]
     os.remove(os.path.join(directory, "filler"))
     intact = int(_params(workdir)["step"])

@@ -20,7 +20,7 @@ ARMS = ("learned", "bilinear")
 SEEDS = (0, 1)  # two paired seeds: the least a paired t interval needs
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def study(tmp_path_factory):
   work = tmp_path_factory.mktemp("study")
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "upsampling_study.py"),

@@ -99,26 +99,37 @@ def check_tta(scales, flip=False):
   return TTA(scales, bool(flip))
 
 
+def tta_passes(tta):
+  """[(scale, mirror), ...]: a `TTA`'s passes, in the order they are averaged."""
+  return [(s, m) for s in tta.scales for m in ((False, True) if tta.flip else (False,))]
+
+
+def pass_probabilities(apply, images, scale, mirror):
+  """(N, H, W, C) float32 softmax probabilities of one test-time pass: the
+  (N, H, W, 3) images resized bilinearly to round(scale*H) x round(scale*W)
+  (half-pixel centres, no antialiasing), mirrored left-right if `mirror`,
+  `apply` (images -> logits), the mirror undone, the logits resized back to
+  H x W the same way."""
+  n, h, w, _ = images.shape
+  size = (n, round(scale * h), round(scale * w), images.shape[-1])
+  x = images if size == images.shape else jax.image.resize(images, size, "bilinear",
+                                                           antialias=False)
+  logits = apply(x[:, :, ::-1] if mirror else x).astype(jnp.float32)
+  logits = logits[:, :, ::-1] if mirror else logits
+  if logits.shape[1:3] != (h, w):
+    logits = jax.image.resize(logits, (n, h, w, logits.shape[-1]), "bilinear",
+                              antialias=False)
+  return jax.nn.softmax(logits, axis=-1)
+
+
 def tta_probabilities(apply, images, tta):
   """(N, H, W, C) float32 softmax probabilities averaged over the passes of
-  `tta` (mmsegmentation's TTA): a pass resizes the (N, H, W, 3) images
-  bilinearly (half-pixel centres, no antialiasing), mirrors them if flipped,
-  runs `apply` (images -> logits), undoes the mirror, resizes the logits
-  back to H x W the same way and takes their softmax."""
-  n, h, w, _ = images.shape
+  `tta` (mmsegmentation's TTA; each pass `pass_probabilities`)."""
+  passes = tta_passes(tta)
   total = 0.0
-  for s in tta.scales:
-    size = (n, round(s * h), round(s * w), images.shape[-1])
-    x = images if size == images.shape else jax.image.resize(images, size, "bilinear",
-                                                             antialias=False)
-    for mirror in (False, True) if tta.flip else (False,):
-      logits = apply(x[:, :, ::-1] if mirror else x).astype(jnp.float32)
-      logits = logits[:, :, ::-1] if mirror else logits
-      if logits.shape[1:3] != (h, w):
-        logits = jax.image.resize(logits, (n, h, w, logits.shape[-1]), "bilinear",
-                                  antialias=False)
-      total = total + jax.nn.softmax(logits, axis=-1)
-  return total / (len(tta.scales) * (2 if tta.flip else 1))
+  for scale, mirror in passes:
+    total = total + pass_probabilities(apply, images, scale, mirror)
+  return total / len(passes)
 
 
 def predict_labels(state, images, tta=None):
