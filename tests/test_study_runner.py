@@ -131,3 +131,22 @@ def test_flatness_is_the_median_seed_rule():
   assert study.flatness(rows) == [
       {"arm": "a", "seeds": 3, "median gain": "+0.005", "worst gain": "+0.020", "flat": "yes"},
       {"arm": "b", "seeds": 2, "median gain": "+0.025", "worst gain": "+0.030", "flat": "no"}]
+
+
+def test_the_code_key_ignores_comments_and_docstrings_not_code(tmp_path, monkeypatch):
+  """code_hash over a copy of the package: a comment, a docstring and a blank
+  line leave it as it was; one line of code changes it."""
+  import shutil
+  import fcnjax
+  package = tmp_path / "fcnjax"
+  shutil.copytree(os.path.dirname(fcnjax.__file__), package,
+                  ignore=shutil.ignore_patterns("__pycache__"))
+  monkeypatch.setattr(fcnjax, "__file__", str(package / "__init__.py"))
+  before = study.code_hash()
+  losses = package / "train" / "losses.py"
+  source = losses.read_text()
+  edited = source.replace('"""', '"""Reworded. ', 1).replace("\nimport", "\n# a note\n\nimport", 1)
+  losses.write_text(edited)
+  assert edited != source and study.code_hash() == before
+  losses.write_text(edited + "\nEPSILON = 1e-6\n")  # one line of code more
+  assert study.code_hash() != before

@@ -32,6 +32,7 @@ results.json, results.md and the figures (`fcnjax.studies.study_report`);
 `status` lists the runs done and left; `pilot` trains seed 0 of arms and
 reports each selection curve's last-20 % gain.
 """
+import ast
 import functools
 import hashlib
 import json
@@ -173,8 +174,22 @@ def score_split(config, state, info, split):
 NUMERICS_CODE = ("ops", "models", "train", "data", "metrics.py")
 
 
+def _code_text(source):
+  """A module's code without what cannot change a number: `ast.dump` of its
+  tree with docstrings dropped (comments and layout are not in the tree)."""
+  tree = ast.parse(source)
+  for node in ast.walk(tree):
+    body = getattr(node, "body", None)
+    if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+      node.body = body[1:] or [ast.Pass()]
+  return ast.dump(tree)
+
+
 def code_hash():
-  """sha256 of the sources that determine a run's numbers (NUMERICS_CODE)."""
+  """sha256 of the sources that determine a run's numbers (NUMERICS_CODE), as
+  code: an edited comment, docstring or line break leaves it (and every
+  cached run's key) as it was."""
   root = os.path.dirname(os.path.abspath(fcnjax.__file__))
   digest = hashlib.sha256()
   for entry in NUMERICS_CODE:
@@ -183,8 +198,8 @@ def code_hash():
         os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(".py"))
     for name in files:
       digest.update(os.path.relpath(name, root).encode())
-      with open(name, "rb") as f:
-        digest.update(f.read())
+      with open(name, encoding="utf-8") as f:
+        digest.update(_code_text(f.read()).encode())
   return digest.hexdigest()
 
 
