@@ -68,9 +68,10 @@ def make_image(path, height, width, block=512):
   Image.fromarray(np.concatenate(rows, 0)[:height]).save(path)
 
 
-def run_predict(work, image, tile):
-  """(peak RSS MB, wall s, exit status) of fcnjax.commands.predict on one image."""
-  cmd = [sys.executable, "-m", "fcnjax.commands.predict", *CONFIG,
+def run_predict(work, image, tile, extra=()):
+  """(peak RSS MB, wall s, exit status) of fcnjax.commands.predict on one image
+  (`extra`: more of its flags, e.g. --tta_scales)."""
+  cmd = [sys.executable, "-m", "fcnjax.commands.predict", *CONFIG, *extra,
          f"--config.data.data_dir={os.path.join(work, 'tfds')}",
          "--config.model.zero_init_score=false", f"--workdir={os.path.join(work, 'w')}",
          f"--input={image}", f"--output={os.path.join(work, 'out')}", "--checkpoint=latest",
@@ -133,9 +134,10 @@ def measure(args):
     full = h * w <= args.full_max_pixels
     row = {"size": f"{w}x{h}", "megapixels": h * w / 1e6}
     for mode, tile in [("tiled", 0)] + ([("full", -1)] if full else []):
-      rss, wall, code = run_predict(work, image, tile)
+      rss, wall, code = run_predict(work, image, tile, args.predict_flags.split())
       row.update({f"{mode}_rss_mb": rss, f"{mode}_wall_s": wall, f"{mode}_status": code})
-    row.update(run_timing(work, image, full, args.repeats))
+    if not args.skip_timing:
+      row.update(run_timing(work, image, full, args.repeats))
     os.remove(image)
     rows.append(row)
     print(json.dumps(row), flush=True)
@@ -146,9 +148,9 @@ def table(rows):
   lines = ["   size |   MP | tiles | px ratio | RSS MB tiled    full | predict s tiled   full "
            "| segment s tiled   full | equal"]
   for r in rows:
-    f = lambda k, fmt: format(r[k], fmt) if k in r else "-".rjust(len(format(0.0, fmt)))
-    lines.append(f"{r['size']:>9} | {r['megapixels']:4.1f} | {r['windows']:5d} | "
-                 f"{r['window_pixels_ratio']:7.2f}x | {f('tiled_rss_mb', '11.0f')} "
+    f = lambda k, fmt: format(r[k], fmt) if k in r else "-".rjust(len(format(0, fmt)))
+    lines.append(f"{r['size']:>9} | {r['megapixels']:4.1f} | {f('windows', '5d')} | "
+                 f"{f('window_pixels_ratio', '7.2f')}x | {f('tiled_rss_mb', '11.0f')} "
                  f"{f('full_rss_mb', '7.0f')} | {f('tiled_wall_s', '15.1f')} "
                  f"{f('full_wall_s', '6.1f')} | {f('tiled_s', '15.2f')} {f('full_s', '6.2f')} "
                  f"| {r.get('labels_equal', '-')}")
@@ -184,6 +186,10 @@ def main():
   parser.add_argument("--sizes", default="512,1024,2048,4032x3024,8000")
   parser.add_argument("--full_max_pixels", type=int, default=13_000_000)
   parser.add_argument("--repeats", type=int, default=1)
+  parser.add_argument("--predict_flags", default="",
+                      help="more fcnjax-predict flags, e.g. '--tta_scales=0.75,1,1.25 --tta_flip'")
+  parser.add_argument("--skip_timing", action="store_true",
+                      help="RSS and wall time of fcnjax-predict only (no timing child)")
   parser.add_argument("--time_child")
   parser.add_argument("--work")
   parser.add_argument("--full", action="store_true")

@@ -108,6 +108,38 @@ def test_default_core_fits_the_budget():
   assert tiles.default_core(1e6, 224) == 32  # never below one stride
 
 
+def test_the_automatic_tile_budgets_the_whole_process(monkeypatch):
+  """The window is what 2 GB leave beside resident memory and the image's
+  buffers (decoded twice, labels, overlay: 10 bytes a pixel for RGB)."""
+  resident, per_pixel, halo = 700 * 2 ** 20, 210.0, 224
+  monkeypatch.setattr(tiles, "resident_bytes", lambda: resident)
+  monkeypatch.setattr(tiles, "receptive_margin", lambda state, channels=3: halo)
+  monkeypatch.setattr(tiles, "bytes_per_pixel", lambda state, tta=None, channels=3: per_pixel)
+  cores = []
+  for pixels in (0, 4000 * 4000, 8000 * 8000):
+    core, _ = inference.tiling(None, 0, pixels=pixels)
+    left = 2 * 10 ** 9 - resident - 10 * pixels
+    assert core % 32 == 0 and (core + 2 * halo) ** 2 * per_pixel <= left
+    assert (core + 32 + 2 * halo) ** 2 * per_pixel > left  # the largest that fits
+    cores.append(core)
+  assert cores[0] > cores[1] > cores[2]
+  monkeypatch.setattr(tiles, "resident_bytes", lambda: None)  # cannot tell: 512 MiB
+  assert inference.tiling(None, 0, pixels=8000 * 8000)[0] == tiles.default_core(per_pixel, halo)
+
+
+def test_tta_passes_run_one_at_a_time_in_a_window(default_model):
+  """A window's TTA memory is its largest pass plus the running sum, less than
+  the six passes compiled as one program take."""
+  _, state, _ = default_model
+  tta, size = step.TTA((0.75, 1.0, 1.25), True), 128
+  x = jax.numpy.zeros((1, size, size, 3), jax.numpy.float32)
+  fused = jax.jit(step.predict_labels, static_argnames="tta").lower(
+      state, x, tta).compile().memory_analysis()
+  fused = (fused.temp_size_in_bytes + fused.output_size_in_bytes + x.nbytes) / size ** 2
+  assert tiles.bytes_per_pixel(state, size, tta) < fused
+  assert tiles.bytes_per_pixel(state, size) < tiles.bytes_per_pixel(state, size, tta)
+
+
 def test_predict_tiled_equals_untiled_and_names_a_failure(default_model, tmp_path,
                                                           monkeypatch, capsys):
   config, _, workdir = default_model
