@@ -159,7 +159,7 @@ def scores(total):
   out = segmentation_scores(np.asarray(total["hist"]))
   biou = boundary_iou(total["boundary_inter"], total["boundary_union"])
   out["per_class_boundary_iou"] = [float(v) for v in biou]
-  out["boundary_iou"] = float(np.nanmean(biou)) if np.isfinite(biou).any() else float("nan")
+  out["boundary_iou"] = nanmean(biou)
   out["num_pixels"] = int(np.sum(total["hist"]))
   return out
 
