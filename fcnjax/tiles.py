@@ -200,8 +200,8 @@ def bytes_per_pixel(state, size=256, tta=None, channels=3):
     analysis = _labels.lower(state, x).compile().memory_analysis()
     return (analysis.temp_size_in_bytes + analysis.output_size_in_bytes + x.nbytes) / size ** 2
   largest = 0
-  for scale, mirror in set(step_lib.tta_passes(tta)):
-    analysis = _pass_probabilities.lower(state, x, scale, mirror).compile().memory_analysis()
+  for scale in sorted(set(tta.scales)):  # a mirrored pass where there is one: its copy too
+    analysis = _pass_probabilities.lower(state, x, scale, tta.flip).compile().memory_analysis()
     largest = max(largest, analysis.temp_size_in_bytes + analysis.output_size_in_bytes)
   summed = analysis.output_size_in_bytes  # (1, size, size, C) float32
   return (largest + summed + x.nbytes) / size ** 2
