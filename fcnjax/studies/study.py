@@ -236,12 +236,11 @@ def score_run(run, run_dir, splits=SCORED_SPLITS, key=None):
   """{split: scores} of the run's final checkpoint, cached in RUN/scores.json
   under `key` (recomputed if the step or key changed). Refuses an unfinished run.
   `run`: a config or its `assemble.Prepared`."""
-  run = assemble.prepare(run)
-  config = run.config
+  config = assemble.config_of(run)
   cached = _cached_scores(run_dir, config.num_train_steps, key)
   if cached is not None:
     return cached
-  state, info = restore(run, run_dir, which="latest")
+  state, info = restore(run, run_dir, which="latest")  # a config is prepared there
   if int(state.step) != config.num_train_steps:
     raise ValueError(f"{run_dir}: the newest checkpoint is step {int(state.step)}, not the "
                      f"budget's {config.num_train_steps}; re-run the study to finish it")

@@ -48,6 +48,11 @@ def prepare(run):
   return Prepared(run, info, build_model(run, info))
 
 
+def config_of(run):
+  """The config of a run given as a config or as its Prepared."""
+  return run.config if isinstance(run, Prepared) else run
+
+
 def build_model(config, info):
   return models.build_model(config.model, info.num_classes,
                             dtype=validate.DTYPES[config.dtype], axis_name=parallel.AXIS)

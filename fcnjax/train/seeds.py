@@ -191,7 +191,7 @@ def train_seeds(runs, workdirs):
   """
   if len(runs) != len(workdirs) or not runs:
     raise ValueError("train_seeds: one workdir per config, at least one")
-  configs = [r.config if isinstance(r, assemble.Prepared) else r for r in runs]
+  configs = [assemble.config_of(r) for r in runs]
   check_same_but_seed(configs)
   config, info, model = assemble.prepare(runs[0])  # the others differ in the seed only
   stop = preemption.stop_request(config)
