@@ -15,7 +15,7 @@ import pytest
 from fcnjax import inference
 from fcnjax.commands import convert, predict
 from fcnjax.runtime import cli, peers
-from fcnjax.studies import experiment
+from fcnjax.studies import experiment, study
 from fcnjax.data import pipeline
 from fcnjax.train import checkpoint, loop, params_io
 import lock_holder
@@ -245,21 +245,22 @@ def test_predict_into_an_output_that_is_a_file(data_dir, untouched, tmp_path):
 
 def test_ablate_refuses_an_invalid_point_before_training(data_dir, untouched, tmp_path):
   sweeps = [experiment.parse_sweep("batch_size=8,0", tiny_config(data_dir))]
-  _refused(ValueError, r"run batch_size=0: config\.batch_size=0", experiment.run_grid,
+  _refused(ValueError, r"run batch_size=0,seed=0: config\.batch_size=0", study.run_grid,
            tiny_config(data_dir), str(tmp_path / "ab"), sweeps)
-  assert not os.path.exists(tmp_path / "ab" / "batch_size=8")
+  assert not os.path.exists(tmp_path / "ab" / "batch_size=8,seed=0")
 
 
 def test_ablate_refuses_a_field_the_model_ignores(data_dir, untouched, tmp_path):
   config = tiny_config(data_dir, **{"model.name": "segnet"})
   sweeps = [experiment.parse_sweep("model.variant=32s,8s", config)]
-  _refused(ValueError, r"ignores model\.variant='32s'", experiment.run_grid, config,
+  _refused(ValueError, r"ignores model\.variant='32s'", study.run_grid, config,
            str(tmp_path / "ab"), sweeps)
 
 
 def test_ablate_refuses_repeated_points(data_dir, untouched, tmp_path):
-  _refused(ValueError, "two runs have the same name", experiment.run_points,
-           tiny_config(data_dir), str(tmp_path), [{"seed": 1}, {"seed": 1}])
+  for sweeps in ([("seed", [1, 1])], [("batch_size", [8, 8])]):
+    _refused(ValueError, "two runs have the same name", study.run_grid,
+             tiny_config(data_dir), str(tmp_path), sweeps)
 
 
 def test_convert_names_a_folder_given_as_params(untouched, tmp_path):

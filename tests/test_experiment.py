@@ -63,12 +63,11 @@ def test_grid_is_the_cross_product_in_order():
 
 
 def test_an_invalid_value_is_refused_before_anything_trains(config, tmp_path):
+  from fcnjax.studies import study
   sweeps = [experiment.parse_sweep("model.upsample=learned,cubic", config)]
-  with pytest.raises(ValueError, match="run upsample=cubic: .*'cubic'"):
-    experiment.run_grid(config, str(tmp_path), sweeps)
+  with pytest.raises(ValueError, match="run upsample=cubic,seed=0: .*'cubic'"):
+    study.run_grid(config, str(tmp_path), sweeps)
   assert not list(tmp_path.iterdir())
-  with pytest.raises(ValueError, match="no runs"):
-    experiment.run_points(config, str(tmp_path), [])
 
 
 def test_aggregate_mean_std_and_per_seed_values():
@@ -92,3 +91,54 @@ def test_unset_fields_are_independent_typed_placeholders(config):
   assert config.data.num_train is None and config.data.eval_size is None
   with pytest.raises(TypeError):
     config.data.num_train = "many"
+
+
+def test_an_ablation_runs_through_the_study_runner(tmp_path):
+  """fcnjax-ablate's grid as arms x paired seeds of the study runner: each run's
+  final weights scored on the eval split (equal to the evaluator's score of the
+  latest checkpoint), its key and provenance recorded; the table's mean ± std
+  are numpy's over the per-seed scores; a second call reads every run back.
+  The arms differ only in how often they log (one program to compile): paired
+  seeds train alike in both, so their scores agree seed by seed."""
+  import json
+
+  import numpy as np
+  from fcnjax import inference
+  from fcnjax.studies import study
+  from test_train import tiny_config
+  config = tiny_config(tmp_path / "tfds", num_train_steps=2, eval_every_steps=2,
+                       checkpoint_every_steps=2, log_every_steps=1,
+                       **{"model.backbone": "tiny"})
+  sweeps = [experiment.parse_sweep("log_every_steps=1,2", config),
+            experiment.parse_sweep("seed=0,1", config)]
+  work = tmp_path / "ablate"
+  runs, summary = study.run_grid(config, str(work), sweeps, metrics=("mean_iou", "pixel_acc"),
+                                 log=lambda line: None)
+  names = [f"log_every_steps={n},seed={s}" for s in (0, 1) for n in (1, 2)]
+  assert [r["name"] for r in runs] == names
+  split = config.data.eval_split
+  for run in runs:
+    with open(work / run["name"] / "run.json") as f:
+      assert json.load(f)["key"] == run["key"] and run["provenance"]["commit"]
+    assert run["scores"]["step"] == 2 and list(run["scores"]) == ["step", "key", split]
+  last = runs[-1]  # its score: the evaluator's of the latest (final) checkpoint
+  last_config = experiment.with_fields(config, {"log_every_steps": 2, "seed": 1})
+  evaluated = inference.evaluate_workdir(last_config, str(work / last["name"]), "latest")
+  assert last["mean_iou"] == pytest.approx(evaluated["mean_iou"], rel=1e-6)
+  assert [r["mean_iou"] for r in runs[0::2]] == [r["mean_iou"] for r in runs[1::2]]
+  assert len(summary) == 2
+  for row in summary:
+    values = [r["mean_iou"] for r in runs if r["log_every_steps"] == row["log_every_steps"]]
+    assert row["n"] == 2 and row["mean_iou_values"] == values
+    assert row["mean_iou_mean"] == pytest.approx(np.mean(values), rel=1e-12)
+    assert row["mean_iou_std"] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+  with open(work / "results.json") as f:
+    written = json.load(f)
+  assert written["splits"] == [split] and len(written["runs"]) == 4
+  assert (work / "results.md").exists() and (work / "ablation.png").exists()
+  again, _ = study.run_grid(config, str(work), sweeps, metrics=("mean_iou", "pixel_acc"),
+                            log=lambda line: None)
+  assert all(r["cached"] for r in again)
+  assert [r["mean_iou"] for r in again] == [r["mean_iou"] for r in runs]
+  with pytest.raises(ValueError, match="no runs"):
+    study.grid_arms([("seed", [])])

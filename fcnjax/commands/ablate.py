@@ -5,14 +5,18 @@
 
 `--sweep` may be given several times: the runs are the cross product. Values
 are parsed to the field's type (bool, int, float, tuple as '(0.5,1.5)', None
-fields). Each run trains in WORKDIR/<field=value,...>/ (resumable); the
-results (mean ± std over `seed` and the per-seed values) go to
+fields). The points without the seed are the arms and the `seed` sweep the
+paired seeds of the study runner (`fcnjax.studies.study.run_grid`): each run
+trains in WORKDIR/<field=value,...>,seed=<s>/ (resumable, cached under the
+key of its config and the numerics code, its commit and machine recorded)
+and is scored with its final weights on --splits (default: the config's
+eval split). Results (mean ± std over seeds and the per-seed values) go to
 WORKDIR/results.json, results.md and ablation.png.
 """
 from absl import flags
 
 from fcnjax.runtime import cli
-from fcnjax.studies import experiment
+from fcnjax.studies import experiment, study
 
 
 def main(argv):
@@ -20,7 +24,8 @@ def main(argv):
   cli.start()
   config = cli.FLAGS.config
   sweeps = [experiment.parse_sweep(s, config) for s in flags.FLAGS.sweep]
-  experiment.run_grid(config, cli.FLAGS.workdir, sweeps, tuple(flags.FLAGS.metrics))
+  study.run_grid(config, cli.FLAGS.workdir, sweeps, tuple(flags.FLAGS.metrics),
+                 splits=flags.FLAGS.splits, allow_mixed=flags.FLAGS.allow_mixed)
   with open(f"{cli.FLAGS.workdir}/results.md") as f:
     print(f.read())
 
@@ -31,6 +36,10 @@ def run():
                             "field); repeat for a grid.")
   flags.DEFINE_list("metrics", list(("mean_iou", "boundary_iou", "pixel_acc")),
                     "Scores to tabulate and plot.")
+  flags.DEFINE_list("splits", None, "Splits each run's final weights are scored on (the "
+                    "table's is the first); default: the config's eval split.")
+  flags.DEFINE_bool("allow_mixed", False, "Accept runs from other commits, library versions "
+                    "or CPUs in one grid.")
   flags.mark_flag_as_required("sweep")
   cli.run(main, __name__)
 

@@ -1,12 +1,13 @@
-"""Grid sweeps over config fields, with results aggregated over seeds.
+"""Config fields swept and set by name, and results aggregated over seeds.
 
     sweeps = [parse_sweep("model.upsample=nearest,max_unpool", config),
               parse_sweep("seed=0,1,2", config)]
-    runs, summary = run_grid(config, "runs/study", sweeps)
+    runs, summary = study.run_grid(config, "runs/ablate", sweeps)  # fcnjax-ablate
 
-Each point of the cross product trains in WORKDIR/<field=value,...>/ (resumable
-like any run) and is scored on the validation split. `summary` groups the runs
-by every swept field except `seed`: mean, std (ddof=1) and the per-seed values.
+`grid` is the sweeps' cross product; `aggregate` groups runs by every swept
+field except `seed` (mean, std with ddof=1, the per-seed values);
+`write_results` the table and figure. Training and scoring are the study
+runner's (`fcnjax.studies.study.run_grid` / `run_arms`).
 """
 import ast
 import copy
@@ -14,12 +15,11 @@ import itertools
 import json
 import math
 import os
-import time
 
 import numpy as np
 
-from fcnjax import inference, viz
-from fcnjax.train import assemble, loop
+from fcnjax import viz
+from fcnjax.train import assemble
 
 DEFAULT_METRICS = ("mean_iou", "boundary_iou", "pixel_acc")
 _BAD_CHARS = set("=;| \t")
@@ -168,49 +168,6 @@ def mean_std(row, metric):
   """'0.6123 ± 0.0123' (or the mean alone for one seed)."""
   mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
   return f"{mean:.4f}" if math.isnan(std) else f"{mean:.4f} ± {std:.4f}"
-
-
-def train_or_score(run, run_dir):
-  """Trains (or resumes) a run (a config or its `assemble.Prepared`); a finished
-  run is scored from its best checkpoint."""
-  scores = loop.train_and_evaluate(run, run_dir)
-  if scores is None:
-    scores = inference.evaluate_workdir(run, run_dir)
-  return scores
-
-
-def run_points(config, workdir, points, metrics=DEFAULT_METRICS, log=print):
-  """Trains (or resumes / rescores) each {field: value} point in WORKDIR/<run_name>/.
-
-  Every config is checked before anything trains. Returns one dict per run:
-  the point's values, its name and its scores.
-  """
-  if not points:
-    raise ValueError("no runs: the sweep is empty")
-  configs = {run_name(p): with_fields(config, p) for p in points}
-  if len(configs) != len(points):
-    raise ValueError("two runs have the same name: repeated points")
-  prepared = prepare_all(configs)
-  runs = []
-  for k, (point, name) in enumerate(zip(points, configs), start=1):
-    log(f"[{k}/{len(points)}] {name}")
-    start = time.time()
-    scores = train_or_score(prepared[name], os.path.join(workdir, name))
-    runs.append({**point, "name": name, **{m: float(scores[m]) for m in metrics},
-                 "wall_s": round(time.time() - start, 1)})
-  return runs
-
-
-def run_grid(config, workdir, sweeps, metrics=DEFAULT_METRICS, log=print):
-  """Trains every point of the sweeps' cross product; writes results.json / .md / ablation.png.
-
-  Returns (runs, summary): `run_points(...)` and `aggregate(runs, ...)`.
-  """
-  runs = run_points(config, workdir, grid(sweeps), metrics, log)
-  fields = [f for f, _ in sweeps]
-  summary = aggregate(runs, fields, metrics)
-  write_results(workdir, runs, summary, fields, metrics)
-  return runs, summary
 
 
 def default_label(fields, seed_field="seed"):

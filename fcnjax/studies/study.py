@@ -30,7 +30,8 @@ The protocol (every study follows it; `experiments/results/*/README.md` repeat i
 seed), scores it on the scored splits (test first), and writes
 results.json, results.md and the figures (`fcnjax.studies.study_report`);
 `status` lists the runs done and left; `pilot` trains seed 0 of arms and
-reports each selection curve's last-20 % gain.
+reports each selection curve's last-20 % gain; `run_grid` (fcnjax-ablate)
+runs a grid of swept fields through the same `run_arms`.
 """
 import ast
 import functools
@@ -439,6 +440,41 @@ def run_arms(config, workdir, arms, seeds, log=print, splits=SCORED_SPLITS, allo
                  "scores": scores, "curves": curves,
                  "plateau_gain": plateau_gain(curves.get("eval_mean_iou", []))})
   return runs
+
+
+def grid_arms(sweeps, seed=0):
+  """Sweeps [(field, values), ...] -> (arms, seeds): each point of the cross
+  product of the fields other than `seed` an arm named by its values
+  ('upsample=nearest,variant=8s'; 'base' for none), the `seed` sweep's
+  values the paired seeds (else [seed])."""
+  points = experiment.grid([(f, v) for f, v in sweeps if f != SEED])
+  seeds = [int(s) for s in dict(sweeps).get(SEED, [seed])]
+  arms = {experiment.run_name(p) or "base": p for p in points}
+  if len(arms) != len(points) or len(set(seeds)) != len(seeds):
+    raise ValueError(f"two runs have the same name: repeated points in {sweeps}")
+  if not points or not seeds:
+    raise ValueError("no runs: the sweep is empty")
+  return arms, seeds
+
+
+def run_grid(config, workdir, sweeps, metrics=experiment.DEFAULT_METRICS, splits=None,
+             log=print, allow_mixed=False):
+  """`fcnjax-ablate`: the cross product of `sweeps` as arms x seeds (`grid_arms`),
+  run by `run_arms` (one runner, cache key, provenance and scoring rule: the
+  final weights) and scored on `splits` (default: the config's eval split).
+  Writes WORKDIR/results.json (every run as `run_arms` returns it, plus its
+  swept values and the first split's `metrics`), results.md and ablation.png
+  (mean ± std over seeds per arm). Returns (runs, summary)."""
+  arms, seeds = grid_arms(sweeps, config.seed)
+  splits = tuple(splits or (config.data.eval_split,))
+  runs = run_arms(config, workdir, arms, seeds, log, splits, allow_mixed)
+  runs = [{**run, **run["fields"], **{m: float(run["scores"][splits[0]][m]) for m in metrics}}
+          for run in runs]
+  fields = [f for f, _ in sweeps if f != SEED] + [SEED]
+  summary = experiment.aggregate(runs, fields, metrics)
+  experiment.write_results(workdir, runs, summary, fields, metrics,
+                           extra={"splits": list(splits), "provenance": provenance()})
+  return runs, summary
 
 
 def status(config, workdir, arms, seeds):
