@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 # LLVM's optimisation level 0: the tiny test programs compile ~1.5x faster and
 # run slower, a good trade where compilation is most of a test's time. It
 # changes how XLA:CPU generates code, not what the program computes (tests that
@@ -27,27 +29,43 @@ import jax  # noqa: E402  (after the flags above)
 jax.config.update("jax_compilation_cache_dir", os.environ["FCNJAX_COMPILATION_CACHE"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
-# pytest-xdist groups (--dist loadgroup): the tests that start pairs of training
-# processes run one after another on one worker (side by side they would
-# oversubscribe the cores and their time bounds); a file with a module- or
-# session-scoped fixture stays on one worker (its fixture built once); every
-# other test goes to whichever worker is free. (Ignored with pytest 9.2 +
-# pytest-xdist 3.8: xdist writes the group into `item._nodeid`, which pytest 9
-# no longer reads; see pyproject.toml.)
+# How pytest-xdist shares the tests between its workers (one per core): the
+# tests that start pairs of training processes run one after another on one
+# worker (side by side they would oversubscribe the cores and their time
+# bounds); a file with a module- or session-scoped fixture stays on one worker
+# (its fixture built once); every other test goes to whichever worker is free.
+# The grouping is a scheduler of its own rather than `xdist_group` marks with
+# `--dist loadgroup`: pytest-xdist 3.8 writes a mark's group into
+# `item._nodeid`, which pytest 9 no longer reads, so the marks group nothing.
 MULTI_PROCESS = ("test_multihost.py", "test_multihost_cli.py", "test_preemption_multihost.py")
 
 
 def _shares_a_fixture(path, seen={}):  # noqa: B006  (a per-session cache)
   if path not in seen:
-    text = path.read_text()
+    with open(path) as f:
+      text = f.read()
     seen[path] = 'scope="module"' in text or 'scope="session"' in text
   return seen[path]
 
 
-def pytest_collection_modifyitems(items):
-  import pytest
-  for item in items:
-    if item.path.name in MULTI_PROCESS:
-      item.add_marker(pytest.mark.xdist_group("multi_process"))
-    elif _shares_a_fixture(item.path):
-      item.add_marker(pytest.mark.xdist_group(item.path.name))
+def work_unit(nodeid, rootdir="."):
+  """The unit of work a test belongs to: its group's name, or its own id."""
+  path = nodeid.split("::", 1)[0]
+  name = os.path.basename(path)
+  if name in MULTI_PROCESS:
+    return "multi_process"
+  if _shares_a_fixture(os.path.join(rootdir, path)):
+    return path
+  return nodeid
+
+
+@pytest.hookimpl(optionalhook=True)  # the hook exists only with pytest-xdist installed
+def pytest_xdist_make_scheduler(config, log):
+  """Units of work from `work_unit`, the largest (by test count) sent first."""
+  from xdist.scheduler import LoadScopeScheduling
+
+  class GroupScheduling(LoadScopeScheduling):
+    def _split_scope(self, nodeid):
+      return work_unit(nodeid, str(config.rootpath))
+
+  return GroupScheduling(config, log)
