@@ -2,11 +2,15 @@
 
     python benchmarks/torch_bench.py --models=fcn8s --backbone=vgg16 --size=224 --batch_size=2 --drivers=jit
     python benchmarks/torch_bench.py --models=fcn8s --backbone=vgg16 --size=224 --drivers=jit --torch_malloc=tuned
+    python benchmarks/torch_bench.py --models=decoder --backbone=small --size=64 --batch_size=16 \
+        --upsample=nearest,bilinear --drivers=jit
 
 The flags of `fcnjax-bench`, plus --torch_malloc; the table gains a
 torch row per covered case and a vs torch column (fcnjax img/s / PyTorch
-img/s). The twin covers FCNs with learned upsampling on the plain VGG
-backbones (vgg16, tiny) in float32. PyTorch runs in a process of its
+img/s). The twins cover, in float32, FCNs with learned upsampling on the
+plain VGG backbones (vgg16, tiny; NCHW) and the study decoder (depth
+`benchmark.DECODER_DEPTH`) with nearest or bilinear x2 steps on the
+BatchNorm VGGs (small, vgg16_bn; channels_last). PyTorch runs in a process of its
 own, started as a PyTorch user would run it (glibc's default allocator;
 --torch_malloc=tuned gives it fcnjax's `cli.configure_allocator` settings):
 in one process the two frameworks' heap states interfere (measured: fcnjax's
@@ -36,11 +40,16 @@ FLAGS = flags.FLAGS
 
 
 def has_reference(name, upsample, opts):
-  """The twin covers FCNs with learned upsampling on the plain (BatchNorm-free)
-  VGG backbones, in float32, where torch is installed."""
-  plain_vgg = opts.backbone in VGG_SIZES and not VGG_SIZES[opts.backbone].get("batch_norm")
-  return (torch_reference.torch_available() and name.startswith("fcn")
-          and upsample == "learned" and plain_vgg and opts.dtype == "float32")
+  """A twin covers the case: FCNs with learned upsampling on the plain
+  (BatchNorm-free) VGG backbones, the decoder with the nearest or bilinear
+  operator on the BatchNorm VGGs; in float32, where torch is installed."""
+  if not (torch_reference.torch_available() and opts.dtype == "float32"
+          and opts.backbone in VGG_SIZES):
+    return False
+  batch_norm = bool(VGG_SIZES[opts.backbone].get("batch_norm"))
+  if name == "decoder":
+    return upsample in torch_reference.DECODER_UPSAMPLERS and batch_norm
+  return name.startswith("fcn") and upsample == "learned" and not batch_norm
 
 
 def backbone_sizes(backbone):
@@ -50,19 +59,35 @@ def backbone_sizes(backbone):
               fc_width=sizes["fc_width"], fc6_kernel=VGGBackbone.fc6_kernel)
 
 
-def _worker(conn, name, options, malloc):
+def decoder_sizes(backbone):
+  """widths, stage_sizes, depth of the bench's decoder on an fcnjax VGG backbone name."""
+  sizes = VGG_SIZES[backbone]
+  return dict(widths=sizes["widths"], stage_sizes=sizes["stage_sizes"],
+              depth=benchmark.DECODER_DEPTH)
+
+
+def _worker(conn, name, upsample, options, malloc):
   """The PyTorch step in its own process: sends its info, then runs one step
   per 'step' message (answering its peak memory, or the error) until 'stop'.
   options: the Options fields but `reference`, as a dict."""
   tuned = malloc == "tuned" and cli.configure_allocator({"FCNJAX_MALLOC": "tuned"})
   import torch  # after the allocator is set
   opts = benchmark.Options(**options)
-  model = torch_reference.build(opts.num_classes, name[3:], **backbone_sizes(opts.backbone))
-  train = torch_reference.train_step_fn(model)
   batch = benchmark.synthetic_batch(opts)
-  images = torch.from_numpy(batch["image"].transpose(0, 3, 1, 2).copy())
+  images = torch.from_numpy(batch["image"]).permute(0, 3, 1, 2)  # NHWC data: channels_last
+  if name == "decoder":
+    model = torch_reference.build_decoder(opts.num_classes, upsample,
+                                          **decoder_sizes(opts.backbone))
+    model = model.to(memory_format=torch.channels_last)
+    label = f"torch_{name}_{upsample}"
+  else:
+    model = torch_reference.build(opts.num_classes, name[3:], **backbone_sizes(opts.backbone))
+    images = images.contiguous()  # NCHW
+    label = f"torch_{name}"
+  train = torch_reference.train_step_fn(model, lr=benchmark.LEARNING_RATE,
+                                        momentum=benchmark.MOMENTUM)
   labels = torch.from_numpy(batch["label"].astype(np.int64))
-  conn.send(dict(name=f"torch_{name}", model=name, upsample="learned", driver="torch",
+  conn.send(dict(name=label, model=name, upsample=upsample, driver="torch",
                  device="cpu", torch_version=torch.__version__,
                  torch_threads=torch.get_num_threads(), malloc="tuned" if tuned else "system"))
   while conn.recv() == "step":
@@ -73,14 +98,15 @@ def _worker(conn, name, options, malloc):
       conn.send(e)
 
 
-def torch_step(name, opts, malloc="system"):
+def torch_step(name, upsample, opts, malloc="system"):
   """The twin's training step on the same batch, run in a spawned child
   process: (step, info); step.close() ends the process."""
   options = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
              if f.name != "reference"}  # what the spawned process can unpickle
   context = multiprocessing.get_context("spawn")
   parent, child = context.Pipe()
-  process = context.Process(target=_worker, args=(child, name, options, malloc), daemon=True)
+  process = context.Process(target=_worker, args=(child, name, upsample, options, malloc),
+                            daemon=True)
   process.start()
   info = parent.recv()
 
@@ -102,7 +128,7 @@ def torch_step(name, opts, malloc="system"):
 def reference(name, upsample, opts, malloc="system"):
   """`benchmark.Options.reference`: the twin's (step, info) where it covers the
   case, else None; malloc: its process's allocator, 'system' or 'tuned'."""
-  return torch_step(name, opts, malloc) if has_reference(name, upsample, opts) else None
+  return torch_step(name, upsample, opts, malloc) if has_reference(name, upsample, opts) else None
 
 
 def main(argv):

@@ -198,6 +198,234 @@ def test_torch_reference_equals_fcn(variant, benchmarks):
       close(np.asarray(leaf["kernel"]).transpose(order), p.grad.numpy(), tol)
 
 
+def _decoder_case(upsample, num_classes, x_shape, seed=0):
+  """The study decoder (backbone 'small', depth 4), a random batch (pixels of
+  image 0's first rows ignored) and variables moved off their init: every
+  parameter plus 0.1 N(0, 1) (BN scales off 1, the pre-BN conv biases off 0),
+  running means N(0, 0.1^2), running variances U(0.5, 1.5), so that the
+  momentum of the running statistics is seen."""
+  config = ml_collections.ConfigDict(dict(name="decoder", backbone="small",
+                                          depth=benchmark.DECODER_DEPTH, upsample=upsample))
+  model = models.build_model(config, num_classes)
+  rng = np.random.default_rng(seed)
+  images = rng.normal(size=x_shape).astype(np.float32)
+  labels = rng.integers(0, num_classes, size=x_shape[:3]).astype(np.int32)
+  labels[0, :3] = 255  # ignored pixels
+  variables = jax.tree.map(np.asarray, model.init(jax.random.key(0), jnp.asarray(images)))
+  params = jax.tree.map(lambda p: (p + 0.1 * rng.normal(size=p.shape)).astype(np.float32),
+                        variables["params"])
+  stats = jax.tree_util.tree_map_with_path(
+      lambda path, s: (0.1 * rng.normal(size=s.shape) if path[-1].key == "mean"
+                       else rng.uniform(0.5, 1.5, s.shape)).astype(np.float32),
+      variables["batch_stats"])
+  return model, images, labels, {"params": params, "batch_stats": stats}
+
+
+def _torch_decoder(torch, benchmarks, upsample, num_classes, variables, **kwargs):
+  """The twin on fcnjax's variables, float64, channels_last (as the bench runs it)."""
+  torch_reference, torch_bench = benchmarks("torch_reference"), benchmarks("torch_bench")
+  ref = torch_reference.build_decoder(num_classes, upsample,
+                                      **torch_bench.decoder_sizes("small"), **kwargs)
+  ref = torch_reference.load_decoder_params(ref, variables).double()
+  return ref.to(memory_format=torch.channels_last)
+
+
+def _tree_leaf(tree, name):
+  for key in name.split("."):
+    tree = tree[key]
+  return tree
+
+
+def _decoder_sum_lengths(params, x_shape):
+  """(forward, backward, pixels) sum lengths of the study decoder's training
+  step, all added (`f32_rtol` takes them in quadrature): each conv kernel
+  (kh, kw, C_in, C_out) sums kh*kw*C_in terms forward and kh*kw*C_out backward;
+  each BatchNorm two sums over its n = N*h*w pixels forward (mean, mean of
+  squares) and two backward (of dy and dy * x_hat). Encoder stage s and
+  decoder stage s both run at the input's size / 2^(s-1); pixels: the input's
+  N*H*W, the longest sum of a kernel gradient (and the loss's mean)."""
+  n, h, w, _ = x_shape
+  forward = backward = 0
+  for path, k in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if k.ndim == 4:
+      forward += k.shape[0] * k.shape[1] * k.shape[2]
+      backward += k.shape[0] * k.shape[1] * k.shape[3]
+    keys = [p.key for p in path]
+    if keys[-1] == "scale":  # one BatchNorm
+      name = keys[-2]
+      stage = int(name[2]) if name.startswith("bn") else int(keys[-3][3:])  # bn{s}_{i} / dec{s}
+      pixels = n * (h // 2 ** (stage - 1)) * (w // 2 ** (stage - 1))
+      forward, backward = forward + 2 * pixels, backward + 2 * pixels
+  return forward, backward, n * h * w
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_torch_reference_equals_decoder(upsample, benchmarks):
+  """One training step of the study decoder, fcnjax (f32) against the PyTorch
+  twin (float64) on the same variables and batch, through the bench's
+  `train_step_fn`: train-mode logits, the loss (cross entropy, mean over the
+  non-ignored pixels), every parameter's gradient and the updated BatchNorm
+  running statistics. Tolerances: `f32_rtol` of the step's sum lengths
+  (`_decoder_sum_lengths`): 1.7e-4 for the logits and statistics, 2.6e-4 for
+  the gradients, where the measured errors are below 1e-5; the twin with the
+  other x2 operator errs by O(1) (checked last, so the tolerance tells the
+  two apart)."""
+  torch = pytest.importorskip("torch")
+  torch_reference = benchmarks("torch_reference")
+  num_classes, x_shape = 5, (4, 64, 64, 3)
+  model, images, labels, variables = _decoder_case(upsample, num_classes, x_shape)
+  params, stats = variables["params"], variables["batch_stats"]
+
+  def loss_fn(p):
+    logits, updates = model.apply({"params": p, "batch_stats": stats}, jnp.asarray(images),
+                                  train=True, mutable=["batch_stats"])
+    loss_sum, count = cross_entropy_sum(logits, jnp.asarray(labels))
+    return loss_sum / count, (logits, updates["batch_stats"])
+  # Jitted, under the tests' --xla_backend_optimization_level=0: before max_pool's
+  # backward picked each window's maximum by one argmax, this gradient was off by
+  # O(1) in encoder stages 1-3 here (the window recomputed inside the fused
+  # backward rounded unlike its max, so the equality test lost whole windows).
+  step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
+  (loss, (logits, new_stats)), grads = step(params)
+
+  def torch_step(upsample):
+    """The twin's logits (NHWC), loss, model after one `train_step_fn` step,
+    and each BatchNorm's pixel count n."""
+    ref = _torch_decoder(torch, benchmarks, upsample, num_classes, variables)
+    seen, counts = {}, {}
+    ref.register_forward_hook(lambda m, i, out: seen.update(logits=out.detach()))
+    for name, m in ref.named_modules():
+      if isinstance(m, torch.nn.BatchNorm2d):
+        m.register_forward_hook(
+            lambda m, i, out, name=name: counts.update({name: i[0].numel() // i[0].shape[1]}))
+    t_images = torch.from_numpy(images.astype(np.float64)).permute(0, 3, 1, 2)  # channels_last
+    t_loss = torch_reference.train_step_fn(ref)(t_images, torch.from_numpy(labels).long())
+    return seen["logits"].numpy().transpose(0, 2, 3, 1), t_loss.item(), ref, counts
+
+  t_logits, t_loss, ref, counts = torch_step(upsample)
+  forward, backward, pixels = _decoder_sum_lengths(params, x_shape)
+  close(logits, t_logits, f32_rtol(forward))
+  close(loss, t_loss, f32_rtol(forward, pixels))
+  grad_tol = f32_rtol(forward, pixels, backward, pixels)
+  checked = set()
+  for name, p in ref.named_parameters():
+    module, kind = name.rsplit(".", 1)
+    leaf = _tree_leaf(grads, module)
+    if kind == "weight":
+      got = leaf["kernel"].transpose(3, 2, 0, 1) if p.dim() == 4 else leaf["scale"]
+      close(got, p.grad.numpy(), grad_tol)
+    elif module.startswith("backbone.conv"):
+      # A conv bias before BatchNorm: its gradient, the sum of the BN input's
+      # gradient over the batch, is 0 exactly (BN removes the batch mean);
+      # both give rounding noise of that sum, on the scale of the conv's
+      # kernel gradient (measured: f32 ~1e-7 of it, float64 ~1e-15).
+      scale = np.abs(_tree_leaf(grads, module)["kernel"]).max()
+      assert np.abs(leaf["bias"]).max() <= grad_tol * scale
+      assert p.grad.abs().max().item() <= grad_tol * scale
+    else:
+      close(leaf["bias"], p.grad.numpy(), grad_tol)
+    checked.add(name)
+  assert len(checked) == len(jax.tree.leaves(params))
+  # Running statistics: flax keeps 0.9 old + 0.1 batch, with the biased batch
+  # variance; torch with momentum 0.1 the same but the unbiased variance
+  # (n / (n - 1) times it), undone here to compare.
+  momentum = 1 - torch_reference.BN_MOMENTUM
+  bns = [(name, m) for name, m in ref.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+  assert len(bns) == len(jax.tree.leaves(new_stats)) // 2
+  for name, m in bns:
+    old, new, n = _tree_leaf(stats, name), _tree_leaf(new_stats, name), counts[name]
+    close(new["mean"], m.running_mean.numpy(), f32_rtol(forward))
+    biased = (m.running_var.numpy() - momentum * old["var"]) * (n - 1) / n
+    close(new["var"], momentum * old["var"] + biased, f32_rtol(forward))
+  # The tolerance tells the two operators apart.
+  other, _, _, _ = torch_step("bilinear" if upsample == "nearest" else "nearest")
+  with pytest.raises(AssertionError, match="relative error"):
+    close(logits, other, f32_rtol(forward))
+
+
+def test_torch_bilinear_equals_fcnjax_bilinear(benchmarks):
+  """fcnjax's bilinear x2 (the FCN filter as a transpose conv over a zero
+  border) == the twin's two forms (interpolate on the zero-padded map, a
+  grouped transpose conv), each output a 2x2-tap sum: f32_rtol(4). Plain
+  `F.interpolate(bilinear, align_corners=False)` equals it inside the map and
+  not on its outer rows and columns, which it clamps: there fcnjax's is 3/4 of
+  it (9/16 at the corners) where the map is constant."""
+  torch = pytest.importorskip("torch")
+  torch_reference = benchmarks("torch_reference")
+  from fcnjax.ops.upsample import bilinear_upsample
+  x = np.random.default_rng(0).normal(size=(2, 5, 7, 3)).astype(np.float32)
+  want = np.asarray(bilinear_upsample(jnp.asarray(x), 2))
+  t_x = torch.from_numpy(x.astype(np.float64)).permute(0, 3, 1, 2)
+  for impl in torch_reference.BILINEAR_IMPLS:
+    got = torch_reference._bilinear_x2(t_x, impl).numpy().transpose(0, 2, 3, 1)
+    close(want, got, f32_rtol(4))
+  plain = torch.nn.functional.interpolate(t_x, scale_factor=2, mode="bilinear",
+                                          align_corners=False).numpy().transpose(0, 2, 3, 1)
+  close(want[:, 1:-1, 1:-1], plain[:, 1:-1, 1:-1], f32_rtol(4))
+  ones = torch.ones(1, 1, 3, 3, dtype=torch.float64)
+  border = torch_reference._bilinear_x2(ones, "interpolate")[0, 0].numpy()
+  assert border[0, 0] == 9 / 16 and border[0, 2] == 3 / 4 and border[2, 2] == 1
+  with pytest.raises(AssertionError, match="relative error"):
+    close(want, plain, f32_rtol(4))
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_torch_decoder_eval_odd_sizes(upsample, benchmarks):
+  """Eval mode (running statistics) on sides that are not multiples of 16:
+  ceil pools (44 -> 22 -> 11 -> 6 -> 3, 38 -> 19 -> 10 -> 5 -> 3) and x2 steps
+  cropped to each pre-pool size, as fcnjax's `operator.fit`; the forward's sum
+  lengths, with no BatchNorm statistics to sum."""
+  torch = pytest.importorskip("torch")
+  num_classes, x_shape = 5, (2, 44, 38, 3)
+  model, images, _, variables = _decoder_case(upsample, num_classes, x_shape, seed=1)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, jnp.asarray(images))
+  ref = _torch_decoder(torch, benchmarks, upsample, num_classes, variables).eval()
+  with torch.no_grad():
+    t_logits = ref(torch.from_numpy(images.astype(np.float64)).permute(0, 3, 1, 2))
+  forward = sum(np.prod(k.shape[:3]) for k in jax.tree.leaves(variables["params"]) if k.ndim == 4)
+  close(logits, t_logits.numpy().transpose(0, 2, 3, 1), f32_rtol(forward))
+
+
+def test_torch_sgd_equals_optax_sgd(benchmarks):
+  """`train_step_fn` as the bench builds it == the fcnjax bench's update
+  (optax.sgd at benchmark.LEARNING_RATE, MOMENTUM), three steps of a 1x1-conv
+  net on the cross entropy with ignored pixels, both in float64: the same
+  momentum buffer (g + momentum * b) and step (-lr * b). The parameters'
+  change, which a wrong rate or momentum alters by O(1), within 1e-9."""
+  torch = pytest.importorskip("torch")
+  import optax
+  torch_reference = benchmarks("torch_reference")
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(2, 5, 6, 3))
+  labels = rng.integers(0, 4, size=(2, 5, 6)).astype(np.int32)
+  labels[0, 0] = 255
+  kernel, bias = rng.normal(size=(3, 4)), rng.normal(size=4)
+  with jax.enable_x64(True):
+    def loss_fn(p):  # cross_entropy_sum's, in float64 (it computes in float32)
+      valid = labels != 255
+      losses = optax.softmax_cross_entropy_with_integer_labels(
+          jnp.asarray(images) @ p["kernel"] + p["bias"], jnp.asarray(np.where(valid, labels, 0)))
+      return jnp.sum(jnp.where(valid, losses, 0.0)) / valid.sum()
+    tx = optax.sgd(benchmark.LEARNING_RATE, benchmark.MOMENTUM)
+    p = {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}
+    state = tx.init(p)
+    for _ in range(3):
+      updates, state = tx.update(jax.grad(loss_fn)(p), state, p)
+      p = optax.apply_updates(p, updates)
+    want = {k: np.asarray(v) for k, v in p.items()}
+  net = torch.nn.Conv2d(3, 4, 1).double()
+  with torch.no_grad():
+    net.weight.copy_(torch.from_numpy(kernel.T[:, :, None, None]))
+    net.bias.copy_(torch.from_numpy(bias))
+  step = torch_reference.train_step_fn(net, lr=benchmark.LEARNING_RATE,
+                                       momentum=benchmark.MOMENTUM)
+  for _ in range(3):
+    step(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels).long())
+  got = {"kernel": net.weight.detach().numpy()[:, :, 0, 0].T, "bias": net.bias.detach().numpy()}
+  for name, start in (("kernel", kernel), ("bias", bias)):
+    close(got[name] - start, want[name] - start, 1e-9)
+
+
 def test_configure_xla_appends():
   env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
   cli.configure_xla(env)
@@ -307,6 +535,24 @@ def test_bench_run_tiny(benchmarks):
   else:
     assert len(rows) == 1 and "vs_torch" not in rows[0]
   assert "vs torch" in benchmark.format_table(rows)
+
+
+def test_torch_bench_covers(benchmarks):
+  """The cases with a twin: FCNs with learned upsampling on the plain VGGs, the
+  study decoder with nearest / bilinear on the BatchNorm VGGs; float32 only."""
+  pytest.importorskip("torch")
+  covered = benchmarks("torch_bench").has_reference
+  opts = lambda backbone, dtype="float32": benchmark.Options(backbone=backbone, dtype=dtype)
+  assert covered("fcn8s", "learned", opts("tiny")) and covered("fcn32s", "learned", opts("vgg16"))
+  assert covered("decoder", "nearest", opts("small"))
+  assert covered("decoder", "bilinear", opts("vgg16_bn"))
+  assert not covered("fcn8s", "learned", opts("small"))  # BatchNorm: no FCN twin
+  assert not covered("decoder", "nearest", opts("tiny"))  # no BatchNorm: no decoder twin
+  assert not covered("decoder", "max_unpool", opts("small"))
+  assert not covered("decoder", "nearest", opts("small", "bfloat16"))
+  assert not covered("decoder", "nearest", opts("resnet18"))
+  config = benchmark.model_config("decoder", "bilinear", "small")
+  assert (config.depth, config.upsample) == (benchmark.DECODER_DEPTH, "bilinear")
 
 
 # Frees a 256 MiB malloc block, allocates it again and counts the page faults

@@ -50,8 +50,8 @@ def main(argv, reference=None):
 def define_flags():
   """The bench's flags (defined when it runs, so importing it defines none)."""
   flags.DEFINE_list("models", ["fcn32s", "fcn16s", "fcn8s"],
-                    "fcn32s|fcn16s|fcn8s|segnet|deconvnet")
-  flags.DEFINE_list("upsample", ["learned"], "FCN upsampling operators to compare.")
+                    "fcn32s|fcn16s|fcn8s|segnet|deconvnet|decoder")
+  flags.DEFINE_list("upsample", ["learned"], "Upsampling operators to compare (FCNs, decoder).")
   flags.DEFINE_list("drivers", ["pmap"], "pmap and/or jit.")
   flags.DEFINE_string("backbone", "tiny", "tiny or vgg16.")
   flags.DEFINE_integer("size", 128, "Square input size.")

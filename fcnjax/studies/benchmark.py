@@ -44,10 +44,24 @@ class Options:
   reference: Optional[Callable] = None
 
 
+# The step's optimizer: SGD with momentum (the PyTorch twin's takes the same).
+LEARNING_RATE, MOMENTUM = 1e-3, 0.9
+# The decoder's depth: the upsampling studies' (4 pools, a 4x4 bottleneck at 64x64).
+DECODER_DEPTH = 4
+
+
+def takes_upsample(name):
+  """Whether a case's model is timed per --upsample operator (FCNs, the decoder)."""
+  return name.startswith("fcn") or name == "decoder"
+
+
 def model_config(name, upsample, backbone):
   if name.startswith("fcn"):
     return ml_collections.ConfigDict(dict(name="fcn", variant=name[3:], backbone=backbone,
                                           upsample=upsample, dropout_rate=0.0))
+  if name == "decoder":
+    return ml_collections.ConfigDict(dict(name=name, backbone=backbone, depth=DECODER_DEPTH,
+                                          upsample=upsample))
   return ml_collections.ConfigDict(dict(name=name, backbone=backbone))
 
 
@@ -84,8 +98,8 @@ def jax_step(name, upsample, driver_name, opts):
   step() runs one step to completion (the first call compiles)."""
   model = build_model(name, upsample, opts)
   batch = synthetic_batch(opts)
-  state = state_lib.create_train_state(model, optax.sgd(1e-3, 0.9), jax.random.key(0),
-                                       (1,) + batch["image"].shape[1:])
+  state = state_lib.create_train_state(model, optax.sgd(LEARNING_RATE, MOMENTUM),
+                                       jax.random.key(0), (1,) + batch["image"].shape[1:])
   driver = parallel.make_driver(driver_name, loss_fn=losses.make_loss("ce"),
                                 num_classes=opts.num_classes)
   carry = {"state": driver.put_state(state)}
@@ -94,7 +108,8 @@ def jax_step(name, upsample, driver_name, opts):
     carry["state"], metrics = driver.train(carry["state"], batch, jax.random.key(0))
     jax.block_until_ready(metrics)
 
-  label = f"{name}_{upsample}_{driver_name}" if name.startswith("fcn") else f"{name}_{driver_name}"
+  label = (f"{name}_{upsample}_{driver_name}" if takes_upsample(name)
+           else f"{name}_{driver_name}")
   return step, dict(name=label, model=name, upsample=upsample, driver=driver_name,
                     devices=driver.num_devices, device=jax.devices()[0].device_kind,
                     fc_impl=opts.fc_impl, malloc=opts.malloc)
@@ -144,7 +159,7 @@ def run(models, upsamplers, drivers, opts, emit=None):
   reference side by side; emit(row) is called as each row is done."""
   rows = []
   for name in models:
-    for upsample in (upsamplers if name.startswith("fcn") else ["-"]):
+    for upsample in (upsamplers if takes_upsample(name) else ["-"]):
       for row in bench_case(name, upsample, drivers, opts):
         rows.append(row)
         if emit:
