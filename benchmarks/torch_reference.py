@@ -28,6 +28,19 @@ UP_NAMES = {"pool4": "upscore2", "pool3": "upscore_pool4"}
 FINAL = {"32s": ("upscore", 32), "16s": ("upscore16", 16), "8s": ("upscore8", 8)}
 
 
+def _vgg_layers(nn, stage_sizes, widths, bn=None):
+  """VGG stages' 3x3 convs (padding 1, with bias) by fcnjax's names, conv{s}_{i}
+  (each followed by bn{s}_{i} = bn(width) where bn is given), and the last width."""
+  layers, cin = {}, 3
+  for s, (n, width) in enumerate(zip(stage_sizes, widths), start=1):
+    for i in range(1, n + 1):
+      layers[f"conv{s}_{i}"] = nn.Conv2d(cin, width, 3, padding=1)
+      if bn is not None:
+        layers[f"bn{s}_{i}"] = bn(width)
+      cin = width
+  return layers, cin
+
+
 def build(num_classes, variant="8s", stage_sizes=(2, 2, 3, 3, 3),
           widths=(64, 128, 256, 512, 512), fc_width=4096, fc6_kernel=7):
   """The PyTorch FCN (a torch.nn.Module): (N, 3, H, W) -> logits (N, C, H, W).
@@ -38,11 +51,7 @@ def build(num_classes, variant="8s", stage_sizes=(2, 2, 3, 3, 3),
   class TorchFCN(nn.Module):
     def __init__(self):
       super().__init__()
-      layers, cin = {}, 3
-      for s, (n, width) in enumerate(zip(stage_sizes, widths), start=1):
-        for i in range(1, n + 1):
-          layers[f"conv{s}_{i}"] = nn.Conv2d(cin, width, 3, padding=1)
-          cin = width
+      layers, cin = _vgg_layers(nn, stage_sizes, widths)
       layers["fc6"] = nn.Conv2d(cin, fc_width, fc6_kernel, padding=fc6_kernel // 2)
       layers["fc7"] = nn.Conv2d(fc_width, fc_width, 1)
       self.backbone = nn.ModuleDict(layers)
@@ -191,12 +200,7 @@ def build_decoder(num_classes, upsample, widths, stage_sizes, depth, bilinear="i
   class TorchDecoder(nn.Module):
     def __init__(self):
       super().__init__()
-      layers, cin = {}, 3
-      for s, (n, width) in enumerate(zip(stage_sizes, widths), start=1):
-        for i in range(1, n + 1):
-          layers[f"conv{s}_{i}"] = nn.Conv2d(cin, width, 3, padding=1)
-          layers[f"bn{s}_{i}"] = bn(width)
-          cin = width
+      layers, cin = _vgg_layers(nn, stage_sizes, widths, bn)
       self.backbone = nn.ModuleDict(layers)
       for s in range(depth, 0, -1):
         out = widths[s - 2] if s > 1 else widths[0]
