@@ -31,6 +31,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
+from fcnjax import viz  # noqa: E402
 from fcnjax.ops import fc  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -139,7 +140,6 @@ def main():
             f"{row['layer']:8s} {row['impl']:9s} {row['input']:16s} fwd {row['fwd_ms']:8.1f} ms"
             f"  fwd+bwd {row['fwd_bwd_ms']:8.1f} ms", flush=True)
   if args.figure:
-    from fcnjax import viz
     viz.plot_ablation(args.figure, rows, metric="fwd_bwd_ms", group="layer", label="impl")
 
 
