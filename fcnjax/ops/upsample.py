@@ -59,9 +59,9 @@ def _pool_windows(x, k, ceil_mode):
   return x[:, :hp * k, :wp * k].reshape(n, hp, k, wp, k, c)
 
 
-def _windows(x, window):
-  """(N, H, W, C) -> (N, H//k, W//k, C, k*k), row-major inside each window."""
-  x = _pool_windows(x, window, ceil_mode=False)
+def _windows(x, window, ceil_mode=False):
+  """(N, H, W, C) -> (N, H', W', C, k*k), row-major inside each window."""
+  x = _pool_windows(x, window, ceil_mode)
   n, hp, k, wp, _, c = x.shape
   return x.transpose(0, 1, 3, 5, 2, 4).reshape(n, hp, wp, c, k * k)
 
@@ -90,9 +90,8 @@ def _max_pool_bwd(window, ceil_mode, x, g):
   # several consumers, each rounded its own way) cannot lose it, as an equality
   # test of the values against their max can.
   k = window
-  win = _pool_windows(x, k, ceil_mode)
-  n, hp, _, wp, _, c = win.shape
-  first = jnp.argmax(win.transpose(0, 1, 3, 5, 2, 4).reshape(n, hp, wp, c, k * k), axis=-1)
+  first = jnp.argmax(_windows(x, k, ceil_mode), axis=-1)
+  n, hp, wp, c = first.shape
   onehot = first[..., None] == jnp.arange(k * k)
   dx = jnp.where(onehot, g[..., None], 0).reshape(n, hp, wp, c, k, k)
   dx = dx.transpose(0, 1, 4, 2, 5, 3).reshape(n, hp * k, wp * k, c)
