@@ -75,3 +75,29 @@ def test_mean_boundary_f1_and_tolerance():
   preds[1] = 0
   per_image = [np.nanmean(metrics.boundary_f1(l, p, 2, 0.5)) for l, p in zip(labels, preds)]
   assert metrics.mean_boundary_f1(labels, preds, 2, 0.5) == pytest.approx(np.mean(per_image))
+
+
+def within_brute_force(mask, tol):
+  """Pixels with a True pixel of `mask` at distance <= tol (every pair measured)."""
+  points = np.argwhere(mask).astype(np.float64)
+  grid = np.stack(np.meshgrid(*map(np.arange, mask.shape), indexing="ij"), -1)
+  if not len(points):
+    return np.zeros(mask.shape, bool)
+  dist = np.sqrt(((grid[:, :, None] - points[None, None]) ** 2).sum(-1)).min(-1)
+  return dist <= tol
+
+
+@pytest.mark.parametrize("tol", [0.0, 0.68, 1.0, math.sqrt(2), 2.0, math.sqrt(5), 3.75])
+def test_within_and_boundary_f1_are_exactly_their_definitions(tol):
+  """The disk dilation equals every-pair distances bit for bit (tolerances on and
+  between the lattice's distances), so BF's counts, and its floats, are exact."""
+  rng = np.random.default_rng(7)
+  masks = rng.random((3, 19, 23)) < 0.04
+  want = np.stack([within_brute_force(m, tol) for m in masks])
+  np.testing.assert_array_equal(metrics.within(masks, tol), want)
+  label = rng.integers(0, 5, (19, 23))
+  label[rng.random((19, 23)) < 0.1] = 255
+  pred = np.where(rng.random((19, 23)) < 0.7, label, rng.integers(0, 5, (19, 23)))
+  pred[pred == 255] = 0
+  np.testing.assert_array_equal(metrics.boundary_f1(label, pred, 6, tol),
+                                bf_brute_force(label, pred, 6, tol))
