@@ -277,3 +277,21 @@ def plot_seed_curves(path, curves):
         ax.plot(steps, values.mean(0), color=f"C{k}", label=lab)
         ax.fill_between(steps, values.min(0), values.max(0), color=f"C{k}", alpha=0.15)
       ax.legend(fontsize=7)
+
+
+def plot_internals(path, image, rows):
+  """One row per model: the image, then its panels (each a 2-D map or kernel with
+  its colour bar). rows: {row label: [(title, 2-D array)]}."""
+  cols = 1 + max(len(panels) for panels in rows.values())
+  with _figure(path, len(rows), cols, figsize=(2.6 * cols, 2.4 * len(rows)),
+               squeeze=False) as (fig, axes):
+    for i, (label, panels) in enumerate(rows.items()):
+      axes[i, 0].imshow(_as_uint8_image(image))
+      axes[i, 0].set_title(label, fontsize=9)
+      for ax, (title, values) in zip(axes[i, 1:], panels):
+        im = ax.imshow(values, interpolation="nearest")
+        ax.set_title(title, fontsize=7)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+      for ax in axes[i]:
+        ax.set_axis_off()
+    fig.tight_layout()

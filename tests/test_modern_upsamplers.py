@@ -12,6 +12,8 @@ import torch.nn.functional as F
 
 from fcnjax import models
 from fcnjax.models import modern_upsamplers as modern
+from fcnjax.models.operator import INTERNALS
+from fcnjax.studies import study_report
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 
@@ -49,14 +51,19 @@ def carafe_ref(x, kernels, k, f):
 
 
 def _apply(module, x, given=None, size=None, seed=0):
-  """(params, output, vjp): the module with every parameter perturbed (so zero or
-  tiny initialisations test nothing away); vjp(cotangent) -> d/d(x, given)."""
-  variables = module.init(jax.random.key(seed), x, given, size)
+  """(params, output, vjp, sown): the module with every parameter perturbed (so zero
+  or tiny initialisations test nothing away); vjp(cotangent) -> d/d(x, given);
+  sown: what it sowed into `models.operator.INTERNALS` ({name: value})."""
+  variables = {k: v for k, v in module.init(jax.random.key(seed), x, given, size).items()
+               if k != INTERNALS}
   keys = iter(jax.random.split(jax.random.key(seed + 1), 100))
   variables = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(next(keys), p.shape, p.dtype),
                            variables)
-  y, vjp = jax.vjp(lambda a, g: module.apply(variables, a, g, size), x, given)
-  return variables.get("params", {}), np.asarray(y), vjp
+  y, vjp, state = jax.vjp(
+      lambda a, g: module.apply(variables, a, g, size, mutable=[INTERNALS]), x, given,
+      has_aux=True)
+  sown = {name: value for name, (value,) in state.get(INTERNALS, {}).items()}
+  return variables.get("params", {}), np.asarray(y), vjp, sown
 
 
 def _same_grads(vjp, want, leaves, seed=3):
@@ -82,7 +89,7 @@ def x64():
 @pytest.mark.parametrize("factor", [2, 3])
 def test_pixel_shuffle_module(factor):
   x = _x((2, 5, 7, 3))
-  p, y, vjp = _apply(modern.PixelShuffleUpsample(factor, dtype=jnp.float64, param_dtype=jnp.float64), x)
+  p, y, vjp, sown = _apply(modern.PixelShuffleUpsample(factor, dtype=jnp.float64, param_dtype=jnp.float64), x)
   tx = _t(x).requires_grad_()
   want = F.pixel_shuffle(_conv(tx, p["conv"], padding=1), factor)
   np.testing.assert_allclose(y, _n(want), **TOL)
@@ -92,7 +99,7 @@ def test_pixel_shuffle_module(factor):
 def test_carafe_module():
   x = _x((2, 5, 7, 6))
   up = modern.CARAFE(2, compressed=4, dtype=jnp.float64, param_dtype=jnp.float64)
-  p, y, vjp = _apply(up, x)
+  p, y, vjp, sown = _apply(up, x)
   tx = _t(x).requires_grad_()
   z = _conv(tx, p["compressor"])
   kernels = F.softmax(F.pixel_shuffle(_conv(z, p["encoder"], padding=1), 2), dim=1)
@@ -100,9 +107,10 @@ def test_carafe_module():
   np.testing.assert_allclose(y, _n(want), **TOL)
   _same_grads(vjp, want, [tx])
   assert p["compressor"]["kernel"].shape == (1, 1, 6, 4)  # compressed to 4 of 6 channels
+  np.testing.assert_allclose(sown["kernels"], _n(kernels), **TOL)  # what it used
 
 
-def _dysample_ref(x, p, f, g, style, dynamic):
+def _dysample_ref(x, p, f, g, style, dynamic, offsets=None):
   """DySample from its definition: offsets (x, y per group and sub-position) scaled
   and added to the sub-pixel grid, then a bilinear border grid_sample per group."""
   n, c, h, w = x.shape
@@ -116,6 +124,8 @@ def _dysample_ref(x, p, f, g, style, dynamic):
     offset = F.pixel_unshuffle(offset, f)
   sub = (torch.arange(f, dtype=torch.float64) - (f - 1) / 2) / f  # sub-pixel positions
   offset = offset.view(n, 2, g, f, f, h, w)
+  if offsets is not None:  # the learned displacement, (N, h, w, 2, g, f, f)
+    offsets.append(offset.permute(0, 5, 6, 1, 2, 3, 4).detach().numpy())
   gx = (torch.arange(w, dtype=torch.float64) + 0.5).view(1, 1, 1, 1, w) + sub.view(1, 1, f, 1, 1)
   gy = (torch.arange(h, dtype=torch.float64) + 0.5).view(1, 1, 1, h, 1) + sub.view(1, f, 1, 1, 1)
   px = 2 * (gx.unsqueeze(0) + offset[:, 0]) / w - 1  # (n, g, f(row), f(col), h, w)
@@ -133,16 +143,24 @@ def _dysample_ref(x, p, f, g, style, dynamic):
 def test_dysample_variants(name, style, dynamic):
   x = _x((2, 5, 7, 8))
   op = models.resolve(name)
-  p, y, vjp = _apply(op(2, dtype=jnp.float64, param_dtype=jnp.float64), x)
-  tx = _t(x).requires_grad_()
-  want = _dysample_ref(tx, p, 2, 4, style, dynamic)
+  module = op(2, dtype=jnp.float64, param_dtype=jnp.float64)
+  p, y, vjp, sown = _apply(module, x)
+  tx, offsets = _t(x).requires_grad_(), []
+  want = _dysample_ref(tx, p, 2, 4, style, dynamic, offsets)
   np.testing.assert_allclose(y, _n(want), **TOL)
   _same_grads(vjp, want, [tx])
+  np.testing.assert_allclose(sown["offsets"], offsets[0], **TOL)
+  # learned.png's panel: the mean offset length over groups and sub-positions.
+  [(title, lengths)] = study_report.internal_panels({INTERNALS: {"up1": {
+      "offsets": (sown["offsets"],)}}})
+  want = np.hypot(offsets[0][0, :, :, 0], offsets[0][0, :, :, 1]).mean(axis=(2, 3, 4))
+  np.testing.assert_allclose(lengths, want, **TOL)
+  assert title == "up1 |offset| (px)" and lengths.shape == (5, 7)
 
 
 def test_dysample_groups_fall_back_to_one_and_pl_refuses_odd_channels():
   x = _x((1, 4, 5, 6))  # 6 channels: 4 groups do not divide them
-  p, y, vjp = _apply(modern.DySample(2, dtype=jnp.float64, param_dtype=jnp.float64), x)
+  p, y, vjp, sown = _apply(modern.DySample(2, dtype=jnp.float64, param_dtype=jnp.float64), x)
   assert p["offset"]["kernel"].shape == (1, 1, 6, 2 * 1 * 4)
   np.testing.assert_allclose(y, _n(_dysample_ref(_t(x), p, 2, 1, "lp", False)), **TOL)
   with pytest.raises(ValueError, match="style 'pl' needs channels divisible by factor"):
@@ -163,7 +181,8 @@ def _semi_shift_en(en_c, weight, bias):
 @pytest.mark.parametrize("c_en", [6, 4])
 def test_fade_module(c_en):
   x, en = _x((2, 4, 5, 6)), _x((2, 8, 10, c_en), seed=1)
-  p, y, vjp = _apply(modern.FADE(2, embedding=8, dtype=jnp.float64, param_dtype=jnp.float64), x, en)
+  fade = modern.FADE(2, embedding=8, dtype=jnp.float64, param_dtype=jnp.float64)
+  p, y, vjp, sown = _apply(fade, x, en)
   tx, ten = _t(x).requires_grad_(), _t(en).requires_grad_()
   leaves = [tx, ten]
   weight, bias = _w(p["kernel"]), _b(p["bias"])
@@ -179,11 +198,14 @@ def test_fade_module(c_en):
   want = gate * ten + (1 - gate) * carafe_ref(tx, kernels, 5, 2)
   np.testing.assert_allclose(y, _n(want), **TOL)
   _same_grads(vjp, want, leaves)
+  np.testing.assert_allclose(sown["kernels"], _n(kernels), **TOL)
+  np.testing.assert_allclose(sown["gate_map"], _n(gate), **TOL)
 
 
 def test_sapa_module_on_a_guide_of_odd_size():
   x, en = _x((2, 4, 5, 16)), _x((2, 7, 9, 8), seed=1)  # guide 7x9, not 8x10
-  p, y, vjp = _apply(modern.SAPA(2, embedding=4, dtype=jnp.float64, param_dtype=jnp.float64), x, en)
+  sapa = modern.SAPA(2, embedding=4, dtype=jnp.float64, param_dtype=jnp.float64)
+  p, y, vjp, sown = _apply(sapa, x, en)
   tx, ten = _t(x).requires_grad_(), _t(en).requires_grad_()
   gn = lambda t, q, groups: F.group_norm(t, groups, _b(q["scale"]), _b(q["bias"]), 1e-5)  # noqa
   q = _conv(gn(ten, p["norm_y"], 8), p["q"])
@@ -196,6 +218,26 @@ def test_sapa_module_on_a_guide_of_odd_size():
   np.testing.assert_allclose(y, _n(want), **TOL)
   _same_grads(vjp, want, [tx, ten])
   assert y.shape == (2, 7, 9, 16)
+  np.testing.assert_allclose(sown["kernels"], _n(attn), **TOL)
+
+
+def test_the_study_figure_of_what_operators_learned():
+  """`study_report.internal_panels`, the panels of learned.png: kernel entropy
+  against scipy's, and a transpose conv at its bilinear init: FCN's bilinear
+  filter on the diagonal, nothing off it (DySample's: test_dysample_variants)."""
+  from scipy import stats as sps
+  p = np.random.default_rng(0).dirichlet(np.ones(25), size=(3, 4))
+  np.testing.assert_allclose(study_report.kernel_entropy(p),
+                             sps.entropy(p, axis=-1) / np.log(25), rtol=1e-12)
+  assert study_report.kernel_entropy(np.eye(9)[4]) == 0.0  # one tap: a copy
+  x = _x((1, 3, 3, 5))
+  learned = models.resolve("learned")(2, dtype=jnp.float64, param_dtype=jnp.float64)
+  params = learned.init(jax.random.key(0), x)["params"]
+  _, sown = learned.apply({"params": params}, x, mutable=[INTERNALS])
+  [(title, kernel)] = study_report.internal_panels(sown)
+  bilinear = 1 - abs(np.arange(4) - 1.5) / 2  # FCN's upsample_filt(4): 0.25 0.75 0.75 0.25
+  np.testing.assert_allclose(kernel, np.outer(bilinear, bilinear), rtol=1e-15)
+  assert "off-diagonal 0%" in title
 
 
 def _bn_eval(t, p, stats, eps=1e-5):
@@ -253,7 +295,7 @@ def test_indexnet_unpool_and_index_weighted_encoder():
   index_en * x over each window, IndexNet's 4 * avg_pool) with the same block."""
   x = _x((1, 3, 4, 5))
   index = jax.nn.sigmoid(_x((1, 7, 9, 1), seed=2))  # a pre-pool map of odd size
-  _, y, _ = _apply(modern.IndexNetUnpool(2, dtype=jnp.float64, param_dtype=jnp.float64), x, index, (7, 9))
+  _, y, _, _ = _apply(modern.IndexNetUnpool(2, dtype=jnp.float64, param_dtype=jnp.float64), x, index, (7, 9))
   want = F.interpolate(_t(x), scale_factor=2, mode="nearest") * _t(index)[:, :, :6, :8]
   np.testing.assert_allclose(y[:, :6, :8], _n(want), **TOL)
   assert not y[:, 6:].any() and not y[:, :, 8:].any()

@@ -106,6 +106,11 @@ def test_test_scores_equal_an_independent_confusion_matrix(study):
   iou = np.diag(hist) / (hist.sum(0) + hist.sum(1) - np.diag(hist))
   assert run["scores"]["test"]["mean_iou"] == pytest.approx(np.nanmean(iou), rel=1e-9)
   assert run["scores"]["test"]["pixel_acc"] == pytest.approx(np.trace(hist) / hist.sum())
+  # In batches of 5 (the last padded with 4 ignored fillers): every score the same.
+  from fcnjax.studies import study as study_lib
+  again = study_lib.score_split(experiment.with_fields(config, {"eval_batch_size": 5}),
+                                state, info, "test")
+  assert again == {k: v for k, v in run["scores"]["test"].items()} and again["num_images"] == 16
 
 
 def test_pairwise_intervals_are_paired_t_intervals_holm_corrected(study):
@@ -147,9 +152,17 @@ def test_tables_show_the_runs_numbers(study):
   assert "dense vs sparse" not in table  # its arms did not all run
   costs = results["costs"]
   assert costs["learned"]["params"] > costs["bilinear"]["params"]
+  assert costs["learned"]["gflops"] > costs["bilinear"]["gflops"] > 0  # a C x C transpose conv
   for cost in costs.values():
     assert cost["step_ms"] > 0 and cost["peak_mb"] > 0 and cost["infer_ms"] > 0
     assert cost["kept_bytes"] == 0  # no switches kept without max-unpooling
+  walls = [run["logged_wall_s"] for run in results["runs"]]  # from each run's event files
+  assert all(w > 0 for w in walls) and sum(walls) < results["wall_s"]
+  assert f"Compute: {len(walls)} runs, {sum(walls) / 3600:.1f} h" in table
+  for row in results["flatness"]:  # the budget rule on the runs' selection curves
+    gains = [r["plateau_gain"] for r in results["runs"] if r["arm"] == row["arm"]]
+    assert row["median gain"] == f"{np.median(gains):+.3f}"
+    assert f"| {row['arm']} | {len(SEEDS)} | {row['median gain']} |" in table
 
 
 def test_kept_bytes_count_switches_and_skips_by_definition():
@@ -176,6 +189,8 @@ def test_figures_are_written(study):
       assert img.size[0] > 200 and img.size[1] > 100
   with Image.open(work / "predictions.png") as img:  # image | truth | 2 arms
     assert img.size[0] > img.size[1] * 0.9
+  with Image.open(work / "learned.png") as img:  # one row (bilinear learns nothing)
+    assert img.size[0] > 2 * img.size[1]
 
 
 def test_skip_study_end_to_end_at_toy_size(tmp_path):

@@ -27,7 +27,8 @@ TOY_STUDY = spec.Study(
     arms={"nearest": {"model.upsample": "nearest"}, "bilinear": {"model.upsample": "bilinear"}},
     contrasts=lambda labels: {"nearest vs bilinear": (
         {"nearest": 1.0, "bilinear": -1.0}, "nearest", "bilinear")},
-    declared={"nearest vs bilinear": "2026-12-06"}, scored_splits=("test",), seeds=2)
+    declared={"nearest vs bilinear": "2026-12-06"}, scored_splits=("test",), seeds=2,
+    published={"bilinear": "41.68-42.11", "carafe": "42.82"})
 
 
 def _count_calls(monkeypatch, *targets):
@@ -62,8 +63,11 @@ def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, m
   assert not os.path.exists(os.path.join(work, "results.json"))
   results = study.run_study(config, work, arms, seeds, TOY_STUDY.contrasts_for(list(arms)),
                             log=lambda line: None, splits=TOY_STUDY.scored_splits,
-                            declared=TOY_STUDY.declared)
+                            declared=TOY_STUDY.declared, published=TOY_STUDY.published)
   assert [c["contrast"] for c in results["contrasts"]] == ["nearest vs bilinear"]
+  assert results["published"] == {"bilinear": "41.68-42.11"}  # the arms that ran
+  with open(os.path.join(work, "results.md")) as f:
+    assert next(line for line in f if line.startswith("| bilinear |")).count("41.68-42.11") == 1
   assert results["declared"] == {"nearest vs bilinear": "2026-12-06"}
   assert [r["cached"] for r in results["runs"]] == [True, True, False, False]
   for run in results["runs"]:
@@ -74,6 +78,25 @@ def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, m
     assert record["provenance"]["jaxlib"] and record["provenance"]["commit"]
   rows, eta = study.status(config, work, arms, seeds)
   assert [r["state"] for r in rows] == ["done"] * 4 and eta == 0
+  # Read back as trained (a pinned worktree's runs), whatever this checkout's code key.
+  monkeypatch.setattr(study, "code_hash", lambda: "another checkout")
+  read, trained_at = study.read_runs(config, work, arms, seeds, log=lambda line: None)
+  assert [r["scores"] for r in read] == [r["scores"] for r in results["runs"]]
+  assert trained_at == results["runs"][0]["provenance"]
+  with pytest.raises(ValueError, match=r"nearest,seed=2: not trained and scored to step 2"):
+    study.read_runs(config, work, arms, [0, 1, 2], log=lambda line: None)
+  with pytest.raises(ValueError, match=r"nearest,seed=0: its config differs .*'log_every_steps'"):
+    study.read_runs(experiment.with_fields(config, {"log_every_steps": 2}), work, arms, seeds,
+                    log=lambda line: None)
+  saved = os.path.join(work, "nearest,seed=0", "config.json")
+  with open(saved) as f:
+    older = json.load(f)
+  del older["boundary_width"]  # a field newer than the run: its default was the run's
+  with open(saved, "w") as f:
+    json.dump(older, f)
+  assert len(study.read_runs(config, work, arms, seeds, log=lambda line: None)[0]) == 4
+  monkeypatch.undo()
+  monkeypatch.setitem(registry.STUDIES, "toy", TOY_STUDY)
   gains = {r["name"]: r["plateau_gain"] for r in results["runs"]}
   for row in rows:  # read from the selection curve, as the run reported it
     np.testing.assert_equal(row["gain last 20 %"], gains[f"{row['arm']},seed={row['seed']}"])
@@ -150,3 +173,17 @@ def test_the_code_key_ignores_comments_and_docstrings_not_code(tmp_path, monkeyp
   assert edited != source and study.code_hash() == before
   losses.write_text(edited + "\nEPSILON = 1e-6\n")  # one line of code more
   assert study.code_hash() != before
+
+
+def test_a_runs_wall_time_sums_the_processes_that_trained_it(tmp_path, monkeypatch):
+  """Two processes (a run and its resumption), each an event file opened at its
+  first time: first to last event of each, summed (the pause between is not in it)."""
+  import time
+  from tensorboardX import SummaryWriter
+  for times in ((100.0, 115.5, 130.0), (500.0, 510.0)):
+    monkeypatch.setattr(time, "time", lambda: times[0])  # the file's opening event
+    with SummaryWriter(str(tmp_path), filename_suffix=f".{times[0]:.0f}") as writer:
+      for step, t in enumerate(times):
+        writer.add_scalar("train_loss", 1.0, step, walltime=t)
+  assert study.logged_wall_s(str(tmp_path)) == pytest.approx(30.0 + 10.0)
+  assert study.logged_wall_s(str(tmp_path / "none")) == 0.0

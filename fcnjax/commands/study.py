@@ -73,11 +73,12 @@ def main(argv):
     return
   vmap_seeds = {"true": True, "false": False}.get(FLAGS.vmap_seeds, "auto")
   where = layout.resolve(FLAGS.layout, jax.default_backend())
-  if where != "in_process" and vmap_seeds is not True:
+  if where != "in_process" and vmap_seeds is not True and not FLAGS.report:
     _train_seeds_side_by_side(workdir, arms, seeds, where)
   study.run_study(FLAGS.config, workdir, arms, seeds, spec.contrasts_for(list(arms)),
                   splits=spec.scored_splits, declared=spec.declared,
-                  allow_mixed=FLAGS.allow_mixed, vmap_seeds=vmap_seeds)
+                  allow_mixed=FLAGS.allow_mixed, vmap_seeds=vmap_seeds,
+                  published=spec.published, read_only=FLAGS.report)
 
 
 def _train_seeds_side_by_side(workdir, arms, seeds, where):
@@ -115,6 +116,9 @@ def run():
                     "nothing.")
   flags.DEFINE_bool("pilot", False, "Train each arm's --seeds (default 0) and report how flat "
                     "each selection curve is: the budget pilot (the test split is not touched).")
+  flags.DEFINE_bool("report", False, "Write the tables and figures from the runs as they "
+                    "were trained (e.g. from a pinned worktree of another commit: each scored "
+                    "at its budget, all at one commit), training and rescoring nothing.")
   flags.DEFINE_bool("allow_mixed", False, "Accept runs from other commits, library versions, "
                     "or (within a seed) other CPUs in one study.")
   flags.DEFINE_enum("vmap_seeds", "auto", ["auto", "true", "false"], "Train each arm's "

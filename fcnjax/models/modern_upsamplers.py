@@ -42,7 +42,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fcnjax.models.operator import Upsample, fit
+from fcnjax.models.operator import INTERNALS, Upsample, fit
 from fcnjax.ops import upsample as ops
 
 
@@ -97,6 +97,7 @@ class CARAFE(Upsample):
     logits = _conv(f * f * k2, self.k_enc, name="encoder",
                    kernel_init=nn.initializers.normal(0.001), **kw)(z)
     kernels = _softmax_kernels(ops.pixel_shuffle(logits, f))
+    self.sow(INTERNALS, "kernels", kernels)
     return ops.carafe(x, kernels, self.k_up, f)
 
 
@@ -214,7 +215,9 @@ class DySample(Upsample):
     if pl:
       offset = ops.pixel_unshuffle(offset, f)
     # (N, h, w, 2, g, f, f): x / y offsets of each group's f x f sub-positions.
-    offset = offset.reshape(n, h, w, 2, g, f, f) * scale + _initial_positions(f, g)
+    offset = offset.reshape(n, h, w, 2, g, f, f) * scale
+    self.sow(INTERNALS, "offsets", offset)  # the learned displacement, in source pixels
+    offset = offset + _initial_positions(f, g)
     cx = (jnp.arange(w) + 0.5)[None, None, :, None, None, None]  # pixel centres
     cy = (jnp.arange(h) + 0.5)[None, :, None, None, None, None]
     grid = jnp.stack([2 * (cx + offset[:, :, :, 0]) / w - 1,
@@ -262,6 +265,8 @@ class FADE(Upsample):
     kernels = _softmax_kernels(logits)
     gate = jax.nn.sigmoid(up(nn.Conv(1, (1, 1), name="gate", **kw,
                                      kernel_init=nn.initializers.xavier_uniform())(x)))
+    self.sow(INTERNALS, "kernels", kernels)
+    self.sow(INTERNALS, "gate_map", gate)  # 1: the encoder map
     if en.shape[-1] != c:
       en = nn.Conv(c, (1, 1), use_bias=False, name="project_en", **kw)(en)
     return gate * en + (1 - gate) * ops.carafe(x, kernels, self.k_up, f)
@@ -296,6 +301,7 @@ class SAPA(Upsample):
     q = nn.Conv(self.embedding, (1, 1), name="q", **init, **kw)(en)
     k = nn.Conv(self.embedding, (1, 1), name="k", **init, **kw)(x_n)
     attn = _softmax_kernels(ops.local_similarity(q, k, self.k_up, self.factor))
+    self.sow(INTERNALS, "kernels", attn)
     return ops.carafe(x, attn, self.k_up, self.factor)
 
 

@@ -32,6 +32,10 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 NEEDS = ("nothing", "switches", "index", "guidance")
+# The collection a learned operator sows what it predicted or learned into (kernels,
+# gates, offsets; `self.sow(INTERNALS, name, value)`), for the studies' figure of
+# what the operators learned. Not 'intermediates', whose leaves count as kept bytes.
+INTERNALS = "internals"
 
 
 def fit(x, size):

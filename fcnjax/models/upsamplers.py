@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from fcnjax.models import modern_upsamplers as modern
-from fcnjax.models.operator import Operator, Upsample, fit  # noqa: F401 (public names)
+from fcnjax.models.operator import INTERNALS, Operator, Upsample, fit  # noqa: F401 (public names)
 from fcnjax.ops import upsample as ops
 
 
@@ -98,6 +98,7 @@ class TransposeConvUpsample(Upsample):
     init = nn.initializers.lecun_normal() if self.random_init else bilinear_init
     c = x.shape[-1]
     kernel = self.param("kernel", init, (2 * f, 2 * f, c, c), self.param_dtype)
+    self.sow(INTERNALS, "transpose_kernel", kernel)
     return ops.transpose_conv(x, kernel.astype(self.dtype), f, padding)
 
 

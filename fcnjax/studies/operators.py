@@ -73,9 +73,16 @@ GUIDED_CONTRASTS = {
     "sapa vs bilinear (with skips)": _pair("sapa", "bilinear"),
 }
 
+# Published single-run mIoU, SegFormer-B1 on ADE20K (each paper's table; a checkpoint
+# chosen on the reported split; experiments/results/operator_costs/README.md),
+# quoted beside the costs: not comparable with this study's numbers.
+PUBLISHED = {"bilinear": "41.68-42.11", "learned": "40.71", "pixel_shuffle": "41.50",
+             "carafe": "42.82", "indexnet": "41.50", DYSAMPLE: "43.3-43.6",
+             "fade": "43.06-44.41", "sapa": "43.20"}
+
 STUDY = Study(
     name="operators", config_file=__file__,
     arms={name: {"model.upsample": name} for name in UNGUIDED},
     contrasts=lambda labels: UNGUIDED_CONTRASTS,
-    declared={name: DECLARED for name in UNGUIDED_CONTRASTS}, seeds=10,
+    declared={name: DECLARED for name in UNGUIDED_CONTRASTS}, seeds=10, published=PUBLISHED,
     summary="the lecture's and today's operators in the skip-free decoder")

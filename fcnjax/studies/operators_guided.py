@@ -18,4 +18,5 @@ STUDY = Study(
     arms={name: {"model.upsample": name} for name in operators.GUIDED},
     contrasts=lambda labels: operators.GUIDED_CONTRASTS,
     declared={name: operators.DECLARED for name in operators.GUIDED_CONTRASTS}, seeds=10,
+    published=operators.PUBLISHED,
     summary="bilinear, CARAFE, FADE, SAPA with skip fusion in every arm")

@@ -15,6 +15,8 @@ pilot read nothing else.
   default_arms: the arms run when --arms is not given (None: all).
   scored_splits: scored once per run with the final weights; the first is
     the test split the contrasts use.
+  published: {arm: a published figure} quoted beside the arm's costs (the
+    module says where it comes from).
 """
 import dataclasses
 from typing import Callable, Mapping, Optional, Tuple
@@ -31,6 +33,7 @@ class Study:
   scored_splits: Tuple[str, ...] = ("test", "train")
   seeds: int = 5
   summary: str = ""
+  published: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
   def select(self, names=None):
     """{label: fields} of `names` (default: default_arms or all); ValueError naming

@@ -35,6 +35,7 @@ runs a grid of swept fields through the same `run_arms`.
 """
 import ast
 import functools
+import glob
 import hashlib
 import json
 import math
@@ -102,20 +103,27 @@ class _Timer:
                   "label": rng.integers(0, info.num_classes, (config.batch_size, size, size),
                                         dtype=np.int32)}
     self.eval_images = jnp.asarray(images(config.eval_batch_size))
-    self.predict = jax.jit(step_lib.predict_step)
     self.host_state = jax.tree.map(jnp.copy, state)  # the train step donates `state`
+    # One compile serves the FLOP count and the timing.
+    self.predict = jax.jit(step_lib.predict_step).lower(self.host_state,
+                                                        self.eval_images).compile()
     self.state, self.key = self.driver.put_state(state), jax.random.key(0)
-    mem = self.driver.train_step.lower(self.state, self.driver.put_batch(self.batch),
-                                       self.key).compile().memory_analysis()
+    self.device_batch = self.driver.put_batch(self.batch)
+    # One compile serves the peak memory and the timing.
+    self.train_step = self.driver.train_step.lower(self.state, self.device_batch,
+                                                   self.key).compile()
+    mem = self.train_step.memory_analysis()
     self.peak_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes -
                        mem.alias_size_in_bytes + mem.temp_size_in_bytes
                        ) if mem is not None else float("nan")
+    cost = self.predict.cost_analysis()
+    self.gflops = cost["flops"] / len(self.eval_images) / 1e9 if cost else float("nan")
     self.time_step(1), self.time_inference(1)  # warm-up
 
   def time_step(self, steps):
     start = time.perf_counter()
     for _ in range(steps):
-      self.state, out = self.driver.train(self.state, self.batch, self.key)
+      self.state, out = self.train_step(self.state, self.device_batch, self.key)
     jax.block_until_ready(out)
     return (time.perf_counter() - start) / steps * 1e3
 
@@ -129,10 +137,12 @@ class _Timer:
 
 
 def model_costs(configs, steps=5, repeats=3):
-  """{arm: config} -> {arm: params, step ms, inference ms / image, compiled
-  peak MB, kept bytes, first-layer bytes, storage multiplier}.
+  """{arm: config} -> {arm: params, inference GFLOP / image (XLA's cost analysis
+  of the eval forward), step ms, inference ms / image, compiled peak MB, kept
+  bytes, first-layer bytes, storage multiplier}.
 
-  Train step: the real driver on config.batch_size random crops; inference:
+  Train step: the real driver's compiled step on config.batch_size random crops
+  already on the device; inference:
   the eval forward on config.eval_batch_size images of the crop size. The
   arms are timed in interleaved rounds of `steps` and keep their fastest,
   so load from other processes falls on all alike. Peak: XLA's memory
@@ -145,7 +155,8 @@ def model_costs(configs, steps=5, repeats=3):
     for name, timer in timers.items():
       step_ms[name] = min(step_ms[name], timer.time_step(steps))
       infer_ms[name] = min(infer_ms[name], timer.time_inference(steps))
-  return {name: {"params": t.params, "step_ms": step_ms[name], "infer_ms": infer_ms[name],
+  return {name: {"params": t.params, "gflops": t.gflops,
+                 "step_ms": step_ms[name], "infer_ms": infer_ms[name],
                  "peak_mb": t.peak_bytes / 2 ** 20,
                  **kept_bytes(t.model, (1, t.size, t.size, 3))}
           for name, t in timers.items()}
@@ -168,7 +179,7 @@ def score_split(config, state, info, split):
   scores = metrics.scores(total)
   bf = np.asarray(bf)
   scores["bf"] = metrics.nanmean(bf)
-  scores["num_images"] = len(bf)
+  scores["num_images"] = int(np.isfinite(bf).sum())  # a padded batch's fillers score nothing
   return scores
 
 
@@ -282,6 +293,18 @@ def _record_run(run_dir, key, train_wall_s, **extra):
       record = {**json.load(f), "resumed": record}
   with open(path, "w") as f:
     json.dump(record, f, indent=2)
+
+
+def logged_wall_s(run_dir):
+  """A run's training wall time from its event files: each process's first to last
+  logged event, summed over the processes that trained it (so a resumed run counts
+  every segment; start-up before a process's first event is not in it)."""
+  from tensorboard.backend.event_processing import event_file_loader
+  total = 0.0
+  for path in glob.glob(os.path.join(run_dir, "events.out.tfevents.*")):
+    times = [e.wall_time for e in event_file_loader.EventFileLoader(path).Load()]
+    total += max(times) - min(times) if times else 0.0
+  return round(total, 1)
 
 
 def train_run(run, run_dir, splits=SCORED_SPLITS, key=None, log=print):
@@ -432,14 +455,69 @@ def run_arms(config, workdir, arms, seeds, log=print, splits=SCORED_SPLITS, allo
     cached = ((arm, seed) not in vmapped and
               _cached_scores(run_dir, run.config.num_train_steps, key) is not None)
     scores = train_run(run, run_dir, splits, key, log)
-    curves = history.load_history(run_dir)
-    record = _run_record(run_dir) or {}
-    runs.append({"arm": arm, SEED: int(seed), "name": name, "fields": arms[arm],
-                 "wall_s": round(time.time() - start, 1), "cached": cached,
-                 "key": key, "provenance": record.get("provenance"),
-                 "scores": scores, "curves": curves,
-                 "plateau_gain": plateau_gain(curves.get("eval_mean_iou", []))})
+    runs.append(_run_entry(arm, seed, name, arms[arm], run_dir, scores, key, cached,
+                           time.time() - start))
   return runs
+
+
+def _run_entry(arm, seed, name, fields, run_dir, scores, key, cached, wall_s):
+  """One run of a study's results: its scores, curves, provenance and times."""
+  curves = history.load_history(run_dir)
+  record = _run_record(run_dir) or {}
+  return {"arm": arm, SEED: int(seed), "name": name, "fields": fields,
+          "wall_s": round(wall_s, 1), "cached": cached,
+          "key": key, "provenance": record.get("provenance"),
+          "logged_wall_s": logged_wall_s(run_dir), "trained_as": record.get("trained_as"),
+          "scores": scores, "curves": curves,
+          "plateau_gain": plateau_gain(curves.get("eval_mean_iou", []))}
+
+
+def _config_differences(config, run_dir):
+  """The dotted fields where `config` differs from the one RUN saved (config.json);
+  a field the saved config lacks is newer than the run and holds its default, the
+  behaviour the run had, so it is not a difference."""
+  def flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+      out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+  with open(os.path.join(run_dir, "config.json")) as f:
+    saved = flat(json.load(f))
+  now = flat(json.loads(config.to_json_best_effort()))
+  return sorted(k for k in saved if saved[k] != now.get(k, "<absent>"))
+
+
+def read_runs(config, workdir, arms, seeds, log=print, allow_mixed=False):
+  """The runs of a study as they were trained and scored, wherever (a pinned
+  worktree of another commit): each must be scored at its budget under the key it
+  was trained with, with the config this checkout resolves for it; all at one
+  commit and library versions, every run of a seed on one CPU (`check_mixing`
+  against the first run). Trains and rescores nothing. -> (runs, provenance)."""
+  planned = run_configs(config, workdir, arms, seeds)
+  prepared = experiment.prepare_all({name: c for name, _, c in planned.values()})
+  records, scores, problems = {}, {}, []
+  for k, (name, run_dir, _) in planned.items():
+    record = _run_record(run_dir) or {}
+    budget = prepared[name].config.num_train_steps
+    scores[k] = _cached_scores(run_dir, budget, record.get("key"))
+    if scores[k] is None:
+      problems.append(f"{name}: not trained and scored to step {budget}")
+      continue
+    differ = _config_differences(prepared[name].config, run_dir)
+    if differ and not allow_mixed:
+      problems.append(f"{name}: its config differs from this checkout's in {differ}")
+    records[k] = record
+  if problems:
+    raise ValueError(f"{workdir}: cannot report the runs as trained: " + "; ".join(problems)
+                     + " (run the study to finish them, from the commit it runs at)")
+  first = next(iter(records.values()))["provenance"]
+  check_mixing(records, first, allow_mixed)
+  runs = []
+  for (arm, seed), (name, run_dir, _) in planned.items():
+    runs.append(_run_entry(arm, seed, name, arms[arm], run_dir, scores[(arm, seed)],
+                           records[(arm, seed)]["key"], True, 0.0))
+  log(f"{len(runs)} runs read back, trained at {first.get('commit', '?')[:12]}")
+  return runs, first
 
 
 def grid_arms(sweeps, seed=0):
@@ -604,7 +682,8 @@ def provenance():
 
 
 def run_study(config, workdir, arms, seeds, contrasts, log=print, splits=SCORED_SPLITS,
-              declared=None, allow_mixed=False, vmap_seeds="auto"):
+              declared=None, allow_mixed=False, vmap_seeds="auto", published=None,
+              read_only=False):
   """Trains and scores every arm x seed, then the tables, contrasts and figures.
 
   arms: {label: {dotted field: value}}; seeds: the paired seeds;
@@ -612,25 +691,35 @@ def run_study(config, workdir, arms, seeds, contrasts, log=print, splits=SCORED_
   (`fcnjax.stats.compare`), those whose arms all run; every pair of arms is
   compared as well.
   splits: the scored splits, the contrasts' first; declared: {contrast: date};
+  published: {arm: a published figure quoted beside its costs};
+  read_only: the tables from the runs as trained (`read_runs`: another commit's, a
+  pinned worktree's), training nothing; the results name the runs' commit;
   vmap_seeds: 'auto' | True | False, each arm's seeds as one program (`run_arms`).
   Returns the results dict written to WORKDIR/results.json.
   """
   if len(seeds) < 2:  # seed by seed (one machine per seed): train and score, compare later
-    runs = run_arms(config, workdir, arms, seeds, log, splits, allow_mixed, vmap_seeds)
+    runs = (read_runs(config, workdir, arms, seeds, log, allow_mixed)[0] if read_only else
+            run_arms(config, workdir, arms, seeds, log, splits, allow_mixed, vmap_seeds))
     log(f"--seeds={list(seeds)}: {len(runs)} runs trained and scored; no comparison from one "
         "seed: run the study with all its seeds for the tables (trained runs are read back)")
     return {"runs": runs}
   start = time.time()
   contrasts = {k: v for k, v in contrasts.items() if set(v[0]) <= set(arms)}  # arms that ran
+  if read_only:  # checked before the costs are timed
+    runs, trained_at = read_runs(config, workdir, arms, seeds, log, allow_mixed)
   configs = {a: experiment.with_fields(config, fields) for a, fields in arms.items()}
   costs = model_costs(configs)  # first, while nothing else runs in this process
   for name, cost in costs.items():
     log(f"cost {name}: {cost}")
-  runs = run_arms(config, workdir, arms, seeds, log, splits, allow_mixed, vmap_seeds)
+  if read_only:
+    prov = {**trained_at, "reported_at": provenance()["commit"]}
+  else:
+    runs, prov = run_arms(config, workdir, arms, seeds, log, splits, allow_mixed,
+                          vmap_seeds), provenance()
   scores = test_scores(runs, arms, split=splits[0])
   secondary = {m: stats.compare(test_scores(runs, arms, m, splits[0]), contrasts)
                for m in ("bf", "boundary_iou")}  # each its own Holm family
-  results = {"protocol": report.PROTOCOL, "provenance": provenance(),
+  results = {"protocol": report.PROTOCOL, "provenance": prov,
              "config": json.loads(config.to_json_best_effort()), "arms": arms,
              "seeds": [int(s) for s in seeds], "costs": costs, "runs": runs,
              "summary": summarize(runs, arms, splits), "declared": {k: v for k, v in (declared or {}).items() if k in contrasts},
@@ -640,6 +729,9 @@ def run_study(config, workdir, arms, seeds, contrasts, log=print, splits=SCORED_
                                                        family=len(contrasts))
                               for name, (w, _, _) in contrasts.items()},
              "collapsed": collapses(runs, arms), "secondary": secondary,
+             "published": {k: v for k, v in (published or {}).items() if k in arms},
+             "flatness": flatness([{"arm": r["arm"], "gain last 20 %": r["plateau_gain"]}
+                                   for r in runs]),
              "pairwise": stats.compare(scores, stats.pairwise(list(arms)))}
   results["wall_s"] = round(time.time() - start, 1)
   report.write(workdir, config, results, log=log)

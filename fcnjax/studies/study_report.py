@@ -6,7 +6,8 @@ contrasts and every pair of arms (paired differences, 95 % t and bootstrap
 intervals, P(A > B), Holm-adjusted p, verdict). Figures: ablation.png (test
 scores, std over seeds), forest.png (the intervals), curves.png (selection
 mIoU and train loss, mean over seeds in a min-max band), predictions.png
-(the same test images segmented by every arm, first seed).
+(the same test images segmented by every arm, first seed), learned.png (what
+the learned operators predicted on one test image, or their kernels).
 """
 import json
 import math
@@ -15,7 +16,7 @@ import os
 import jax
 import numpy as np
 
-from fcnjax import stats, viz
+from fcnjax import models, stats, viz
 from fcnjax.data import pipeline
 from fcnjax.inference import restore
 from fcnjax.studies import experiment
@@ -38,13 +39,18 @@ def _pm(d, digits=3):
 
 
 def costs_table(results):
-  """SegNet-Table-1 form: costs, then G / C / mIoU / BF / BIoU on each scored split."""
+  """SegNet-Table-1 form: costs (and the published figure where the study quotes
+  one), then G / C / mIoU / BF / BIoU on each scored split."""
   rows = []
   for arm, s in results["summary"].items():
     c = results["costs"][arm]
-    row = {"arm": arm, "params": f"{c['params']:,}", "kept bytes/img": f"{c['kept_bytes']:,}",
+    row = {"arm": arm, "params": f"{c['params']:,}",
+           "GFLOP/img": f"{c['gflops']:.3f}" if "gflops" in c else "",
+           "kept bytes/img": f"{c['kept_bytes']:,}",
            "storage x": f"{c['storage_multiplier']:.2f}",
            "infer ms/img": f"{c['infer_ms']:.2f}", "train step ms": f"{c['step_ms']:.0f}"}
+    if results.get("published"):
+      row["published"] = results["published"].get(arm, "")
     for split in (k for k in s if isinstance(s[k], dict) and "mean_iou" in s[k]):
       for m, short in (("pixel_acc", "G"), ("mean_acc", "C"), ("mean_iou", "mIoU"),
                        ("bf", "BF"), ("boundary_iou", "BIoU")):
@@ -88,16 +94,44 @@ def contrast_table(rows, robustness=None, seeds_needed=None):
   return viz.markdown_table(out, list(out[0]))
 
 
+def compute(results):
+  """The study's cost in words: runs, training wall time summed over them (from
+  their event files; vmapped seeds split their program's), core-hours, and the
+  machines each seed ran on."""
+  runs = results["runs"]
+
+  def wall_s(run):  # vmapped seeds share one program's wall
+    together = run.get("trained_as") or ""
+    share = len(together.split("[", 1)[1].split(",")) if together.startswith("vmapped") else 1
+    return (run.get("logged_wall_s") or 0.0) / share
+
+  wall = sum(wall_s(r) for r in runs)
+  cores = sum(wall_s(r) * ((r.get("provenance") or {}).get("cpus_used") or 1) for r in runs)
+  machines = {}
+  for r in runs:
+    p = r.get("provenance") or {}
+    machine = f"{p.get('cpu')}, {p.get('cpus_used')} core(s) per run, jax {p.get('jax')}"
+    machines.setdefault(machine, set()).add(r["seed"])
+  return (f"Compute: {len(runs)} runs, {wall / 3600:.1f} h of training wall time summed over "
+          f"runs ({cores / 3600:.1f} core-hours); machines: " + "; ".join(
+              f"{m} (seeds {sorted(s)})" for m, s in machines.items()) + ".")
+
+
 def markdown(results):
   p = results["provenance"]
   cached = sum(bool(r.get("cached")) for r in results["runs"])
   note = f" ({cached} of them trained and scored before, read back)" if cached else ""
   return "\n\n".join([
-      f"Commit {p['commit'][:12]}, {p['devices']} ({p['processor']}, {p['cpus']} cores), "
+      f"Commit {p['commit'][:12]}"
+      + (f" (tables written at {p['reported_at'][:12]})" if p.get("reported_at") else "")
+      + f", {p['devices']} ({p['processor']}, {p['cpus']} cores), "
       f"jax {p['jax']}, flax {p['flax']}; wall time {results['wall_s'] / 60:.1f} min "
       f"for {len(results['runs'])} runs{note}; seeds {results['seeds']}.",
-      "Protocol: " + PROTOCOL,
+      "Protocol: " + PROTOCOL, compute(results),
       costs_table(results), seeds_table(results),
+      *([f"Budget (flat: the median seed's selection-mIoU gain over the last 20 % of steps "
+         f"< 0.01; the worst seed's gain beside it):\n\n" + viz.markdown_table(
+             results["flatness"], list(results["flatness"][0]))] if results.get("flatness") else []),
       "Pre-registered contrasts (test mIoU, A - B):",
       contrast_table(results["contrasts"], results.get("robustness"),
                      results.get("seeds_needed")),
@@ -142,6 +176,64 @@ def predictions(config, workdir, results, num_images=4):
       preds, info
 
 
+def kernel_entropy(kernels):
+  """Normalised entropy over the taps of (..., K) kernels summing to 1 on the last
+  axis: 1 = uniform (a plain average), 0 = one tap (a copy)."""
+  p = np.asarray(kernels, np.float64)
+  return -(p * np.log(np.where(p > 0, p, 1.0))).sum(-1) / np.log(p.shape[-1])
+
+
+def internal_panels(sown):
+  """What an operator learned, as [(title, 2-D array)] in the order sown, stage by
+  stage, for the first image: kernels (their `kernel_entropy` map), FADE's gate (1:
+  the encoder map), DySample's offsets (mean length in source pixels), a transpose
+  conv's kernel (the mean of its channel diagonal, k x k; the title gives the
+  off-diagonal share of its squared weight), IndexNet's decoder index (mean over
+  channels). sown: {'internals': ..., 'intermediates': ...} of `model.apply(...,
+  mutable=...)`; switches (not learned) are left out."""
+  panels = []
+  for collection in ("internals", "intermediates"):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(sown.get(collection, {}))[0]:
+      names = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+      module = "/".join(str(n) for n in names[:-2] if n is not None)
+      name, v = names[-2], np.asarray(leaf, np.float64)
+      if name == "kernels":
+        panels.append((f"{module} kernel entropy", kernel_entropy(v[0])))
+      elif name == "gate_map":
+        panels.append((f"{module} gate", v[0].mean(-1)))
+      elif name == "offsets":  # (N, h, w, 2, g, f, f)
+        panels.append((f"{module} |offset| (px)", np.hypot(v[0, :, :, 0], v[0, :, :, 1])
+                       .mean(axis=(-3, -2, -1))))
+      elif name == "transpose_kernel":  # (k, k, C, C)
+        diagonal = np.einsum("hwcc->hwc", v)
+        share = 1 - (diagonal ** 2).sum() / (v ** 2).sum()
+        panels.append((f"{module} kernel, off-diagonal {share:.0%}", diagonal.mean(-1)))
+      elif str(name).startswith("index"):
+        panels.append((f"{module} {name}", v[0].mean(-1)))
+  return panels
+
+
+def learned_internals(config, workdir, results):
+  """(first test image, {arm: `internal_panels`}) of every arm with a learned
+  operator that sows what it learned, from its first seed's final weights."""
+  data = experiment.with_fields(config, {"data.eval_split": "test"}).data
+  image = next(iter(pipeline.eval_batches(data, 1)))["image"]
+  first, rows = results["seeds"][0], {}
+  for run in results["runs"]:
+    cfg = experiment.with_fields(config, {**run["fields"], "seed": first})
+    operator = cfg.model.get("upsample")
+    if run["seed"] != first or not operator or not models.resolve(operator).learned:
+      continue
+    state, _ = restore(cfg, os.path.join(workdir, run["name"]), which="latest")
+    apply = jax.jit(lambda variables, x, f=state.apply_fn: f(
+        variables, x, train=False, mutable=["internals", "intermediates"]))
+    _, sown = apply({"params": state.params, "batch_stats": state.batch_stats}, image)
+    panels = internal_panels(sown)
+    if panels:
+      rows[run["arm"]] = panels
+  return pipeline.denormalize(image, config.data.normalization)[0], rows
+
+
 def write(workdir, config, results, log=print):
   """results.json, results.md and the four figures in WORKDIR."""
   os.makedirs(workdir, exist_ok=True)
@@ -162,3 +254,6 @@ def write(workdir, config, results, log=print):
   images, labels, preds, info = predictions(config, workdir, results)
   viz.save_prediction_grid(os.path.join(workdir, "predictions.png"), images, labels, preds,
                            info.palette, class_names=info.class_names)
+  image, internals = learned_internals(config, workdir, results)
+  if internals:
+    viz.plot_internals(os.path.join(workdir, "learned.png"), image, internals)
