@@ -80,6 +80,9 @@ def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, m
   assert [r["state"] for r in rows] == ["done"] * 4 and eta == 0
   # Read back as trained (a pinned worktree's runs), whatever this checkout's code key.
   monkeypatch.setattr(study, "code_hash", lambda: "another checkout")
+  assert {r["state"] for r in study.status(config, work, arms, seeds)[0]} == {"stale"}
+  assert {r["state"] for r in study.status(config, work, arms, seeds, as_trained=True)[0]} == {
+      "done"}
   read, trained_at = study.read_runs(config, work, arms, seeds, log=lambda line: None)
   assert [r["scores"] for r in read] == [r["scores"] for r in results["runs"]]
   assert trained_at == results["runs"][0]["provenance"]
@@ -187,3 +190,11 @@ def test_a_runs_wall_time_sums_the_processes_that_trained_it(tmp_path, monkeypat
         writer.add_scalar("train_loss", 1.0, step, walltime=t)
   assert study.logged_wall_s(str(tmp_path)) == pytest.approx(30.0 + 10.0)
   assert study.logged_wall_s(str(tmp_path / "none")) == 0.0
+
+
+def test_a_resumed_runs_training_walls_add_up(tmp_path):
+  study._record_run(str(tmp_path), "k", 100.04)
+  study._record_run(str(tmp_path), "k", 20.0)  # the second segment, after a preemption
+  with open(tmp_path / "run.json") as f:
+    record = json.load(f)
+  assert record["train_wall_s"] == 120.0 and record["resumed"]["train_wall_s"] == 20.0

@@ -50,7 +50,7 @@ def main(argv):
   seeds = [int(s) for s in (FLAGS.seeds or range(spec.seeds))] if not FLAGS.pilot else None
   workdir = FLAGS.workdir or os.path.join("runs", spec.name)
   if FLAGS.status:
-    rows, eta = study.status(FLAGS.config, workdir, arms, seeds)
+    rows, eta = study.status(FLAGS.config, workdir, arms, seeds, as_trained=FLAGS.report)
     print(viz.markdown_table(rows, list(rows[0])))
     if study.flatness(rows):  # the first seeds as the budget pilot (selection curves only)
       print(viz.markdown_table(study.flatness(rows), list(study.flatness(rows)[0])))
@@ -113,7 +113,8 @@ def run():
                          None, seeds=0)  # none given: the study's (the pilot: seed 0)
   flags.DEFINE_list("arms", None, "A subset of the study's arms (default: its default arms).")
   flags.DEFINE_bool("status", False, "Show the runs done and left and the time left; train "
-                    "nothing.")
+                    "nothing (with --report: each run under the key it was trained with, "
+                    "as --report reads it).")
   flags.DEFINE_bool("pilot", False, "Train each arm's --seeds (default 0) and report how flat "
                     "each selection curve is: the budget pilot (the test split is not touched).")
   flags.DEFINE_bool("report", False, "Write the tables and figures from the runs as they "

@@ -288,9 +288,11 @@ def _record_run(run_dir, key, train_wall_s, **extra):
   record = {"key": key, "provenance": provenance(), "train_wall_s": round(train_wall_s, 1),
             **extra}
   path = os.path.join(run_dir, "run.json")
-  if os.path.exists(path):  # a resumed run keeps where it started
+  if os.path.exists(path):  # a resumed run keeps where it started; its walls add up
     with open(path) as f:
-      record = {**json.load(f), "resumed": record}
+      first = json.load(f)
+    record = {**first, "resumed": record,
+              "train_wall_s": round(first["train_wall_s"] + train_wall_s, 1)}
   with open(path, "w") as f:
     json.dump(record, f, indent=2)
 
@@ -555,18 +557,21 @@ def run_grid(config, workdir, sweeps, metrics=experiment.DEFAULT_METRICS, splits
   return runs, summary
 
 
-def status(config, workdir, arms, seeds):
+def status(config, workdir, arms, seeds, as_trained=False):
   """Rows (arm, seed, state, train wall s, selection-mIoU gain over the last
   20 % of steps) of every planned run: 'done' (scored under its current key),
   'stale' (trained under another key), 'partial' (checkpoints short of the
   budget), 'left'; and an estimate of the time left (the mean training wall
   time of the done runs times the runs not done). The gain is read from the
   run's selection curve whatever its key (the test scores are not read), so
-  the first seeds of a running study are its budget pilot (`flatness`)."""
+  the first seeds of a running study are its budget pilot (`flatness`).
+  as_trained: a run's key is the one it recorded, as `read_runs` reads it (the
+  runs of a pinned worktree, seen from another checkout): none is 'stale'."""
   code = code_hash()
   rows, walls = [], []
   for (arm, seed), (name, run_dir, cfg) in run_configs(config, workdir, arms, seeds).items():
     key, record = run_key(cfg, code), _run_record(run_dir) or {}
+    key = record.get("key", key) if as_trained else key
     if _cached_scores(run_dir, cfg.num_train_steps, key) is not None:
       state = "done"
       walls.append(record.get("train_wall_s", float("nan")))

@@ -19,6 +19,7 @@ import numpy as np
 from fcnjax import models, stats, viz
 from fcnjax.data import pipeline
 from fcnjax.inference import restore
+from fcnjax.models.operator import INTERNALS
 from fcnjax.studies import experiment
 from fcnjax.train import step as step_lib
 
@@ -192,7 +193,7 @@ def internal_panels(sown):
   channels). sown: {'internals': ..., 'intermediates': ...} of `model.apply(...,
   mutable=...)`; switches (not learned) are left out."""
   panels = []
-  for collection in ("internals", "intermediates"):
+  for collection in (INTERNALS, "intermediates"):
     for path, leaf in jax.tree_util.tree_flatten_with_path(sown.get(collection, {}))[0]:
       names = [getattr(k, "key", getattr(k, "name", None)) for k in path]
       module = "/".join(str(n) for n in names[:-2] if n is not None)
@@ -226,7 +227,7 @@ def learned_internals(config, workdir, results):
       continue
     state, _ = restore(cfg, os.path.join(workdir, run["name"]), which="latest")
     apply = jax.jit(lambda variables, x, f=state.apply_fn: f(
-        variables, x, train=False, mutable=["internals", "intermediates"]))
+        variables, x, train=False, mutable=[INTERNALS, "intermediates"]))
     _, sown = apply({"params": state.params, "batch_stats": state.batch_stats}, image)
     panels = internal_panels(sown)
     if panels:
