@@ -93,3 +93,25 @@ def test_preview_cli_writes_images_over_coloured_masks(tmp_path):
     image, label = source[i]
     np.testing.assert_array_equal(grid[:32, 32 * i:32 * (i + 1)], image)
     np.testing.assert_array_equal(grid[32:, 32 * i:32 * (i + 1)], colors[label])
+
+
+def test_a_dataset_is_prepared_under_an_interprocess_lock(tmp_path, monkeypatch):
+  import fcntl
+  import pytest
+  import tensorflow_datasets as tfds
+  from fcnjax.data import tfds_source
+
+  def try_lock():  # as a second process would: its own open file, non-blocking
+    with open(tmp_path / ".shapes_tiny.lock", "a") as other:
+      fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(other, fcntl.LOCK_UN)
+
+  def prepare(name, split, data_dir):
+    with pytest.raises(BlockingIOError):
+      try_lock()
+    return [{"image": np.zeros((2, 2, 3), np.uint8), "segmentation_mask": np.ones((2, 2))}]
+
+  monkeypatch.setattr(tfds, "data_source", prepare)
+  source = tfds_source.data_source("shapes/tiny", str(tmp_path), "train", None)
+  assert len(source) == 1 and source[0][1].sum() == 4
+  try_lock()  # released once prepared

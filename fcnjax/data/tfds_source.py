@@ -3,9 +3,14 @@
 `data_source`: array_record datasets (shapes) through `tfds.data_source`,
 read lazily, no TensorFlow. `tfds_source`: datasets that tfds prepares with
 TensorFlow (pets, cityscapes), kept encoded in memory, decoded on access.
+Either prepares its dataset on first use under `preparing`, an inter-process
+lock, so runs started side by side do not prepare one dataset twice at once.
 """
+import contextlib
+import fcntl
 import functools
 import io
+import os
 
 import numpy as np
 from PIL import Image
@@ -67,6 +72,22 @@ def check_builder_config(builder_name):
                      f"configs {configs}")
 
 
+@contextlib.contextmanager
+def preparing(builder_name, data_dir):
+  """Holds an exclusive lock on DATA_DIR/.<builder>.lock (tfds's data dir where
+  None): a second process preparing the same dataset waits, then finds it
+  prepared (two at once race on the final rename of tfds's incomplete folder)."""
+  import tensorflow_datasets as tfds
+  root = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, f".{builder_name.replace('/', '_')}.lock"), "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @functools.lru_cache(maxsize=8)
 def data_source(builder_name, data_dir, split, limit):
   """A RecordSource over the first `limit` (None: all) examples of an
@@ -76,7 +97,8 @@ def data_source(builder_name, data_dir, split, limit):
   check_builder_config(builder_name)
   split = f"{split}[:{limit}]" if limit else split
   try:
-    return RecordSource(tfds.data_source(builder_name, split=split, data_dir=data_dir))
+    with preparing(builder_name, data_dir):
+      return RecordSource(tfds.data_source(builder_name, split=split, data_dir=data_dir))
   except ValueError as e:
     if "split" not in str(e).lower():
       raise
@@ -106,7 +128,8 @@ def tfds_source(builder_name, data_dir, split, limit, image_key="image",
   import tensorflow_datasets as tfds
   builder = tfds.builder(builder_name, data_dir=data_dir)
   try:
-    builder.download_and_prepare()
+    with preparing(builder_name, data_dir):
+      builder.download_and_prepare()
   except AssertionError as e:  # how tfds reports a missing manual download
     raise FileNotFoundError(f"{builder_name}: {e}\n(see docs/data.md; set "
                             "--config.data.data_dir to the tfds folder)") from None
