@@ -3,6 +3,7 @@ reports its status, reads back runs scored under the same key and retrains a
 changed arm (the old run moved aside, nothing deleted); mixing machines or
 code is refused by name."""
 import json
+import math
 import os
 
 import numpy as np
@@ -198,3 +199,21 @@ def test_a_resumed_runs_training_walls_add_up(tmp_path):
   with open(tmp_path / "run.json") as f:
     record = json.load(f)
   assert record["train_wall_s"] == 120.0 and record["resumed"]["train_wall_s"] == 20.0
+
+
+def test_pilot_power_from_the_first_seeds_selection_scores():
+  from scipy import stats as sps
+  a, b = [0.70, 0.74, 0.69, 0.80], [0.66, 0.73, 0.60, 0.75]
+  rows = [{"arm": arm, "seed": s, "selection mIoU": v}
+          for arm, values in (("a", a), ("b", b)) for s, v in enumerate(values)]
+  rows.append({"arm": "a", "seed": 4, "selection mIoU": 0.9})  # b's seed 4 not finished
+  rows.append({"arm": "b", "seed": 4, "selection mIoU": None})
+  contrasts = {"a vs b": ({"a": 1.0, "b": -1.0}, "a", "b"),
+               "a vs c": ({"a": 1.0, "c": -1.0}, "a", "c")}  # c never ran: left out
+  [row] = study.pilot_power(rows, contrasts)
+  d = np.subtract(a, b)
+  z = sps.norm.ppf(1 - 0.05 / 2 / 2) + sps.norm.ppf(0.8)  # Holm's first level of two
+  assert row["seeds"] == 4 and float(row["mean d"]) == round(d.mean(), 4)
+  assert float(row["sd d"]) == round(d.std(ddof=1), 4)
+  assert row["seeds needed (observed mean)"] == math.ceil((z * d.std(ddof=1) / d.mean()) ** 2) + 1
+  assert row["seeds needed (0.02)"] == math.ceil((z * d.std(ddof=1) / 0.02) ** 2) + 1

@@ -54,6 +54,9 @@ def main(argv):
     print(viz.markdown_table(rows, list(rows[0])))
     if study.flatness(rows):  # the first seeds as the budget pilot (selection curves only)
       print(viz.markdown_table(study.flatness(rows), list(study.flatness(rows)[0])))
+    power = study.pilot_power(rows, spec.contrasts_for(list(arms)))
+    if power:  # the first seeds as the power pilot (selection split only)
+      print(viz.markdown_table(power, list(power[0])))
     counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "partial", "stale", "left")}
     print(f"{counts}; about {eta / 60:.0f} min of training left at the done runs' mean"
           if eta == eta else f"{counts}; no run done yet to estimate the time left")

@@ -582,9 +582,11 @@ def status(config, workdir, arms, seeds, as_trained=False):
     else:
       state = "left"
     curve = history.load_history(run_dir).get("eval_mean_iou", []) if record else []
+    finished = bool(curve) and curve[-1][0] == cfg.num_train_steps
     rows.append({"arm": arm, SEED: int(seed), "state": state,
                  "train_wall_s": record.get("train_wall_s"),
-                 "gain last 20 %": plateau_gain(curve) if curve else None})
+                 "gain last 20 %": plateau_gain(curve) if curve else None,
+                 "selection mIoU": round(float(curve[-1][1]), 4) if finished else None})
   walls = [w for w in walls if w == w]
   left = sum(r["state"] != "done" for r in rows)
   eta = float(np.mean(walls)) * left if walls else float("nan")
@@ -624,6 +626,30 @@ def flatness(rows, flat=0.01):
            "worst gain": f"{max(gains):+.3f}",
            "flat": "yes" if np.median(gains) < flat else "no"}
           for arm, gains in per_arm.items()]
+
+
+def pilot_power(rows, contrasts, margin=stats.MARGIN, power=0.8):
+  """The first seeds as a power pilot, from each finished run's final selection
+  mIoU (rows of `status`; the test split is not read): per contrast {name:
+  (weights, 'A', 'B')}, over the seeds every one of its arms finished (3 or more),
+  the paired differences' mean and spread and the seeds a two-sided t test at
+  Holm's first level over the contrasts would need for `power` to detect the
+  observed mean and a difference of `margin` (`stats.seeds_needed`)."""
+  final = {(r["arm"], r[SEED]): r["selection mIoU"] for r in rows
+           if r.get("selection mIoU") is not None}
+  out = []
+  for name, (weights, _, _) in contrasts.items():
+    seeds = sorted(s for s in {s for _, s in final} if all((a, s) in final for a in weights))
+    if len(seeds) < 3:
+      continue
+    d = stats.contrast_values({a: [final[(a, s)] for s in seeds] for a in weights}, weights)
+    out.append({"contrast": name, "seeds": len(seeds), "mean d": f"{d.mean():+.4f}",
+                "sd d": f"{d.std(ddof=1):.4f}",
+                "seeds needed (observed mean)": stats.seeds_needed(
+                    d, power=power, family=len(contrasts)),
+                f"seeds needed ({margin})": stats.seeds_needed(
+                    d - d.mean() + margin, power=power, family=len(contrasts))})
+  return out
 
 
 def summarize(runs, arms, splits=SCORED_SPLITS):
