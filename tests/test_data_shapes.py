@@ -115,3 +115,19 @@ def test_a_dataset_is_prepared_under_an_interprocess_lock(tmp_path, monkeypatch)
   source = tfds_source.data_source("shapes/tiny", str(tmp_path), "train", None)
   assert len(source) == 1 and source[0][1].sum() == 4
   try_lock()  # released once prepared
+
+
+def test_a_read_only_data_dir_is_read_without_a_lock(tmp_path, monkeypatch):
+  import os
+  import tensorflow_datasets as tfds
+  from fcnjax.data import tfds_source
+  read_only = tmp_path / "prepared"
+  read_only.mkdir()
+  os.chmod(read_only, 0o555)
+  if os.access(read_only, os.W_OK):  # root ignores the mode: make the open fail instead
+    monkeypatch.setattr(tfds_source, "open", lambda *a, **k: (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied")), raising=False)
+  monkeypatch.setattr(tfds, "data_source", lambda name, split, data_dir: [
+      {"image": np.zeros((2, 2, 3), np.uint8), "segmentation_mask": np.zeros((2, 2))}])
+  assert len(tfds_source.data_source("shapes/tiny", str(read_only), "train", None)) == 1
+  assert not os.path.exists(read_only / ".shapes_tiny.lock")

@@ -79,8 +79,13 @@ def preparing(builder_name, data_dir):
   prepared (two at once race on the final rename of tfds's incomplete folder)."""
   import tensorflow_datasets as tfds
   root = os.path.expanduser(data_dir or tfds.core.constants.DATA_DIR)
-  os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, f".{builder_name.replace('/', '_')}.lock"), "a") as lock:
+  try:
+    os.makedirs(root, exist_ok=True)
+    lock = open(os.path.join(root, f".{builder_name.replace('/', '_')}.lock"), "a")
+  except OSError:  # a read-only data dir: read as it is, nothing can be prepared there
+    yield
+    return
+  with lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
       yield

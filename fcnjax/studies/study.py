@@ -292,7 +292,7 @@ def _record_run(run_dir, key, train_wall_s, **extra):
     with open(path) as f:
       first = json.load(f)
     record = {**first, "resumed": record,
-              "train_wall_s": round(first["train_wall_s"] + train_wall_s, 1)}
+              "train_wall_s": round(first.get("train_wall_s", 0.0) + train_wall_s, 1)}
   with open(path, "w") as f:
     json.dump(record, f, indent=2)
 
