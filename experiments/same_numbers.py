@@ -20,14 +20,16 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
+import orbax.checkpoint as ocp
+
+from fcnjax.train import loop  # in the child, the fcnjax first on PYTHONPATH: COMMIT's or this one
+
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train_and_hash(module, workdir, fields, steps):
   """In the child: trains and returns (hash, last losses) of the final checkpoint."""
-  import numpy as np
-  import orbax.checkpoint as ocp
-  from fcnjax.train import loop
   config = importlib.import_module(module if "." in module else
                                    f"fcnjax.configs.{module}").get_config()
   for item in [f"num_train_steps={steps}", "log_every_steps=1", f"eval_every_steps={steps}",
