@@ -128,11 +128,15 @@ def test_mixing_is_refused_by_name_unless_allowed():
           ("b", 0): {"provenance": {**here, "cpu": "another CPU"}},
           ("a", 1): {"provenance": {**here, "jaxlib": "0.0.1"}},
           ("a", 2): {"provenance": here},  # one CPU, another thread count
-          ("b", 2): {"provenance": {**here, "cpus_used": here["cpus_used"] + 1}}}
+          ("b", 2): {"provenance": {**here, "cpus_used": here["cpus_used"] + 1}},
+          ("a", 3): {"provenance": here},  # one CPU name, another VM (its kernel build)
+          ("b", 3): {"provenance": {**here, "machine": "Linux-6.18.44-fc-v1272-x86_64"}}}
   with pytest.raises(ValueError, match=r"a,seed=1: jaxlib '0.0.1'.*seed 0 ran on 2 CPUs.*"
-                     r"seed 2 ran on 2 CPUs: .*\(\d+ cores used\): \['a'\]"):
+                     r"seed 2 ran on 2 CPUs: .*\(\d+ cores used\): \['a'\].*"
+                     r"seed 3 ran on 2 CPUs: .*on Linux-6.18.44-fc-v1272-x86_64 .*\['b'\]"):
     study.check_mixing(runs, here)
-  assert len(study.check_mixing(runs, here, allow_mixed=True)) == 3
+  assert len(study.check_mixing(runs, here, allow_mixed=True)) == 4
+  assert here["cpu_id"] == "" or len(here["cpu_id"].split()) == 2  # family/model/stepping flags
   assert study.check_mixing({("a", 0): {"provenance": here}}, here) == []
   both = {("a", 0): {"provenance": here, "trained_as": "vmapped seeds [0, 1]"},
           ("b", 0): {"provenance": here}}

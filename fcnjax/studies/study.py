@@ -416,7 +416,8 @@ def check_mixing(runs, current, allow_mixed=False):
   by_seed = {}
   for (arm, seed), record in runs.items():
     prov = record.get("provenance", {})  # the thread count can change XLA's summation order
-    cpu = f"{prov.get('cpu')} ({prov.get('cpus_used', prov.get('cpus'))} cores used)"
+    cpu = (f"{prov.get('cpu')} {prov.get('cpu_id', '')} on {prov.get('machine')} "
+           f"({prov.get('cpus_used', prov.get('cpus'))} cores used)")
     by_seed.setdefault(seed, {}).setdefault(cpu, []).append(arm)
   for seed, cpus in by_seed.items():
     if len(cpus) > 1:
@@ -672,6 +673,21 @@ def test_scores(runs, arms, metric="mean_iou", split=TEST_SPLIT):
           for arm in arms}
 
 
+def cpu_id():
+  """family/model/stepping and a hash of the feature flags (/proc/cpuinfo): two
+  VMs that both say 'AMD EPYC' can compile and round differently."""
+  fields = {}
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+  except OSError:
+    return ""
+  flags = hashlib.sha256(fields.get("flags", "").encode()).hexdigest()[:8]
+  return "/".join(fields.get(k, "?") for k in ("cpu family", "model", "stepping")) + f" {flags}"
+
+
 def cpu_model():
   """The CPU's model name (/proc/cpuinfo), or the platform's processor string."""
   try:
@@ -706,6 +722,7 @@ def provenance():
   import jaxlib
   return {"commit": commit or "unknown", "machine": platform.platform(),
           "processor": platform.processor() or platform.machine(), "cpu": cpu_model(),
+          "cpu_id": cpu_id(),
           "cpus": os.cpu_count(), "cpus_used": len(os.sched_getaffinity(0)),
           "jax": jax.__version__, "jaxlib": jaxlib.__version__,
           "flax": flax.__version__,
