@@ -52,8 +52,9 @@ def main(argv):
   if FLAGS.status:
     rows, eta = study.status(FLAGS.config, workdir, arms, seeds, as_trained=FLAGS.report)
     print(viz.markdown_table(rows, list(rows[0])))
-    if study.flatness(rows):  # the first seeds as the budget pilot (selection curves only)
-      print(viz.markdown_table(study.flatness(rows), list(study.flatness(rows)[0])))
+    flatness = study.flatness(rows)
+    if flatness:  # the first seeds as the budget pilot (selection curves only)
+      print(viz.markdown_table(flatness, list(flatness[0])))
     power = study.pilot_power(rows, spec.contrasts_for(list(arms)))
     if power:  # the first seeds as the power pilot (selection split only)
       print(viz.markdown_table(power, list(power[0])))
