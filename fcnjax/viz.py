@@ -236,8 +236,10 @@ def plot_ablation(path, rows, metric, group, label, error=None):
 
 
 def markdown_table(rows, columns):
-  """A Markdown table of rows (dicts) over columns; floats with 4 decimals, missing empty."""
-  fmt = lambda v: f"{v:.4f}" if isinstance(v, (float, np.floating)) else str(v)
+  """A Markdown table of rows (dicts) over columns; floats with 4 decimals, missing
+  or None empty."""
+  fmt = lambda v: (f"{v:.4f}" if isinstance(v, (float, np.floating))
+                   else "" if v is None else str(v))
   lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
   lines += ["| " + " | ".join(fmt(r[c]) if c in r else "" for c in columns) + " |" for r in rows]
   return "\n".join(lines)

@@ -181,13 +181,15 @@ def test_figures_are_closed(tmp_path):
 
 def test_markdown_table():
   rows = [{"upsample": "bilinear", "mean_iou": 0.61234, "steps": 10},
-          {"upsample": "transpose", "mean_iou": np.float32(0.5)}]
+          {"upsample": "transpose", "mean_iou": np.float32(0.5)},
+          {"upsample": "nearest", "mean_iou": None, "steps": 3}]
   table = viz.markdown_table(rows, ["upsample", "mean_iou", "steps"])
   assert table.splitlines() == [
       "| upsample | mean_iou | steps |",
       "|---|---|---|",
       "| bilinear | 0.6123 | 10 |",
       "| transpose | 0.5000 |  |",
+      "| nearest |  | 3 |",
   ]
 
 

@@ -585,7 +585,8 @@ def status(config, workdir, arms, seeds, as_trained=False):
     curve = history.load_history(run_dir).get("eval_mean_iou", []) if record else []
     finished = bool(curve) and curve[-1][0] == cfg.num_train_steps
     rows.append({"arm": arm, SEED: int(seed), "state": state,
-                 "train_wall_s": record.get("train_wall_s"),
+                 "train_wall_s": (None if record.get("train_wall_s") is None
+                                  else round(record["train_wall_s"])),
                  "gain last 20 %": plateau_gain(curve) if curve else None,
                  "selection mIoU": round(float(curve[-1][1]), 4) if finished else None})
   walls = [w for w in walls if w == w]
