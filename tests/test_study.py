@@ -216,3 +216,28 @@ def test_skip_study_end_to_end_at_toy_size(tmp_path):
   # SegNet keeps its switches (uint8), FCN-8s its pool3 / pool4 maps (float32)
   assert costs["segnet"]["kept_bytes"] > 0 and costs["fcn8s"]["kept_bytes"] > 0
   assert (tmp_path / "forest.png").exists() and (tmp_path / "results.md").exists()
+
+
+@pytest.mark.parametrize("name,folder", [("upsampling", "upsampling_study"),
+                                         ("skip", "skip_study")])
+def test_recorded_studies_replay_from_their_per_run_scores(name, folder):
+  """The recorded studies' per-run scores (their results.json), analysed by
+  today's runner with today's study module, give the recorded summary,
+  pre-registered contrasts and pairwise table exactly, and the recorded
+  results.md's verdicts."""
+  from fcnjax.studies import registry, study as study_lib, study_report
+  path = os.path.join(ROOT, "experiments", "results", folder)
+  with open(os.path.join(path, "results.json")) as f:
+    recorded = json.load(f)
+  with open(os.path.join(path, "results.md")) as f:
+    recorded_md = f.read()
+  spec = registry.STUDIES[name]
+  arms = list(recorded["arms"])
+  replayed = json.loads(json.dumps(study_lib.analyze(recorded["runs"], arms,
+                                                     spec.contrasts_for(arms))))
+  assert len(recorded["contrasts"]) >= 3 and len(recorded["pairwise"]) >= 15
+  for key in ("summary", "contrasts", "pairwise"):
+    assert replayed[key] == recorded[key], key
+  markdown = study_report.markdown({**recorded, **replayed})
+  for row in recorded["contrasts"]:
+    assert row["verdict"] in recorded_md and row["verdict"] in markdown

@@ -730,6 +730,30 @@ def provenance():
           "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
 
 
+def analyze(runs, arms, contrasts, splits=SCORED_SPLITS):
+  """The analysis of scored runs (dicts as `run_arms` returns them, or the
+  'runs' of a recorded results.json): per-arm summary, the pre-registered
+  contrasts on the first split's mIoU (those whose arms all ran) with their
+  leave-one-out robustness and the seeds 80 % power needs, the secondary
+  endpoints (BF, Boundary IoU: each its own Holm family), collapsed runs,
+  flatness and every pairwise comparison."""
+  arms = list(arms)
+  contrasts = {k: v for k, v in contrasts.items() if set(v[0]) <= set(arms)}
+  scores = test_scores(runs, arms, split=splits[0])
+  return {"summary": summarize(runs, arms, splits),
+          "contrasts": stats.compare(scores, contrasts),
+          "robustness": stats.leave_one_out(scores, contrasts),
+          "seeds_needed": {name: stats.seeds_needed(stats.contrast_values(scores, w),
+                                                    family=len(contrasts))
+                           for name, (w, _, _) in contrasts.items()},
+          "collapsed": collapses(runs, arms),
+          "secondary": {m: stats.compare(test_scores(runs, arms, m, splits[0]), contrasts)
+                        for m in ("bf", "boundary_iou")},
+          "flatness": flatness([{"arm": r["arm"], "gain last 20 %": r["plateau_gain"]}
+                                for r in runs]),
+          "pairwise": stats.compare(scores, stats.pairwise(arms))}
+
+
 def run_study(config, workdir, arms, seeds, contrasts, log=print, splits=SCORED_SPLITS,
               declared=None, allow_mixed=False, vmap_seeds="auto", published=None,
               read_only=False):
@@ -765,23 +789,12 @@ def run_study(config, workdir, arms, seeds, contrasts, log=print, splits=SCORED_
   else:
     runs, prov = run_arms(config, workdir, arms, seeds, log, splits, allow_mixed,
                           vmap_seeds), provenance()
-  scores = test_scores(runs, arms, split=splits[0])
-  secondary = {m: stats.compare(test_scores(runs, arms, m, splits[0]), contrasts)
-               for m in ("bf", "boundary_iou")}  # each its own Holm family
   results = {"protocol": report.PROTOCOL, "provenance": prov,
              "config": json.loads(config.to_json_best_effort()), "arms": arms,
              "seeds": [int(s) for s in seeds], "costs": costs, "runs": runs,
-             "summary": summarize(runs, arms, splits), "declared": {k: v for k, v in (declared or {}).items() if k in contrasts},
-             "contrasts": stats.compare(scores, contrasts),
-             "robustness": stats.leave_one_out(scores, contrasts),
-             "seeds_needed": {name: stats.seeds_needed(stats.contrast_values(scores, w),
-                                                       family=len(contrasts))
-                              for name, (w, _, _) in contrasts.items()},
-             "collapsed": collapses(runs, arms), "secondary": secondary,
+             "declared": {k: v for k, v in (declared or {}).items() if k in contrasts},
              "published": {k: v for k, v in (published or {}).items() if k in arms},
-             "flatness": flatness([{"arm": r["arm"], "gain last 20 %": r["plateau_gain"]}
-                                   for r in runs]),
-             "pairwise": stats.compare(scores, stats.pairwise(list(arms)))}
+             **analyze(runs, arms, contrasts, splits)}
   results["wall_s"] = round(time.time() - start, 1)
   report.write(workdir, config, results, log=log)
   return results
