@@ -241,3 +241,11 @@ def test_recorded_studies_replay_from_their_per_run_scores(name, folder):
   markdown = study_report.markdown({**recorded, **replayed})
   for row in recorded["contrasts"]:
     assert row["verdict"] in recorded_md and row["verdict"] in markdown
+  for arm in arms:  # the collapse rule by its definition, on each run's last selection mIoU
+    final = {r["seed"]: r["curves"]["eval_mean_iou"][-1][1] for r in recorded["runs"]
+             if r["arm"] == arm}
+    collapsed = [s for s, v in final.items()
+                 if v < np.median([u for t, u in final.items() if t != s]) - 0.15]
+    assert f"| {arm} | {len(collapsed)} of {len(final)} |" in markdown
+  if name == "upsampling":  # the recording's own account: max-unpool's seed 2 (0.345)
+    assert "| max_unpool | 1 of 5 | max_unpool,seed=2 |" in markdown

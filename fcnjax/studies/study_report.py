@@ -95,6 +95,16 @@ def contrast_table(rows, robustness=None, seeds_needed=None):
   return viz.markdown_table(out, list(out[0]))
 
 
+def collapse_table(results):
+  """Per arm: its collapsed runs (`study.collapses`) out of its seeds, and their names."""
+  rows = []
+  for arm, names in results.get("collapsed", {}).items():
+    n = sum(r["arm"] == arm for r in results["runs"])
+    rows.append({"arm": arm, "collapsed": f"{len(names)} of {n}",
+                 "runs": ", ".join(names) or "-"})
+  return viz.markdown_table(rows, ["arm", "collapsed", "runs"]) if rows else "(not computed)"
+
+
 def compute(results):
   """The study's cost in words: runs, training wall time summed over them (from
   their event files; vmapped seeds split their program's), core-hours, and the
@@ -139,9 +149,8 @@ def markdown(results):
       *[f"Secondary endpoint, test {m} (its own Holm family):\n\n" + contrast_table(rows)
         for m, rows in results.get("secondary", {}).items()],
       "Collapsed runs (final selection mIoU more than 0.15 below the median of the arm's "
-      "other seeds; kept in every analysis): " + (", ".join(
-          f"{arm}: {names} ({len(names)} of {len(results['seeds'])})"
-          for arm, names in results.get("collapsed", {}).items() if names) or "none"),
+      "other seeds; kept in every analysis), the collapse rate per arm:",
+      collapse_table(results),
       *([("Declared: " + "; ".join(f"{k}: {v}" for k, v in results["declared"].items()))]
         if results.get("declared") else []),
       "Every pair of arms (Holm over all pairs):", contrast_table(results["pairwise"])])
