@@ -24,6 +24,8 @@ for run in "$here"/runs/*/*/; do
     cp "$run"* "$dest"/
   fi
 done
-cp "$here/launch.sh" "$root/launch.sh"
+# a new file, not an overwrite: bash reads a running script as it goes
+cp "$here/launch.sh" "$root/launch.sh.new" && mv -f "$root/launch.sh.new" "$root/launch.sh"
 echo "$root ready: $(ls -d "$root"/operators*/*/ 2>/dev/null | wc -l) run folders; start one launcher per core:"
-echo "  setsid $root/launch.sh 0 >> $root/core0.log 2>&1 < /dev/null &"
+echo "  for c in 0 1; do setsid bash -c \"echo \\\$\\\$ > $root/launcher\$c.pgid; exec $root/launch.sh \$c >> $root/core\$c.log 2>&1\" < /dev/null & sleep 60; done"
+echo "pause (each run checkpoints):  kill -TERM -- -\$(cat $root/launcher0.pgid)  (and launcher1)"
