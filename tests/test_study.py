@@ -220,7 +220,7 @@ def test_skip_study_end_to_end_at_toy_size(tmp_path):
 
 @pytest.mark.parametrize("name,folder", [("upsampling", "upsampling_study"),
                                          ("skip", "skip_study")])
-def test_recorded_studies_replay_from_their_per_run_scores(name, folder):
+def test_recorded_studies_replay_from_their_per_run_scores(name, folder, tmp_path):
   """The recorded studies' per-run scores (their results.json), analysed by
   today's runner with today's study module, give the recorded summary,
   pre-registered contrasts and pairwise table exactly, and the recorded
@@ -249,3 +249,25 @@ def test_recorded_studies_replay_from_their_per_run_scores(name, folder):
     assert f"| {arm} | {len(collapsed)} of {len(final)} |" in markdown
   if name == "upsampling":  # the recording's own account: max-unpool's seed 2 (0.345)
     assert "| max_unpool | 1 of 5 | max_unpool,seed=2 |" in markdown
+    # the report from records alone: tables and curves, no figure that needs weights
+    from fcnjax.studies import upsampling
+    logged = []
+    study_report.write(str(tmp_path), upsampling.get_config(), {**recorded, **replayed},
+                       log=logged.append)
+    assert (tmp_path / "results.md").read_text().strip() == markdown.strip()
+    assert (tmp_path / "curves.png").exists() and not (tmp_path / "predictions.png").exists()
+    assert any("no seed has every arm's final weights" in m for m in logged)
+
+
+def test_figure_seed_is_the_first_with_every_arms_final_weights(tmp_path):
+  from fcnjax.studies import study_report
+  runs = [{"arm": a, "seed": s, "name": f"{a},seed={s}", "scores": {"step": 30}}
+          for s in (0, 1, 2) for a in ("nearest", "carafe")]
+  results = {"seeds": [0, 1, 2], "runs": runs}
+  assert study_report.figure_seed(str(tmp_path), results) is None
+  for name, step in [("nearest,seed=0", 30), ("carafe,seed=0", 20),  # seed 0: not final
+                     ("nearest,seed=1", 30), ("nearest,seed=2", 30), ("carafe,seed=2", 30)]:
+    (tmp_path / name / "checkpoints" / str(step)).mkdir(parents=True)
+  assert study_report.figure_seed(str(tmp_path), results) == 2
+  (tmp_path / "carafe,seed=1" / "checkpoints" / "30").mkdir(parents=True)
+  assert study_report.figure_seed(str(tmp_path), results) == 1

@@ -171,11 +171,22 @@ def forest_rows(results):
           for r in results["contrasts"] + results["pairwise"]]
 
 
-def predictions(config, workdir, results, num_images=4):
-  """Test images, labels and {arm: preds} of every arm's first seed."""
+def figure_seed(workdir, results):
+  """The first seed whose every run has its final weights in WORKDIR
+  (checkpoints/<scored step>), or None. The figures of what the arms predict
+  and learned need them; runs read back from copied records have none."""
+  for seed in results["seeds"]:
+    runs = [r for r in results["runs"] if r["seed"] == seed]
+    if runs and all(os.path.isdir(os.path.join(workdir, r["name"], "checkpoints",
+                                               str(r["scores"]["step"]))) for r in runs):
+      return seed
+  return None
+
+
+def predictions(config, workdir, results, first, num_images=4):
+  """Test images, labels and {arm: preds} of every arm's seed `first`."""
   data = experiment.with_fields(config, {"data.eval_split": "test"}).data
   batch = next(iter(pipeline.eval_batches(data, num_images)))
-  first = results["seeds"][0]
   preds, info = {}, None
   for run in results["runs"]:
     if run["seed"] == first:
@@ -223,12 +234,12 @@ def internal_panels(sown):
   return panels
 
 
-def learned_internals(config, workdir, results):
+def learned_internals(config, workdir, results, first):
   """(first test image, {arm: `internal_panels`}) of every arm with a learned
-  operator that sows what it learned, from its first seed's final weights."""
+  operator that sows what it learned, from its seed `first`'s final weights."""
   data = experiment.with_fields(config, {"data.eval_split": "test"}).data
   image = next(iter(pipeline.eval_batches(data, 1)))["image"]
-  first, rows = results["seeds"][0], {}
+  rows = {}
   for run in results["runs"]:
     cfg = experiment.with_fields(config, {**run["fields"], "seed": first})
     operator = cfg.model.get("upsample")
@@ -245,8 +256,10 @@ def learned_internals(config, workdir, results):
 
 
 def write(workdir, config, results, log=print):
-  """results.json, results.md and the four figures in WORKDIR."""
+  """results.json, results.md and the figures in WORKDIR (predictions.png and
+  learned.png from `figure_seed`'s weights, left out with a message without them)."""
   os.makedirs(workdir, exist_ok=True)
+  results["figure_seed"] = seed = figure_seed(workdir, results)
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=1)
   table = markdown(results)
@@ -261,9 +274,14 @@ def write(workdir, config, results, log=print):
   viz.plot_forest(os.path.join(workdir, "forest.png"), forest_rows(results),
                   margin=stats.MARGIN, xlabel="paired difference of test mIoU (95 % t)")
   viz.plot_seed_curves(os.path.join(workdir, "curves.png"), curves_by_arm(results["runs"]))
-  images, labels, preds, info = predictions(config, workdir, results)
+  if seed is None:
+    log("predictions.png, learned.png: no seed has every arm's final weights in "
+        f"{workdir} (runs read back from records): retrain one seed to draw them")
+    return
+  log(f"predictions.png, learned.png: seed {seed}")
+  images, labels, preds, info = predictions(config, workdir, results, seed)
   viz.save_prediction_grid(os.path.join(workdir, "predictions.png"), images, labels, preds,
                            info.palette, class_names=info.class_names)
-  image, internals = learned_internals(config, workdir, results)
+  image, internals = learned_internals(config, workdir, results, seed)
   if internals:
     viz.plot_internals(os.path.join(workdir, "learned.png"), image, internals)
