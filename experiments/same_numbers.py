@@ -45,7 +45,15 @@ def train_and_hash(module, workdir, fields, steps):
       pass  # a string
     node[last] = float(value) if isinstance(node.get(last), float) else value
   loop.train_and_evaluate(config, workdir)
-  saved = os.path.join(workdir, "checkpoints", str(steps))
+  with open(os.path.join(workdir, "history.json")) as f:
+    losses = [round(float(v), 6) for _, v in json.load(f)["train_loss"]][-3:]
+  return checkpoint_hash(workdir, steps), losses
+
+
+def checkpoint_hash(workdir, step):
+  """SHA-256 (16 hex digits) of WORKDIR's checkpoint at `step`: its params and
+  batch stats, float leaves in path order (the optimizer state left out)."""
+  saved = os.path.join(workdir, "checkpoints", str(step))
   saved = os.path.join(saved, "default") if os.path.isdir(os.path.join(saved, "default")) else saved
   tree = ocp.PyTreeCheckpointer().restore(saved)
   digest = hashlib.sha256()
@@ -58,9 +66,7 @@ def train_and_hash(module, workdir, fields, steps):
           and np.asarray(node).dtype.kind == "f"):
       digest.update(np.ascontiguousarray(node).tobytes())
   walk("", tree)
-  with open(os.path.join(workdir, "history.json")) as f:
-    losses = [round(float(v), 6) for _, v in json.load(f)["train_loss"]][-3:]
-  return digest.hexdigest()[:16], losses
+  return digest.hexdigest()[:16]
 
 
 def run(tree, args, scratch):
