@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Copies each finished run's records from ROOT (default /root/study) into runs/ beside this
 # file: config.json, history.json (the selection curve), scores.json, run.json (key,
-# provenance, wall) and the event files; checkpoints left out.   collect.sh [ROOT]
+# provenance, wall) and the event files; checkpoints left out; and the seeds' claims into
+# claims/.   collect.sh [ROOT]
 set -euo pipefail
 root=${1:-/root/study}
 here=$(cd "$(dirname "$0")" && pwd)/runs
@@ -12,4 +13,10 @@ for scores in "$root"/operators*/*/scores.json; do
   mkdir -p "$dest"
   cp "$run"/{config,history,scores,run}.json "$run"/events.out.tfevents.* "$dest"/
 done
+# the seeds' claims (core, machine, done): a machine laid anew gets them back from setup.sh,
+# so a seed left unfinished is retrained whole where its machine changed
+if [[ -d $root/claims ]]; then
+  mkdir -p "$here/../claims"
+  cp -r "$root"/claims/. "$here/../claims/"
+fi
 ls "$here"/*/ | grep -c seed= || true

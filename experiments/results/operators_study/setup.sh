@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Makes ROOT (default /root/study) ready for launch.sh where anything is missing: the pinned
-# clone of 982684f, its venv (constraints.txt: the library versions the runs recorded) and
-# the finished runs' records from runs/ beside this file (collect.sh's copies, without
+# clone of 982684f, its venv (constraints.txt: the library versions the runs recorded), the
+# finished runs' records from runs/ beside this file (collect.sh's copies, without
 # checkpoints: the runner reads a finished run's scores back; a figure needing a run's
-# weights retrains that run's seed elsewhere).   setup.sh [ROOT]
+# weights uses a seed whose checkpoints are there) and the seeds' claims from claims/ (a
+# seed claimed on another machine and not done is retrained whole).   setup.sh [ROOT]
 set -euo pipefail
 root=${1:-/root/study}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +23,13 @@ for run in "$here"/runs/*/*/; do
   if [[ ! -e $dest/scores.json ]]; then
     mkdir -p "$dest"
     cp "$run"* "$dest"/
+  fi
+done
+for claim in "$here"/claims/*/; do  # collect.sh's copies: which machine each seed ran on
+  [[ -d $claim ]] || continue
+  if [[ ! -e $root/claims/$(basename "$claim") ]]; then
+    mkdir -p "$root/claims"
+    cp -r "${claim%/}" "$root/claims/"
   fi
 done
 # a new file, not an overwrite: bash reads a running script as it goes
