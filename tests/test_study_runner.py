@@ -5,6 +5,7 @@ code is refused by name."""
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -79,6 +80,21 @@ def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, m
     assert record["provenance"]["jaxlib"] and record["provenance"]["commit"]
   rows, eta = study.status(config, work, arms, seeds)
   assert [r["state"] for r in rows] == ["done"] * 4 and eta == 0
+  # The time left, in a copy: walls 10 and 30 s (nearest), 100 s (bilinear, seed 1 not
+  # scored): nearest seed 2 at its arm's mean, bilinear seeds 1 and 2 at theirs.
+  copy = os.path.join(os.path.dirname(work), "status_copy")
+  shutil.copytree(work, copy)
+  for name, wall in [("nearest,seed=0", 10.0), ("nearest,seed=1", 30.0),
+                     ("bilinear,seed=0", 100.0)]:
+    with open(os.path.join(copy, name, "run.json")) as f:
+      record = json.load(f)
+    with open(os.path.join(copy, name, "run.json"), "w") as f:
+      json.dump({**record, "train_wall_s": wall}, f)
+  os.remove(os.path.join(copy, "bilinear,seed=1", "scores.json"))
+  third, eta = study.status(config, copy, arms, list(seeds) + [2])
+  assert [(r["arm"], r["seed"]) for r in third if r["state"] != "done"] == [
+      ("bilinear", 1), ("nearest", 2), ("bilinear", 2)]
+  assert eta == pytest.approx(20.0 + 2 * 100.0)
   # Read back as trained (a pinned worktree's runs), whatever this checkout's code key.
   monkeypatch.setattr(study, "code_hash", lambda: "another checkout")
   assert {r["state"] for r in study.status(config, work, arms, seeds)[0]} == {"stale"}

@@ -59,7 +59,7 @@ def main(argv):
     if power:  # the first seeds as the power pilot (selection split only)
       print(viz.markdown_table(power, list(power[0])))
     counts = {s: sum(r["state"] == s for r in rows) for s in ("done", "partial", "stale", "left")}
-    print(f"{counts}; about {eta / 60:.0f} min of training left at the done runs' mean"
+    print(f"{counts}; about {eta / 60:.0f} min of training left at each arm's mean so far"
           if eta == eta else f"{counts}; no run done yet to estimate the time left")
     return
   if FLAGS.pilot:

@@ -562,20 +562,22 @@ def status(config, workdir, arms, seeds, as_trained=False):
   """Rows (arm, seed, state, train wall s, selection-mIoU gain over the last
   20 % of steps) of every planned run: 'done' (scored under its current key),
   'stale' (trained under another key), 'partial' (checkpoints short of the
-  budget), 'left'; and an estimate of the time left (the mean training wall
-  time of the done runs times the runs not done). The gain is read from the
+  budget), 'left'; and an estimate of the time left in seconds of training
+  (each run not done at its arm's mean training wall over its done runs, or
+  all done runs' mean where its arm has none; NaN before any run is done). The gain is read from the
   run's selection curve whatever its key (the test scores are not read), so
   the first seeds of a running study are its budget pilot (`flatness`).
   as_trained: a run's key is the one it recorded, as `read_runs` reads it (the
   runs of a pinned worktree, seen from another checkout): none is 'stale'."""
   code = code_hash()
-  rows, walls = [], []
+  rows, walls = [], {}  # walls: {arm: training walls of its done runs}
   for (arm, seed), (name, run_dir, cfg) in run_configs(config, workdir, arms, seeds).items():
     key, record = run_key(cfg, code), _run_record(run_dir) or {}
     key = record.get("key", key) if as_trained else key
     if _cached_scores(run_dir, cfg.num_train_steps, key) is not None:
       state = "done"
-      walls.append(record.get("train_wall_s", float("nan")))
+      if record.get("train_wall_s") is not None:
+        walls.setdefault(arm, []).append(record["train_wall_s"])
     elif record.get("key") not in (None, key):
       state = "stale"
     elif os.path.isdir(os.path.join(run_dir, "checkpoints")):
@@ -589,9 +591,9 @@ def status(config, workdir, arms, seeds, as_trained=False):
                                   else round(record["train_wall_s"])),
                  "gain last 20 %": plateau_gain(curve) if curve else None,
                  "selection mIoU": round(float(curve[-1][1]), 4) if finished else None})
-  walls = [w for w in walls if w == w]
-  left = sum(r["state"] != "done" for r in rows)
-  eta = float(np.mean(walls)) * left if walls else float("nan")
+  every = [w for arm_walls in walls.values() for w in arm_walls]
+  eta = sum(float(np.mean(walls.get(r["arm"]) or every)) for r in rows
+            if r["state"] != "done") if every else float("nan")
   return rows, eta
 
 
