@@ -185,9 +185,11 @@ def _step_panels(path, titles, width=4.0, height=3.0):
     fig.tight_layout()
 
 
-def plot_curves(path, history):
+def plot_curves(path, history, shade=None):
   """history: {name: [(step, value), ...]} or {name: {label: [(step, value), ...]}};
-  one panel per name, step on x, one line per label (with a legend)."""
+  one panel per name, step on x, one line per label (with a legend).
+  shade: (first step, last step) drawn as a grey band in every panel (a window a
+  rule reads, e.g. the last 20 % of a budget)."""
   history = {k: v if isinstance(v, dict) else {"": v} for k, v in history.items()}
   history = {k: {lab: p for lab, p in v.items() if len(p)} for k, v in history.items()}
   history = {k: v for k, v in history.items() if v}
@@ -198,6 +200,8 @@ def plot_curves(path, history):
       for lab, points in lines.items():
         steps, values = zip(*points)
         ax.plot(steps, values, marker="." if len(points) < 30 else None, label=lab or None)
+      if shade is not None:
+        ax.axvspan(*shade, color="0.5", alpha=0.15, lw=0)
       if len(lines) > 1:
         ax.legend(fontsize=7)
 

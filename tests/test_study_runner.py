@@ -80,6 +80,10 @@ def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, m
     assert record["provenance"]["jaxlib"] and record["provenance"]["commit"]
   rows, eta = study.status(config, work, arms, seeds)
   assert [r["state"] for r in rows] == ["done"] * 4 and eta == 0
+  curves = {r["name"]: r["curves"]["eval_mean_iou"] for r in results["runs"]}
+  for row in rows:  # each run's selection curve as it reported it: the pilot's figure
+    np.testing.assert_equal(np.asarray(row["curve"]),
+                            np.asarray(curves[f"{row['arm']},seed={row['seed']}"]))
   # The time left, in a copy: walls 10 and 30 s (nearest), 100 s (bilinear, seed 1 not
   # scored): nearest seed 2 at its arm's mean, bilinear seeds 1 and 2 at theirs.
   copy = os.path.join(os.path.dirname(work), "status_copy")

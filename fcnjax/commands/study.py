@@ -2,7 +2,8 @@
 
     fcnjax-study upsampling --workdir=runs/upsampling_study
     fcnjax-study skip --arms=fcn8s,segnet --seeds=0,1,2,3,4,5,6,7,8,9
-    fcnjax-study upsampling --status          # runs done and left, time left
+    fcnjax-study upsampling --status          # runs done and left, time left, and
+                                              # WORKDIR/selection_curves.png
     fcnjax-study upsampling --vmap_seeds=true # each arm's seeds as one program
     fcnjax-study operators --layout=one_core  # one core busy, the others free
     fcnjax-study upsampling --pilot --arms=carafe,dysample-s+ \
@@ -29,6 +30,7 @@ from fcnjax import viz
 from fcnjax.data import pipeline
 from fcnjax.runtime import cli
 from fcnjax.studies import layout, registry, study
+from fcnjax.studies import study_report as report
 
 MODULE = "fcnjax.commands.study"  # what the seed processes run (`python -m`)
 
@@ -51,7 +53,11 @@ def main(argv):
   workdir = FLAGS.workdir or os.path.join("runs", spec.name)
   if FLAGS.status:
     rows, eta = study.status(FLAGS.config, workdir, arms, seeds, as_trained=FLAGS.report)
-    print(viz.markdown_table(rows, list(rows[0])))
+    table = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
+    print(viz.markdown_table(table, list(table[0])))
+    figure = os.path.join(workdir, "selection_curves.png")
+    if report.plot_selection_curves(figure, rows, FLAGS.config.num_train_steps):
+      print(f"selection curves (the budget pilot's figure): {figure}")
     flatness = study.flatness(rows)
     if flatness:  # the first seeds as the budget pilot (selection curves only)
       print(viz.markdown_table(flatness, list(flatness[0])))
@@ -69,8 +75,8 @@ def main(argv):
       json.dump({"study": spec.name, "provenance": study.provenance(), "runs": runs,
                  "arms": per_arm, "config": json.loads(FLAGS.config.to_json_best_effort())},
                 f, indent=1)
-    viz.plot_curves(os.path.join(workdir, "curves.png"), {"selection mIoU": {
-        f"{r['arm']},seed={r['seed']}": r["curve"] for r in runs}})
+    report.plot_selection_curves(os.path.join(workdir, "selection_curves.png"), runs,
+                                 FLAGS.config.num_train_steps)
     print(viz.markdown_table([{k: v for k, v in r.items() if k != "curve"} for r in runs],
                              ["arm", "seed", "steps", "selection mIoU", "gain last 20 %"]))
     print(viz.markdown_table(per_arm, list(per_arm[0])))

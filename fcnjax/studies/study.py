@@ -560,7 +560,8 @@ def run_grid(config, workdir, sweeps, metrics=experiment.DEFAULT_METRICS, splits
 
 def status(config, workdir, arms, seeds, as_trained=False):
   """Rows (arm, seed, state, train wall s, selection-mIoU gain over the last
-  20 % of steps) of every planned run: 'done' (scored under its current key),
+  20 % of steps, final selection mIoU, the selection curve [(step, value)]) of
+  every planned run: 'done' (scored under its current key),
   'stale' (trained under another key), 'partial' (checkpoints short of the
   budget), 'left'; and an estimate of the time left in seconds of training
   (each run not done at its arm's mean training wall over its done runs, or
@@ -590,7 +591,8 @@ def status(config, workdir, arms, seeds, as_trained=False):
                  "train_wall_s": (None if record.get("train_wall_s") is None
                                   else round(record["train_wall_s"])),
                  "gain last 20 %": plateau_gain(curve) if curve else None,
-                 "selection mIoU": round(float(curve[-1][1]), 4) if finished else None})
+                 "selection mIoU": round(float(curve[-1][1]), 4) if finished else None,
+                 "curve": curve})
   every = [w for arm_walls in walls.values() for w in arm_walls]
   eta = sum(float(np.mean(walls.get(r["arm"]) or every)) for r in rows
             if r["state"] != "done") if every else float("nan")

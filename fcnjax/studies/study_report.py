@@ -165,6 +165,20 @@ def curves_by_arm(runs, names=("eval_mean_iou", "train_loss")):
   return {("selection mIoU" if n == "eval_mean_iou" else n): v for n, v in out.items()}
 
 
+def plot_selection_curves(path, rows, steps, fraction=0.2):
+  """The budget pilot's figure: one panel per arm, one selection-mIoU curve per
+  seed of `rows` (`status`'s, or `pilot`'s: 'arm', 'seed', 'curve'), the last
+  `fraction` of the `steps` budget shaded (the window the flatness rule reads).
+  False when no row has a curve yet."""
+  curves = {}
+  for row in rows:
+    if row.get("curve"):
+      curves.setdefault(row["arm"], {})[f"seed {row['seed']}"] = row["curve"]
+  if curves:
+    viz.plot_curves(path, curves, shade=((1 - fraction) * steps, steps))
+  return bool(curves)
+
+
 def forest_rows(results):
   return [{"contrast": r["contrast"], "mean": r["mean"], "low": r["t_low"],
            "high": r["t_high"], "resolved": r["p_holm"] < stats.ALPHA}
