@@ -189,19 +189,20 @@ def plot_curves(path, history, shade=None):
   """history: {name: [(step, value), ...]} or {name: {label: [(step, value), ...]}};
   one panel per name, step on x, one line per label (with a legend).
   shade: (first step, last step) drawn as a grey band in every panel (a window a
-  rule reads, e.g. the last 20 % of a budget)."""
+  rule reads, e.g. the last 20 % of a budget), or {name: (first, last)} per panel."""
   history = {k: v if isinstance(v, dict) else {"": v} for k, v in history.items()}
   history = {k: {lab: p for lab, p in v.items() if len(p)} for k, v in history.items()}
   history = {k: v for k, v in history.items() if v}
   if not history:
     raise ValueError("plot_curves: history has no points")
   with _step_panels(path, list(history)) as axes:
-    for ax, lines in zip(axes, history.values()):
+    for ax, (name, lines) in zip(axes, history.items()):
       for lab, points in lines.items():
         steps, values = zip(*points)
         ax.plot(steps, values, marker="." if len(points) < 30 else None, label=lab or None)
-      if shade is not None:
-        ax.axvspan(*shade, color="0.5", alpha=0.15, lw=0)
+      window = shade.get(name) if isinstance(shade, dict) else shade
+      if window is not None:
+        ax.axvspan(*window, color="0.5", alpha=0.15, lw=0)
       if len(lines) > 1:
         ax.legend(fontsize=7)
 

@@ -52,6 +52,9 @@ def test_a_study_from_outside_runs_resumes_and_retrains_what_changed(tmp_path, m
   arms = registry.STUDIES["toy"].select()
   rows, _ = study.status(config, work, arms, seeds)
   assert [r["state"] for r in rows] == ["left"] * 4
+  shorter = {**arms, "bilinear": {**arms["bilinear"], "num_train_steps": 1}}
+  assert {(r["arm"], r["steps"]) for r in study.status(config, work, shorter, seeds)[0]} == {
+      ("nearest", config.num_train_steps), ("bilinear", 1)}  # each run's own budget
   calls = _count_calls(monkeypatch, (validate, "check_fields"), (assemble, "build_model"),
                        (pipeline, "get_info"))
   one = study.run_study(config, work, arms, [0], {}, log=lambda line: None,
@@ -241,3 +244,17 @@ def test_pilot_power_from_the_first_seeds_selection_scores():
   assert float(row["sd d"]) == round(d.std(ddof=1), 4)
   assert row["seeds needed (observed mean)"] == math.ceil((z * d.std(ddof=1) / d.mean()) ** 2) + 1
   assert row["seeds needed (0.02)"] == math.ceil((z * d.std(ddof=1) / 0.02) ** 2) + 1
+
+
+def test_the_pilot_trains_each_arm_to_its_own_budget_and_reads_the_selection_curve(tmp_path):
+  config, work = _toy(tmp_path / "tfds"), str(tmp_path / "pilot")
+  arms = {"nearest": {"model.upsample": "nearest", "num_train_steps": 4},
+          "bilinear": {"model.upsample": "bilinear"}}
+  runs, per_arm = study.pilot(config, work, arms, seeds=[0], log=lambda line: None)
+  assert [(r["arm"], r["steps"]) for r in runs] == [("nearest", 4), ("bilinear", 2)]
+  assert [[s for s, _ in r["curve"]] for r in runs] == [[2, 4], [2]]  # every 2 steps
+  (_, first), (_, last) = runs[0]["curve"]  # 80 % of 4 steps: the value at step 2
+  assert runs[0]["gain last 20 %"] == f"{last - first:+.3f}"
+  assert runs[1]["gain last 20 %"] == "+nan"  # one point: no window to read
+  assert not os.path.exists(os.path.join(work, "nearest,seed=0", "scores.json"))
+  assert [(a["arm"], a["seeds"]) for a in per_arm] == [("nearest", 1), ("bilinear", 1)]

@@ -147,25 +147,26 @@ def test_plot_curves_draws_each_series(tmp_path, figures):
 def test_the_budget_pilot_figure_draws_each_seed_per_arm_and_the_window_the_rule_reads(
     tmp_path, figures):
   from fcnjax.studies import study_report
-  rows = [{"arm": "nearest", "seed": 0, "curve": [(300, 0.2), (600, 0.5), (1000, 0.52)]},
-          {"arm": "nearest", "seed": 1, "curve": [(300, 0.1), (1000, 0.4)]},
-          {"arm": "carafe", "seed": 0, "curve": []},  # started, nothing evaluated yet
-          {"arm": "carafe", "seed": 1, "curve": [(300, 0.3), (1000, 0.6)]},
-          {"arm": "bilinear", "seed": 0, "curve": None}]  # not started
+  rows = [{"arm": "nearest", "seed": 0, "steps": 1000,
+           "curve": [(300, 0.2), (600, 0.5), (1000, 0.52)]},
+          {"arm": "nearest", "seed": 1, "steps": 1000, "curve": [(300, 0.1), (1000, 0.4)]},
+          {"arm": "carafe", "seed": 0, "steps": 500, "curve": []},  # nothing evaluated yet
+          {"arm": "carafe", "seed": 1, "steps": 500, "curve": [(300, 0.3), (500, 0.6)]},
+          {"arm": "bilinear", "seed": 0, "steps": 1000, "curve": None}]  # not started
   path = tmp_path / "selection_curves.png"
-  assert study_report.plot_selection_curves(str(path), rows, steps=1000)
+  assert study_report.plot_selection_curves(str(path), rows)
   assert read_png(path).shape[1] > 400
   axes = [ax for ax in figures[-1].axes if ax.get_title()]
   assert [ax.get_title() for ax in axes] == ["nearest", "carafe"]
   assert [[line.get_xydata().tolist() for line in ax.lines] for ax in axes] == [
       [[[300, 0.2], [600, 0.5], [1000, 0.52]], [[300, 0.1], [1000, 0.4]]],
-      [[[300, 0.3], [1000, 0.6]]]]
+      [[[300, 0.3], [500, 0.6]]]]
   assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["seed 0", "seed 1"]
-  for ax in axes:  # the last 20 % of the 1000-step budget
+  for ax, window in zip(axes, [(800, 1000), (400, 500)]):  # the last 20 % of each budget
     (band,) = ax.patches
-    assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx((800, 1000))
+    assert (band.get_x(), band.get_x() + band.get_width()) == pytest.approx(window)
   empty = tmp_path / "none.png"
-  assert not study_report.plot_selection_curves(str(empty), [rows[2], rows[4]], steps=1000)
+  assert not study_report.plot_selection_curves(str(empty), [rows[2], rows[4]])
   assert not empty.exists()
 
 

@@ -56,7 +56,7 @@ def main(argv):
     table = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
     print(viz.markdown_table(table, list(table[0])))
     figure = os.path.join(workdir, "selection_curves.png")
-    if report.plot_selection_curves(figure, rows, FLAGS.config.num_train_steps):
+    if report.plot_selection_curves(figure, rows):
       print(f"selection curves (the budget pilot's figure): {figure}")
     flatness = study.flatness(rows)
     if flatness:  # the first seeds as the budget pilot (selection curves only)
@@ -75,8 +75,7 @@ def main(argv):
       json.dump({"study": spec.name, "provenance": study.provenance(), "runs": runs,
                  "arms": per_arm, "config": json.loads(FLAGS.config.to_json_best_effort())},
                 f, indent=1)
-    report.plot_selection_curves(os.path.join(workdir, "selection_curves.png"), runs,
-                                 FLAGS.config.num_train_steps)
+    report.plot_selection_curves(os.path.join(workdir, "selection_curves.png"), runs)
     print(viz.markdown_table([{k: v for k, v in r.items() if k != "curve"} for r in runs],
                              ["arm", "seed", "steps", "selection mIoU", "gain last 20 %"]))
     print(viz.markdown_table(per_arm, list(per_arm[0])))

@@ -559,7 +559,7 @@ def run_grid(config, workdir, sweeps, metrics=experiment.DEFAULT_METRICS, splits
 
 
 def status(config, workdir, arms, seeds, as_trained=False):
-  """Rows (arm, seed, state, train wall s, selection-mIoU gain over the last
+  """Rows (arm, seed, its budget in steps, state, train wall s, selection-mIoU gain over the last
   20 % of steps, final selection mIoU, the selection curve [(step, value)]) of
   every planned run: 'done' (scored under its current key),
   'stale' (trained under another key), 'partial' (checkpoints short of the
@@ -587,7 +587,7 @@ def status(config, workdir, arms, seeds, as_trained=False):
       state = "left"
     curve = history.load_history(run_dir).get("eval_mean_iou", []) if record else []
     finished = bool(curve) and curve[-1][0] == cfg.num_train_steps
-    rows.append({"arm": arm, SEED: int(seed), "state": state,
+    rows.append({"arm": arm, SEED: int(seed), "steps": cfg.num_train_steps, "state": state,
                  "train_wall_s": (None if record.get("train_wall_s") is None
                                   else round(record["train_wall_s"])),
                  "gain last 20 %": plateau_gain(curve) if curve else None,
@@ -608,12 +608,12 @@ def pilot(config, workdir, arms, seeds=(0,), flat=0.01, log=print):
   for arm, fields in arms.items():
     for seed in seeds:
       run_dir = os.path.join(workdir, f"{arm},seed={seed}")
-      loop.train_and_evaluate(experiment.with_fields(config, {**fields, SEED: int(seed)}),
-                              run_dir)
+      cfg = experiment.with_fields(config, {**fields, SEED: int(seed)})
+      loop.train_and_evaluate(cfg, run_dir)
       curve = history.load_history(run_dir)["eval_mean_iou"]
       gain = plateau_gain(curve)
       log(f"{arm}, seed {seed}: gain over the last 20 % {gain:+.3f}")
-      runs.append({"arm": arm, SEED: int(seed), "steps": config.num_train_steps,
+      runs.append({"arm": arm, SEED: int(seed), "steps": cfg.num_train_steps,
                    "curve": curve, "selection mIoU": " ".join(f"{v:.3f}" for _, v in curve),
                    "gain last 20 %": f"{gain:+.3f}"})
   return runs, flatness(runs, flat)

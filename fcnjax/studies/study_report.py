@@ -165,17 +165,19 @@ def curves_by_arm(runs, names=("eval_mean_iou", "train_loss")):
   return {("selection mIoU" if n == "eval_mean_iou" else n): v for n, v in out.items()}
 
 
-def plot_selection_curves(path, rows, steps, fraction=0.2):
+def plot_selection_curves(path, rows, fraction=0.2):
   """The budget pilot's figure: one panel per arm, one selection-mIoU curve per
-  seed of `rows` (`status`'s, or `pilot`'s: 'arm', 'seed', 'curve'), the last
-  `fraction` of the `steps` budget shaded (the window the flatness rule reads).
-  False when no row has a curve yet."""
-  curves = {}
+  seed of `rows` (`status`'s, or `pilot`'s: 'arm', 'seed', 'steps', 'curve'), the
+  last `fraction` of each arm's budget shaded (the window the flatness rule
+  reads). False when no row has a curve yet."""
+  curves, budgets = {}, {}
   for row in rows:
     if row.get("curve"):
       curves.setdefault(row["arm"], {})[f"seed {row['seed']}"] = row["curve"]
+      budgets[row["arm"]] = max(budgets.get(row["arm"], 0), row["steps"])
   if curves:
-    viz.plot_curves(path, curves, shade=((1 - fraction) * steps, steps))
+    viz.plot_curves(path, curves, shade={arm: ((1 - fraction) * steps, steps)
+                                         for arm, steps in budgets.items()})
   return bool(curves)
 
 
