@@ -3,8 +3,9 @@
     python experiments/same_run.py /root/study/operators/nearest,seed=0 /tmp/check/nearest,seed=0
 
 Compares the two run folders' final checkpoints (`same_numbers.checkpoint_hash`:
-params and batch stats), their scores.json (every scored split's metrics, exactly;
-the cache key, which names the code, printed beside)
+params and batch stats), their scores.json (every metric both record, exactly;
+the cache key, which names the code, printed beside; a metric only one side
+records, e.g. one a later commit added, is listed, not compared)
 and history.json (every logged curve, exactly); prints each and exits 1 when
 anything differs.
 """
@@ -30,6 +31,14 @@ def load(run_dir, name):
     return json.load(f)
 
 
+def leaves(tree, prefix=""):
+  """{'test/mean_iou': value, ...}: a json tree's leaves by path (lists are leaves)."""
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  return {k: v for name, sub in tree.items() for k, v in leaves(sub, f"{prefix}/{name}"
+                                                               if prefix else name).items()}
+
+
 def main(a, b):
   same = True
   step_a, step_b = final_step(a), final_step(b)
@@ -40,8 +49,13 @@ def main(a, b):
     x, y = load(a, name), load(b, name)
     if "key" in x or "key" in y:  # what the cache keys on (the code's hash): expected to differ
       print(f"{name} keys: {x.pop('key', None)} | {y.pop('key', None)}")
-    differ = sorted(k for k in set(x) | set(y) if x.get(k) != y.get(k))
-    print(f"{name}: " + ("identical" if not differ else f"differ in {differ}"))
+    x, y = leaves(x), leaves(y)
+    differ = sorted(k for k in set(x) & set(y) if x[k] != y[k])
+    print(f"{name}: " + (f"identical ({len(set(x) & set(y))} entries)" if not differ
+                         else f"differ in {differ}"))
+    for side, only in (("first", set(x) - set(y)), ("second", set(y) - set(x))):
+      if only:
+        print(f"{name}: only the {side} run records {sorted(only)} (not compared)")
     same &= not differ
   print("same run, bit for bit" if same else "DIFFERENT")
   return 0 if same else 1
