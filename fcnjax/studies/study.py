@@ -559,9 +559,9 @@ def run_grid(config, workdir, sweeps, metrics=experiment.DEFAULT_METRICS, splits
 
 
 def status(config, workdir, arms, seeds, as_trained=False):
-  """Rows (arm, seed, its budget in steps, state, train wall s, selection-mIoU gain over the last
-  20 % of steps, final selection mIoU, the selection curve [(step, value)]) of
-  every planned run: 'done' (scored under its current key),
+  """Rows (arm, seed, its budget in steps, state, train wall s, selection-mIoU
+  gain over the last 20 % of steps, final selection mIoU, the selection curve
+  [(step, value)]) of every planned run: 'done' (scored under its current key),
   'stale' (trained under another key), 'partial' (checkpoints short of the
   budget), 'left'; and an estimate of the time left in seconds of training
   (each run not done at its arm's mean training wall over its done runs, or
