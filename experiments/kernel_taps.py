@@ -14,7 +14,12 @@ outputs whose largest tap is the most common one among the outputs of their
 sub-pixel phase (i % 2, j % 2) (1: one fixed offset per phase, a shift; low:
 the tap follows the content), the
 weight-averaged tap distance, the mean weight on taps outside the map (their
-values are zeros), and the normalised entropy (1: uniform, 0: one tap).
+values are zeros), the normalised entropy (1: uniform, 0: one tap), and the
+label agreement: the chance, weighted by the kernel, that the output pixel's
+image block and the tap's share a class (class histograms of the batch's
+labels), beside the same for bilinear x2's fixed weights and for the own
+pixel alone (nearest). A kernel that affiliates each output with its own
+class's points (SAPA's premise) scores above both.
 Exploratory, not part of a study's protocol.
 """
 import os
@@ -53,8 +58,41 @@ def tap_geometry(k_up, out_h, out_w, in_h, in_w, factor=2):
   return np.maximum(np.abs(a), np.abs(b)), outside
 
 
-def describe(kernels, in_hw):
-  """The row of one stage's (N, Ho, Wo, K*K) kernels from an (h, w) map."""
+def bilinear_kernels(out_h, out_w, k_up=5):
+  """(1, Ho, Wo, K*K): bilinear x2 (half-pixel centres) as taps of the window:
+  9/16 on the own pixel, 3/16 on the row and column neighbour on the output's
+  side, 1/16 on the diagonal one (zero padding at the border, as the window)."""
+  k, r = np.zeros((1, out_h, out_w, k_up * k_up)), k_up // 2
+  for i in range(out_h):
+    for j in range(out_w):
+      di, dj = (-1 if i % 2 == 0 else 1), (-1 if j % 2 == 0 else 1)
+      for (a, b), v in {(0, 0): 9, (di, 0): 3, (0, dj): 3, (di, dj): 1}.items():
+        k[0, i, j, (a + r) * k_up + b + r] = v / 16
+  return k
+
+
+def label_agreement(labels, num_classes, out_hw, k_up=5):
+  """(N, Ho, Wo, K*K): for each output pixel and tap, the chance that a pixel of
+  the output's image block and one of the tap's low-resolution block share a
+  class (the blocks' class histograms, dotted; 0 off the map). labels: (N, H, W)."""
+  n, h, w = labels.shape
+  onehot = np.eye(num_classes + 1)[np.minimum(labels, num_classes)][..., :num_classes]  # ignored: 0
+  def hist(size):
+    f = h // size[0]
+    return onehot.reshape(n, size[0], f, size[1], f, num_classes).mean((2, 4))
+  out, low = hist(out_hw), hist((out_hw[0] // 2, out_hw[1] // 2))
+  r = k_up // 2
+  low = np.pad(low, ((0, 0), (r, r), (r, r), (0, 0)))
+  a, b = [t.reshape(-1) for t in np.meshgrid(np.arange(k_up), np.arange(k_up), indexing="ij")]
+  rows = (np.arange(out_hw[0]) // 2)[:, None, None] + a  # padded row of each tap
+  cols = (np.arange(out_hw[1]) // 2)[None, :, None] + b
+  return np.einsum("nijc,nijtc->nijt", out, low[:, rows, cols])
+
+
+def describe(kernels, in_hw, agreement=None):
+  """The row of one stage's (N, Ho, Wo, K*K) kernels from an (h, w) map;
+  `agreement` (`label_agreement`, same shape): also the kernels' expected
+  label agreement beside bilinear's and the own pixel's."""
   k = np.asarray(kernels, np.float64)
   k_up = int(round(np.sqrt(k.shape[-1])))
   ring, outside = tap_geometry(k_up, k.shape[1], k.shape[2], *in_hw)
@@ -65,7 +103,7 @@ def describe(kernels, in_hw):
     for j in range(2):
       phase = argmax[:, i::2, j::2].reshape(-1)
       same += np.bincount(phase, minlength=k.shape[-1]).max()
-  return {"own pixel weight": f"{k[..., k.shape[-1] // 2].mean():.3f}",
+  row = {"own pixel weight": f"{k[..., k.shape[-1] // 2].mean():.3f}",
           "argmax own / ring 1 / outer": " / ".join(
               f"{np.mean(top == d):.2f}" if d < k_up // 2 else f"{np.mean(top >= d):.2f}"
               for d in range(min(3, k_up // 2 + 1))),
@@ -73,6 +111,12 @@ def describe(kernels, in_hw):
           "tap distance": f"{(k * ring).sum(-1).mean():.2f}",
           "weight off the map": f"{(k * outside).sum(-1).mean():.3f}",
           "entropy": f"{kernel_entropy(k).mean():.3f}"}
+  if agreement is not None:
+    reference = bilinear_kernels(k.shape[1], k.shape[2], k_up)
+    row["label agreement: kernel / bilinear / own pixel"] = " / ".join(
+        f"{(w * agreement).sum(-1).mean():.3f}"
+        for w in (k, reference, np.eye(k.shape[-1])[k.shape[-1] // 2]))
+  return row
 
 
 def main(_):
@@ -81,7 +125,9 @@ def main(_):
   module = next(m for m in list(sys.modules.values())
                 if getattr(m, "__file__", None) == spec.config_file)
   base = module.get_config()  # the study's base config (its module is its config file)
-  image = jnp.asarray(next(iter(pipeline.train_batches(base.data, FLAGS.images, seed=0)))["image"])
+  batch = next(iter(pipeline.train_batches(base.data, FLAGS.images, seed=0)))
+  image, labels = jnp.asarray(batch["image"]), np.asarray(batch["label"])
+  num_classes = pipeline.get_info(base.data).num_classes
   rows = []
   for arm in FLAGS.arms:
     for seed in [int(s) for s in FLAGS.seeds]:
@@ -97,7 +143,8 @@ def main(_):
           stage = names[names.index("kernels") - 1]
           h, w = leaf.shape[1] // 2, leaf.shape[2] // 2
           rows.append({"arm": arm, "seed": seed, "stage": f"{stage} ({h}x{w} -> {2 * h}x{2 * w})",
-                       **describe(leaf, (h, w))})
+                       **describe(leaf, (h, w), label_agreement(
+                           labels, num_classes, (2 * h, 2 * w), int(round(leaf.shape[-1] ** 0.5))))})
   if not rows:
     raise SystemExit(f"--arms={','.join(FLAGS.arms)}: none sows reassembly kernels")
   print(viz.markdown_table(rows, list(rows[0])))

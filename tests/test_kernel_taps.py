@@ -65,3 +65,41 @@ def test_content_following_taps_have_a_low_mode_share(taps):
   k[0, np.arange(64)[:, None], np.arange(64)[None, :], rng.integers(0, 25, (64, 64))] = 1.0
   share = float(taps.describe(k, (32, 32))["argmax at its phase's mode"])
   assert share < 0.1  # 25 taps drawn uniformly: about 1/25 each, the mode a little above
+
+
+def test_label_agreement_of_a_half_split_image(taps):
+  labels = np.zeros((1, 8, 8), int)
+  labels[:, :, 4:] = 1  # left half class 0, right half class 1
+  agree = taps.label_agreement(labels, 2, (4, 4), k_up=3)  # 4x4 outputs from 2x2 blocks
+  tap = lambda a, b: agree[0, :, :, (a + 1) * 3 + b + 1]  # noqa: E731
+  np.testing.assert_array_equal(tap(0, 0), 1.0)  # each 2x2 block lies in its 4x4 block
+  np.testing.assert_array_equal(tap(0, -1), 0.0)  # the other half, or off the map
+  np.testing.assert_array_equal(tap(0, 1), 0.0)
+  np.testing.assert_array_equal(tap(-1, 0), np.repeat([[0.0], [0.0], [1.0], [1.0]], 4, 1))
+
+
+def test_bilinear_kernels_reproduce_bilinear_x2(taps):
+  import jax
+  x = np.random.default_rng(1).normal(size=(1, 4, 4, 1))
+  k = taps.bilinear_kernels(8, 8, k_up=5)
+  padded = np.pad(x[0, :, :, 0], 2)
+  out = np.array([[sum(k[0, i, j, t] * padded[i // 2 + t // 5, j // 2 + t % 5] for t in range(25))
+                   for j in range(8)] for i in range(8)])
+  # Away from the border (where the window pads with zeros and resize clamps) they agree.
+  want = np.asarray(jax.image.resize(x, (1, 8, 8, 1), "bilinear"))[0, :, :, 0]
+  np.testing.assert_allclose(out[1:-1, 1:-1], want[1:-1, 1:-1], rtol=1e-6, atol=1e-6)
+
+
+def test_agreement_columns(taps):
+  labels = np.zeros((1, 16, 16), int)
+  labels[:, :, 8:] = 1
+  agree = taps.label_agreement(labels, 2, (8, 8))
+  own = np.eye(25)[12] * np.ones((1, 8, 8, 1))
+  row = taps.describe(own, (4, 4), agree)
+  # The own pixel always shares the class here (each 2x2 block lies in its 4x4 block);
+  # bilinear loses its outside-facing taps at the border and across the split.
+  kernel, bilinear, own_pixel = map(float, row["label agreement: kernel / bilinear / own pixel"]
+                                    .split(" / "))
+  assert kernel == own_pixel == 1.0
+  b = taps.bilinear_kernels(8, 8)
+  assert bilinear == float(f"{(b * agree).sum(-1).mean():.3f}") < 1.0
