@@ -39,11 +39,14 @@ from fcnjax.studies import experiment, registry
 from fcnjax.studies.study_report import kernel_entropy
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("study", "operators_guided", "a registered study")
-flags.DEFINE_list("arms", ["carafe", "fade", "sapa"], "arms whose operator sows kernels")
-flags.DEFINE_list("seeds", ["0"], "seeds")
-flags.DEFINE_string("root", "/root/study", "ROOT/STUDY/ARM,seed=S holds the runs")
-flags.DEFINE_integer("images", 32, "training images (the first batch of a fixed order)")
+
+
+def define_flags():  # at run time only: importing the module (tests) defines none
+  flags.DEFINE_string("study", "operators_guided", "a registered study")
+  flags.DEFINE_list("arms", ["carafe", "fade", "sapa"], "arms whose operator sows kernels")
+  flags.DEFINE_list("seeds", ["0"], "seeds")
+  flags.DEFINE_string("root", "/root/study", "ROOT/STUDY/ARM,seed=S holds the runs")
+  flags.DEFINE_integer("images", 32, "training images (the first batch of a fixed order)")
 
 
 def tap_geometry(k_up, out_h, out_w, in_h, in_w, factor=2):
@@ -121,6 +124,8 @@ def describe(kernels, in_hw, agreement=None):
 
 def main(_):
   cli.start()
+  if FLAGS.study not in registry.STUDIES:
+    raise SystemExit(f"--study={FLAGS.study}: one of {list(registry.STUDIES)}")
   spec = registry.STUDIES[FLAGS.study]
   module = next(m for m in list(sys.modules.values())
                 if getattr(m, "__file__", None) == spec.config_file)
@@ -151,4 +156,5 @@ def main(_):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
