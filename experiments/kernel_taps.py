@@ -12,15 +12,14 @@ low-resolution pixel (a = b = 0), where each output's largest tap lies (the
 own pixel, the first ring, the outer ring; Chebyshev distance), the share of
 outputs whose largest tap is the most common one among the outputs of their
 sub-pixel phase (i % 2, j % 2) (1: one fixed offset per phase, a shift; low:
-the tap follows the content), the
-weight-averaged tap distance, the mean weight on taps outside the map (their
-values are zeros), the normalised entropy (1: uniform, 0: one tap), and the
-label agreement: the chance, weighted by the kernel, that the output pixel's
-image block and the tap's share a class (class histograms of the batch's
-labels), beside the same for bilinear x2's fixed weights and for the own
-pixel alone (nearest). A kernel that affiliates each output with its own
-class's points (SAPA's premise) scores above both.
-Exploratory, not part of a study's protocol.
+the tap follows the content), the weight-averaged tap distance, the mean
+weight on taps outside the map (their values are zeros), the normalised
+entropy (1: uniform, 0: one tap), and the label agreement: the chance,
+weighted by the kernel, that the output pixel's image block and the tap's
+share a class (class histograms of the batch's labels), beside the same for
+bilinear x2's fixed weights and for the own pixel alone (nearest). A kernel
+that affiliates each output with its own class's points (SAPA's premise)
+scores above both. Exploratory, not part of a study's protocol.
 """
 import os
 import sys
@@ -107,13 +106,13 @@ def describe(kernels, in_hw, agreement=None):
       phase = argmax[:, i::2, j::2].reshape(-1)
       same += np.bincount(phase, minlength=k.shape[-1]).max()
   row = {"own pixel weight": f"{k[..., k.shape[-1] // 2].mean():.3f}",
-          "argmax own / ring 1 / outer": " / ".join(
-              f"{np.mean(top == d):.2f}" if d < k_up // 2 else f"{np.mean(top >= d):.2f}"
-              for d in range(min(3, k_up // 2 + 1))),
-          "argmax at its phase's mode": f"{same / argmax.size:.2f}",
-          "tap distance": f"{(k * ring).sum(-1).mean():.2f}",
-          "weight off the map": f"{(k * outside).sum(-1).mean():.3f}",
-          "entropy": f"{kernel_entropy(k).mean():.3f}"}
+         "argmax own / ring 1 / outer": " / ".join(
+             f"{np.mean(top == d):.2f}" if d < k_up // 2 else f"{np.mean(top >= d):.2f}"
+             for d in range(min(3, k_up // 2 + 1))),
+         "argmax at its phase's mode": f"{same / argmax.size:.2f}",
+         "tap distance": f"{(k * ring).sum(-1).mean():.2f}",
+         "weight off the map": f"{(k * outside).sum(-1).mean():.3f}",
+         "entropy": f"{kernel_entropy(k).mean():.3f}"}
   if agreement is not None:
     reference = bilinear_kernels(k.shape[1], k.shape[2], k_up)
     row["label agreement: kernel / bilinear / own pixel"] = " / ".join(
